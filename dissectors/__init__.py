@@ -1,0 +1,1 @@
+"""Protocol dissectors shipped with otdpi, one module per protocol, found as plugins."""

@@ -1,0 +1,385 @@
+"""Flow table and TCP reassembly: turns decoded packets into ordered bytes for dissectors.
+
+Strategy
+--------
+A flow is keyed by its 5-tuple; the table holds each flow under both
+orientations of the key, so one dict look-up finds the flow *and* the direction
+of the packet. The client is the side that sent a bare SYN; without one (a
+capture that starts mid-stream) it is the side not using a known service port,
+else the side with the higher port.
+
+TCP bytes are delivered per direction in sequence order. A segment that starts
+before the next expected byte is trimmed to its new part, so retransmissions
+and overlaps never reach a dissector twice (the first copy wins). A segment
+that starts later is held until the hole fills. A hole is declared lost, and
+the dissector told through ``gap()``, when the other side has acknowledged
+bytes past it (the capture missed them), when the held bytes exceed the
+per-flow cap, or when the flow ends. Memory is bounded by the per-flow cap and
+by the flow-table cap; each limit counts in :attr:`FlowTable.counters` when it
+bites.
+
+Until a dissector is chosen, a flow's first payload chunks are kept (bounded)
+and replayed into the chosen dissector, so no early message is lost to probing.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from otdpi.decode import Packet
+from otdpi.dissector import Dissector, FlowContext
+from otdpi.message import Endpoint, Message
+from otdpi.registry import Selector
+
+TCP = 6
+UDP = 17
+FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
+SEQ_MOD = 1 << 32
+HALF_SEQ = 1 << 31
+
+
+@dataclass
+class FlowConfig:
+    """Limits of the flow table; all of them count in the counters when they bite.
+
+    ``idle_timeout`` is in capture seconds; ``max_flow_buffer`` bounds the
+    out-of-order bytes held per direction; ``probe_chunks`` is how many payload
+    chunks a flow may show before it is declared of unknown protocol.
+    """
+
+    idle_timeout: float = 600.0
+    max_flows: int = 200_000
+    max_flow_buffer: int = 1 << 18
+    probe_chunks: int = 6
+    probe_buffer: int = 4096
+
+
+class _Stream:
+    """Reassembly state of one direction of a TCP flow."""
+
+    __slots__ = ("next_seq", "held", "held_bytes", "peer_acked")
+
+    def __init__(self) -> None:
+        self.next_seq: int | None = None
+        self.held: dict[int, tuple[bytes, float, int]] = {}
+        self.held_bytes = 0
+        # Highest sequence number the other side has acknowledged in this
+        # direction: proof that bytes before it were sent, seen by us or not.
+        self.peer_acked: int | None = None
+
+
+class Flow:
+    """One conversation: endpoints, counters, and the dissector serving it."""
+
+    __slots__ = (
+        "id", "transport", "client", "server", "service_port", "dissector",
+        "protocol", "decided", "probe_chunks", "first_ts", "last_ts",
+        "packets", "payload_bytes", "to_server_stream", "to_client_stream",
+        "keys", "closed_dirs", "last_frame",
+    )
+
+    def __init__(self, flow_id: int, transport: str, client: Endpoint, server: Endpoint,
+                 ts: float) -> None:
+        self.id = flow_id
+        self.transport = transport
+        self.client = client
+        self.server = server
+        self.service_port = server.port
+        self.dissector: Dissector | None = None
+        self.protocol: str | None = None
+        self.decided = False
+        self.probe_chunks: list[tuple[bytes, bool, float, int]] = []
+        self.first_ts = ts
+        self.last_ts = ts
+        self.packets = 0
+        self.payload_bytes = 0
+        self.to_server_stream = _Stream()
+        self.to_client_stream = _Stream()
+        self.keys: tuple = ()
+        self.closed_dirs = 0
+        self.last_frame = 0
+
+
+class FlowTable:
+    """Feeds decoded packets through per-flow reassembly into dissectors.
+
+    Parameters
+    ----------
+    selector
+        chooses a dissector for each new flow.
+    config
+        table limits.
+    on_retire
+        called with each flow as it ends, for flow-level consumers.
+    first_flow_id
+        id of the first flow opened; lets ids run on across several files.
+    """
+
+    def __init__(self, selector: Selector, config: FlowConfig | None = None,
+                 on_retire: Callable[[Flow], None] | None = None,
+                 first_flow_id: int = 1) -> None:
+        self.selector = selector
+        self.config = config or FlowConfig()
+        self.counters: Counter[str] = Counter()
+        self._by_key: dict[tuple, tuple[Flow, bool]] = {}
+        self._by_age: OrderedDict[int, Flow] = OrderedDict()
+        self._next_id = first_flow_id
+        self._packets_since_sweep = 0
+        self._on_retire = on_retire
+
+    def __len__(self) -> int:
+        return len(self._by_age)
+
+    @property
+    def next_flow_id(self) -> int:
+        """The id the next new flow will get."""
+        return self._next_id
+
+    # -- packets in ------------------------------------------------------------
+
+    def process(self, pkt: Packet, ts: float, frame: int) -> list[Message]:
+        """Account one packet; return the messages it completes."""
+        proto = pkt.proto
+        if proto != TCP and proto != UDP:
+            return []
+        key = (proto, pkt.src_ip, pkt.src_port, pkt.dst_ip, pkt.dst_port)
+        found = self._by_key.get(key)
+        if found is None:
+            if proto == TCP and pkt.tcp_flags & RST and not pkt.payload:
+                return []
+            flow, to_server, out = self._open(pkt, key, ts)
+        else:
+            flow, to_server = found
+            self._by_age.move_to_end(flow.id)
+            out = []
+        flow.last_ts = ts
+        flow.last_frame = frame
+        flow.packets += 1
+
+        self._packets_since_sweep += 1
+        if self._packets_since_sweep >= 4096:
+            self._packets_since_sweep = 0
+            out.extend(self.expire(ts))
+
+        if proto == UDP:
+            if pkt.payload:
+                flow.payload_bytes += len(pkt.payload)
+                out.extend(self._deliver(flow, pkt.payload, to_server, ts, frame))
+            return out
+        out.extend(self._tcp(flow, pkt, to_server, ts, frame))
+        return out
+
+    def _open(self, pkt: Packet, key: tuple, ts: float
+              ) -> tuple[Flow, bool, list[Message]]:
+        transport = "tcp" if pkt.proto == TCP else "udp"
+        flags = pkt.tcp_flags
+        if pkt.proto == TCP and flags & SYN:
+            src_is_client = not flags & ACK
+        else:
+            hint = self.selector.service_port_hint(transport, pkt.src_port, pkt.dst_port)
+            if hint is not None:
+                src_is_client = hint == pkt.dst_port
+            else:
+                src_is_client = pkt.src_port >= pkt.dst_port
+        src = Endpoint(pkt.src_ip, pkt.src_port, pkt.src_mac)
+        dst = Endpoint(pkt.dst_ip, pkt.dst_port, pkt.dst_mac)
+        client, server = (src, dst) if src_is_client else (dst, src)
+        flow = Flow(self._next_id, transport, client, server, ts)
+        self._next_id += 1
+        reverse = (pkt.proto, pkt.dst_ip, pkt.dst_port, pkt.src_ip, pkt.src_port)
+        flow.keys = (key, reverse)
+        self._by_key[key] = (flow, src_is_client)
+        self._by_key[reverse] = (flow, not src_is_client)
+        self._by_age[flow.id] = flow
+        self.counters["flows"] += 1
+        evicted: list[Message] = []
+        if len(self._by_age) > self.config.max_flows:
+            oldest = next(iter(self._by_age.values()))
+            self.counters["flows_evicted_table_full"] += 1
+            evicted = self._retire(oldest, oldest.last_ts, oldest.last_frame)
+        return flow, src_is_client, evicted
+
+    # -- TCP reassembly -------------------------------------------------------------
+
+    def _tcp(self, flow: Flow, pkt: Packet, to_server: bool, ts: float, frame: int
+             ) -> list[Message]:
+        flags = pkt.tcp_flags
+        stream = flow.to_server_stream if to_server else flow.to_client_stream
+        out: list[Message] = []
+        if flags & ACK:
+            other = flow.to_client_stream if to_server else flow.to_server_stream
+            if other.peer_acked is None or (pkt.ack - other.peer_acked) % SEQ_MOD < HALF_SEQ:
+                other.peer_acked = pkt.ack
+
+        seq = pkt.seq
+        if stream.next_seq is None:
+            stream.next_seq = (seq + 1) % SEQ_MOD if flags & SYN else seq
+        elif flags & SYN:
+            # A retransmitted SYN carries no new stream bytes.
+            return out
+
+        payload = pkt.payload
+        if payload:
+            flow.payload_bytes += len(payload)
+            out.extend(self._segment(flow, stream, seq, payload, to_server, ts, frame))
+
+        if flags & (FIN | RST):
+            flow.closed_dirs |= 1 if to_server else 2
+            if flags & RST or flow.closed_dirs == 3:
+                out.extend(self._retire(flow, ts, frame))
+        return out
+
+    def _segment(self, flow: Flow, stream: _Stream, seq: int, payload: bytes,
+                 to_server: bool, ts: float, frame: int) -> list[Message]:
+        offset = (seq - stream.next_seq) % SEQ_MOD
+        if offset >= HALF_SEQ:  # starts before the next expected byte
+            behind = SEQ_MOD - offset
+            if behind >= len(payload):
+                self.counters["tcp_retransmitted_bytes"] += len(payload)
+                return []
+            self.counters["tcp_overlap_bytes"] += behind
+            payload = payload[behind:]
+            offset = 0
+
+        if offset == 0:
+            stream.next_seq = (stream.next_seq + len(payload)) % SEQ_MOD
+            out = self._deliver(flow, payload, to_server, ts, frame)
+            if stream.held:
+                out.extend(self._drain(flow, stream, to_server))
+            return out
+
+        # A hole before this segment. If the peer already acknowledged past the
+        # hole, the capture lost those bytes: skip them now, so this segment's
+        # messages keep their own frame number.
+        acked = stream.peer_acked
+        if acked is not None and (acked - seq) % SEQ_MOD < HALF_SEQ:
+            out = self._declare_gap(flow, stream, seq, to_server, ts, frame)
+            return out + self._segment(flow, stream, seq, payload, to_server, ts, frame)
+
+        previous = stream.held.get(seq)
+        if previous is None or len(previous[0]) < len(payload):
+            stream.held_bytes += len(payload) - (len(previous[0]) if previous else 0)
+            stream.held[seq] = (payload, ts, frame)
+        if stream.held_bytes > self.config.max_flow_buffer:
+            self.counters["tcp_buffer_cap_hits"] += 1
+            return self._skip_to_held(flow, stream, to_server, ts, frame)
+        return []
+
+    def _drain(self, flow: Flow, stream: _Stream, to_server: bool) -> list[Message]:
+        out: list[Message] = []
+        while stream.held:
+            ready = None
+            for seq in stream.held:
+                if (seq - stream.next_seq) % SEQ_MOD >= HALF_SEQ or seq == stream.next_seq:
+                    ready = seq
+                    break
+            if ready is None:
+                break
+            payload, ts, frame = stream.held.pop(ready)
+            stream.held_bytes -= len(payload)
+            out.extend(self._segment(flow, stream, ready, payload, to_server, ts, frame))
+        return out
+
+    def _declare_gap(self, flow: Flow, stream: _Stream, resume_seq: int, to_server: bool,
+                     ts: float, frame: int) -> list[Message]:
+        lost = (resume_seq - stream.next_seq) % SEQ_MOD
+        self.counters["tcp_gaps"] += 1
+        self.counters["tcp_gap_bytes"] += lost
+        stream.next_seq = resume_seq
+        if flow.dissector is not None:
+            return flow.dissector.gap(to_server, ts, frame)
+        return []
+
+    def _skip_to_held(self, flow: Flow, stream: _Stream, to_server: bool, ts: float,
+                      frame: int) -> list[Message]:
+        """Give up on the hole before the earliest held segment and go on from there."""
+        if not stream.held:
+            return []
+        base = stream.next_seq
+        earliest = min(stream.held, key=lambda s: (s - base) % SEQ_MOD)
+        out = self._declare_gap(flow, stream, earliest, to_server, ts, frame)
+        out.extend(self._drain(flow, stream, to_server))
+        return out
+
+    # -- dissector choice and delivery --------------------------------------------
+
+    def _deliver(self, flow: Flow, data: bytes, to_server: bool, ts: float, frame: int
+                 ) -> list[Message]:
+        dissector = flow.dissector
+        if dissector is not None:
+            return dissector.feed(data, to_server, ts, frame)
+        if flow.decided:
+            return []
+        flow.probe_chunks.append((data, to_server, ts, frame))
+        return self._try_choose(flow, final=False)
+
+    def _try_choose(self, flow: Flow, final: bool) -> list[Message]:
+        chunks = flow.probe_chunks
+        first = {True: b"", False: b""}
+        for data, to_server, _, _ in chunks:
+            first[to_server] += data
+        need = self.selector.probe_min_bytes
+        enough = [d for d in (True, False) if len(first[d]) >= need]
+        if not enough and not final and len(chunks) < self.config.probe_chunks and \
+                sum(len(c[0]) for c in chunks) < self.config.probe_buffer:
+            return []
+        order = enough or [d for d in (True, False) if first[d]]
+        chosen = None
+        for direction in order:
+            chosen = self.selector.choose(flow.transport, flow.service_port,
+                                          first[direction], direction)
+            if chosen is not None:
+                break
+        flow.decided = True
+        flow.probe_chunks = []
+        if chosen is None:
+            self.counters["flows_unknown_protocol"] += 1
+            return []
+        flow.protocol = chosen.name
+        flow.dissector = dissector = chosen(FlowContext(flow.id, flow.client, flow.server,
+                                                        flow.transport))
+        out: list[Message] = []
+        for data, to_server, ts, frame in chunks:
+            out.extend(dissector.feed(data, to_server, ts, frame))
+        return out
+
+    # -- flow end -------------------------------------------------------------
+
+    def _retire(self, flow: Flow, ts: float, frame: int) -> list[Message]:
+        """Flush and forget a flow (FIN/RST, idle, eviction, end of capture)."""
+        out: list[Message] = []
+        for to_server, stream in ((True, flow.to_server_stream),
+                                  (False, flow.to_client_stream)):
+            while stream.held:
+                out.extend(self._skip_to_held(flow, stream, to_server, ts, frame))
+        if not flow.decided and flow.probe_chunks:
+            out.extend(self._try_choose(flow, final=True))
+        if flow.dissector is not None:
+            out.extend(flow.dissector.close(ts, frame))
+        for key in flow.keys:
+            self._by_key.pop(key, None)
+        self._by_age.pop(flow.id, None)
+        if self._on_retire is not None:
+            self._on_retire(flow)
+        return out
+
+    def expire(self, now: float) -> list[Message]:
+        """Retire flows idle for longer than the configured timeout."""
+        out: list[Message] = []
+        limit = now - self.config.idle_timeout
+        while self._by_age:
+            flow = next(iter(self._by_age.values()))
+            if flow.last_ts >= limit:
+                break
+            self.counters["flows_expired_idle"] += 1
+            out.extend(self._retire(flow, flow.last_ts, flow.last_frame))
+        return out
+
+    def flush(self) -> list[Message]:
+        """Retire every flow still open (end of capture)."""
+        out: list[Message] = []
+        for flow in list(self._by_age.values()):
+            out.extend(self._retire(flow, flow.last_ts, flow.last_frame))
+        return out

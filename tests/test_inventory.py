@@ -1,0 +1,81 @@
+"""Asset inventory from Messages: keys, roles, peers, stations, claims and merging."""
+
+from __future__ import annotations
+
+from otdpi.inventory import Inventory
+from otdpi.message import Endpoint, Message
+
+PLC = Endpoint("10.0.0.2", 502, "00:80:f4:00:00:02")      # a Telemecanique OUI
+HMI = Endpoint("10.0.0.5", 40001, "00:0e:8c:00:00:05")    # a Siemens OUI
+ROUTER_MAC = "00:00:0c:00:00:01"
+REMOTE_A = Endpoint("192.0.2.10", 40002, ROUTER_MAC)
+REMOTE_B = Endpoint("192.0.2.11", 40003, ROUTER_MAC)
+
+
+def msg(src, dst, kind, frame=1, ts=1.0, identity=None, unit_id=1):
+    return Message(ts, frame, 1, src, dst, "modbus", kind, "read_holding_registers", 3,
+                   "read", fields={"unit_id": unit_id}, identity=identity or {})
+
+
+def by_ip(inventory: Inventory) -> dict[str, dict]:
+    return {ip: a for a in inventory.assets() for ip in a["ips"]}
+
+
+def test_local_devices_are_keyed_by_mac_with_vendor_and_roles():
+    inv = Inventory()
+    inv.add(msg(HMI, PLC, "request"))
+    inv.add(msg(PLC, HMI, "response"))
+    assets = by_ip(inv)
+    plc, hmi = assets["10.0.0.2"], assets["10.0.0.5"]
+    assert plc["key"] == "mac:00:80:f4:00:00:02"
+    assert "Telemechanique" in plc["mac_vendor"]
+    assert "Siemens" in hmi["mac_vendor"]
+    assert plc["protocols"]["modbus"]["roles"] == ["server"]
+    assert hmi["protocols"]["modbus"]["roles"] == ["client"]
+    assert plc["role"] == "field device" and hmi["role"] == "master"
+    assert [p["ip"] for p in plc["peers"]] == ["10.0.0.5"]
+
+
+def test_hosts_behind_a_router_keep_their_ip_as_key():
+    inv = Inventory()
+    inv.add(msg(REMOTE_A, PLC, "request"))
+    inv.add(msg(REMOTE_B, PLC, "request"))
+    assets = by_ip(inv)
+    assert assets["192.0.2.10"]["key"] == "ip:192.0.2.10"
+    assert assets["192.0.2.11"]["key"] == "ip:192.0.2.11"
+    assert assets["192.0.2.10"]["mac_vendor"] is None
+
+
+def test_unit_ids_behind_one_address_make_a_gateway():
+    inv = Inventory()
+    for unit_id in (1, 2, 7, 0, 255):
+        inv.add(msg(PLC, HMI, "response", unit_id=unit_id))
+    plc = by_ip(inv)["10.0.0.2"]
+    assert plc["stations"]["modbus"]["unit_id"] == [1, 2, 7]
+    assert plc["gateway"] is True and plc["role"] == "gateway"
+
+
+def test_conflicting_claims_are_all_kept_with_provenance():
+    inv = Inventory()
+    inv.add(msg(PLC, HMI, "response", frame=10, ts=5.0, identity={"vendor": "Schneider"}),
+            capture="a.pcap")
+    inv.add(msg(PLC, HMI, "response", frame=20, ts=6.0, identity={"vendor": "Schneider"}),
+            capture="a.pcap")
+    inv.add(msg(PLC, HMI, "response", frame=30, ts=7.0, identity={"vendor": "Acme"}),
+            capture="b.pcap")
+    vendor = by_ip(inv)["10.0.0.2"]["identity"]["vendor"]
+    assert [(c["value"], c["seen"], c["frame"], c["capture"]) for c in vendor] == [
+        ("Schneider", 2, 10, "a.pcap"), ("Acme", 1, 30, "b.pcap")]
+    assert by_ip(inv)["10.0.0.2"]["summary"]["vendor"] == "Schneider"
+
+
+def test_merging_two_inventories_equals_one_run_over_both():
+    first = [msg(HMI, PLC, "request", frame=i, ts=float(i)) for i in range(1, 4)]
+    second = [msg(PLC, HMI, "response", frame=i, ts=float(i), identity={"model": "M340"},
+                  unit_id=3) for i in range(4, 7)] + [msg(REMOTE_A, PLC, "request")]
+    together = Inventory()
+    together.update(first + second, capture="x")
+    left, right = Inventory(), Inventory()
+    left.update(first, capture="x")
+    right.update(second, capture="x")
+    assert left.merge(right).assets() == together.assets()
