@@ -177,6 +177,9 @@ class CaptureReader:
         All damage reports, kept or not.
     records_read
         Records yielded so far (damaged ones are not yielded).
+    size
+        The file's size on disk in bytes (compressed size for gzip), for
+        progress reports together with :meth:`tell`.
     """
 
     def __init__(self, path: str | os.PathLike, *, max_problems: int = 1000) -> None:
@@ -199,6 +202,13 @@ class CaptureReader:
     def __iter__(self) -> Iterator[Record]:
         return self._records
 
+    def tell(self) -> int:
+        """How far into the file on disk reading has got, in bytes."""
+        try:
+            return self._disk.tell()
+        except (OSError, ValueError):
+            return self.size
+
     def __enter__(self) -> CaptureReader:
         return self
 
@@ -217,6 +227,11 @@ class CaptureReader:
             raw = open(self.path, "rb", buffering=0)  # noqa: SIM115 - closed in close()
         except OSError as exc:
             raise CaptureError(f"{self.path}: cannot open ({exc.strerror or exc})") from exc
+        self._disk = raw
+        try:
+            self.size = os.fstat(raw.fileno()).st_size
+        except OSError:
+            self.size = 0
 
         try:
             magic = raw.read(2)

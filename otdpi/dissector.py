@@ -24,8 +24,11 @@ from otdpi.message import Endpoint, Message
 class FlowContext(NamedTuple):
     """What a dissector instance knows of the flow it serves.
 
-    ``client`` opened the connection (or, mid-stream, is the side whose port
-    is not the service port); ``transport`` is ``tcp`` or ``udp``.
+    ``client`` is the side the chosen dissector's
+    :meth:`Dissector.sender_is_client` names from the first bytes, else the
+    side that sent the SYN, else (caught mid-stream) the side whose port is not
+    a known service port, else the higher port.
+    ``transport`` is ``tcp`` or ``udp``.
     """
 
     flow_id: int
@@ -65,6 +68,18 @@ class Dissector:
         flow ended before that many arrived). Must not raise.
         """
         raise NotImplementedError
+
+    @classmethod
+    def sender_is_client(cls, data: bytes) -> bool | None:
+        """From the first bytes one side sent, whether that side is the client.
+
+        Asked once per flow, for each side that sent bytes before the
+        dissector was chosen; the answer overrules the SYN or the ports when
+        the sides' answers do not cancel out. ``True`` or ``False`` when the
+        bytes look like requests or responses, ``None`` when they do not say
+        (the default). Must not raise.
+        """
+        return None
 
     def __init__(self, flow: FlowContext) -> None:
         self.flow = flow

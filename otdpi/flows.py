@@ -4,9 +4,14 @@ Strategy
 --------
 A flow is keyed by its 5-tuple; the table holds each flow under both
 orientations of the key, so one dict look-up finds the flow *and* the direction
-of the packet. The client is the side that sent a bare SYN; without one (a
-capture that starts mid-stream) it is the side not using a known service port,
-else the side with the higher port.
+of the packet. The client is first taken to be the side that sent a bare SYN;
+without one (a capture that starts mid-stream, or UDP) it is guessed from
+ports (the side not using a known service port, else the higher port). The
+chosen dissector may then overrule either from the first bytes each side sent
+(:meth:`~otdpi.dissector.Dissector.sender_is_client`), because the protocol's
+client is the side that sends requests: Modbus on ports 503 and 1 caught
+mid-stream, or a device on port 502 that opens the connection and then sends
+exception responses, would otherwise be read backwards.
 
 TCP bytes are delivered per direction in sequence order. A segment that starts
 before the next expected byte is trimmed to its new part, so retransmissions
@@ -77,7 +82,7 @@ class Flow:
         "id", "transport", "client", "server", "service_port", "dissector",
         "protocol", "decided", "probe_chunks", "first_ts", "last_ts",
         "packets", "payload_bytes", "to_server_stream", "to_client_stream",
-        "keys", "closed_dirs", "last_frame",
+        "keys", "closed_dirs", "last_frame", "guessed", "swapped",
     )
 
     def __init__(self, flow_id: int, transport: str, client: Endpoint, server: Endpoint,
@@ -100,6 +105,12 @@ class Flow:
         self.keys: tuple = ()
         self.closed_dirs = 0
         self.last_frame = 0
+        # The chosen dissector may overrule the direction taken from the SYN
+        # or the ports; the table's internal orientation (keys, streams) then
+        # stays as first taken and ``swapped`` turns it around on the way
+        # into the dissector. ``guessed``: no SYN was seen.
+        self.guessed = False
+        self.swapped = False
 
 
 class FlowTable:
@@ -175,7 +186,8 @@ class FlowTable:
               ) -> tuple[Flow, bool, list[Message]]:
         transport = "tcp" if pkt.proto == TCP else "udp"
         flags = pkt.tcp_flags
-        if pkt.proto == TCP and flags & SYN:
+        guessed = not (pkt.proto == TCP and flags & SYN)
+        if not guessed:
             src_is_client = not flags & ACK
         else:
             hint = self.selector.service_port_hint(transport, pkt.src_port, pkt.dst_port)
@@ -187,6 +199,7 @@ class FlowTable:
         dst = Endpoint(pkt.dst_ip, pkt.dst_port, pkt.dst_mac)
         client, server = (src, dst) if src_is_client else (dst, src)
         flow = Flow(self._next_id, transport, client, server, ts)
+        flow.guessed = guessed
         self._next_id += 1
         reverse = (pkt.proto, pkt.dst_ip, pkt.dst_port, pkt.src_ip, pkt.src_port)
         flow.keys = (key, reverse)
@@ -289,7 +302,7 @@ class FlowTable:
         self.counters["tcp_gap_bytes"] += lost
         stream.next_seq = resume_seq
         if flow.dissector is not None:
-            return flow.dissector.gap(to_server, ts, frame)
+            return flow.dissector.gap(to_server ^ flow.swapped, ts, frame)
         return []
 
     def _skip_to_held(self, flow: Flow, stream: _Stream, to_server: bool, ts: float,
@@ -309,7 +322,7 @@ class FlowTable:
                  ) -> list[Message]:
         dissector = flow.dissector
         if dissector is not None:
-            return dissector.feed(data, to_server, ts, frame)
+            return dissector.feed(data, to_server ^ flow.swapped, ts, frame)
         if flow.decided:
             return []
         flow.probe_chunks.append((data, to_server, ts, frame))
@@ -337,12 +350,17 @@ class FlowTable:
         if chosen is None:
             self.counters["flows_unknown_protocol"] += 1
             return []
+        if _content_says_swap(chosen, first):
+            flow.swapped = True
+            flow.client, flow.server = flow.server, flow.client
+            flow.service_port = flow.server.port
+            self.counters["flows_direction_from_content"] += 1
         flow.protocol = chosen.name
         flow.dissector = dissector = chosen(FlowContext(flow.id, flow.client, flow.server,
                                                         flow.transport))
         out: list[Message] = []
         for data, to_server, ts, frame in chunks:
-            out.extend(dissector.feed(data, to_server, ts, frame))
+            out.extend(dissector.feed(data, to_server ^ flow.swapped, ts, frame))
         return out
 
     # -- flow end -------------------------------------------------------------
@@ -383,3 +401,24 @@ class FlowTable:
         for flow in list(self._by_age.values()):
             out.extend(self._retire(flow, flow.last_ts, flow.last_frame))
         return out
+
+
+def _content_says_swap(chosen: type[Dissector], first: dict[bool, bytes]) -> bool:
+    """Whether the dissector reads the first bytes as sent the other way round.
+
+    ``first`` maps the table's guessed direction (True: towards the guessed
+    server) to the bytes sent that way. Each side's bytes vote; a tie keeps
+    the guess from the ports.
+    """
+    vote = 0
+    for towards_server, data in first.items():
+        if not data:
+            continue
+        try:
+            says = chosen.sender_is_client(data)
+        except Exception:
+            # A faulty plugin hook must not stop the capture; keep the guess.
+            says = None
+        if says is not None:
+            vote += 1 if says == towards_server else -1
+    return vote < 0

@@ -230,3 +230,64 @@ def test_any_segmentation_gives_the_same_messages(segment_size):
     for start in range(0, len(stream), segment_size):
         packets.append(packet(stream[start:start + segment_size], seq=1 + start))
     assert payloads(run(make_table(), packets)) == [f"unit{i}" for i in range(10)]
+
+
+class AskingToyDissector(ToyDissector):
+    """The toy protocol where a unit starting with '?' is a question (a request)."""
+
+    @classmethod
+    def sender_is_client(cls, data: bytes) -> bool | None:
+        if data[2:3] == b"?":
+            return True
+        if data[2:3] == b"!":
+            return False
+        return None
+
+
+def asking_table() -> FlowTable:
+    return FlowTable(Selector(plugins=[AskingToyDissector]), FlowConfig())
+
+
+def test_content_overrules_the_port_guess_for_a_mid_stream_flow():
+    # Neither port is a known service port: the higher port would be the
+    # client, but the side on the higher port sends the answers.
+    low, high = ("10.0.0.1", 503), ("10.0.0.5", 1000)
+
+    def between(payload: bytes, from_low: bool, seq: int) -> Packet:
+        (sip, sport), (dip, dport) = (low, high) if from_low else (high, low)
+        return Packet(None, None, (), 0x0800, sip, dip, 6, sport, dport, ACK, seq, 0,
+                      payload)
+
+    table = asking_table()
+    out: list[Message] = []
+    for frame, pkt in enumerate([between(unit("!late"), False, 10),
+                                 between(unit("?next"), True, 50),
+                                 between(unit("!answer"), False, 17)], start=1):
+        out.extend(table.process(pkt, float(frame), frame))
+    out.extend(table.flush())
+    assert [(m.fields["payload"], m.kind, m.src.ip) for m in out] == [
+        ("!late", "response", high[0]),
+        ("?next", "request", low[0]),
+        ("!answer", "response", high[0]),
+    ]
+    assert table.counters["flows_direction_from_content"] == 1
+
+
+def test_content_overrules_the_syn_when_the_opener_only_answers():
+    msgs = run(asking_table(), [
+        packet(seq=99, flags=SYN),
+        packet(seq=499, ack=100, flags=SYN | ACK, to_server=False),
+        packet(unit("!unasked"), seq=100, ack=500),
+        packet(unit("!again"), seq=110, ack=500),
+    ])
+    assert [(m.kind, m.src.ip) for m in msgs] == [("response", CLIENT[0])] * 2
+
+
+def test_sides_that_cancel_out_keep_the_syn_direction():
+    msgs = run(asking_table(), [
+        packet(seq=99, flags=SYN),
+        packet(seq=499, ack=100, flags=SYN | ACK, to_server=False),
+        packet(unit("?q"), seq=100, ack=500),
+        packet(unit("?q2"), seq=500, ack=104, to_server=False),
+    ])
+    assert [m.kind for m in msgs] == ["request", "response"]

@@ -104,44 +104,16 @@ MAX_LISTED_DIFFERENCES = 60
 # Disagreements diagnosed as faults on our side, by capture and frame. They are
 # kept out of the agreement figure while they last; once a frame agrees, the
 # test fails until its entry is removed, so that the list never goes stale.
-_REVERSED_CONNECTION = (
-    "the device on port 502 opened the TCP connection (frame 88), so we take its "
-    "data for requests; tshark, by port, calls it responses, and frames 91 to 109 "
-    "prove tshark right: function code 0x81 carries the exception bit, which no "
-    "request has"
-)
-KNOWN_DISAGREEMENTS: dict[str, dict[int, str]] = {
-    "modbus_pymodbus.pcap": {
-        71: "an exception response with function code 0x80 (pymodbus's answer to an "
-        "unknown function) ends in an internal dissector error and loses its "
-        "header fields",
-    },
-    "digitalbond_modbus_test_data_part1.pcap": {
-        frame: _REVERSED_CONNECTION for frame in range(91, 112, 2)
-    },
-}
+KNOWN_DISAGREEMENTS: dict[str, dict[int, str]] = {}
 
 # Captures with Modbus on further server ports. tshark takes one Modbus port
 # at a time, so each is a run of its own, and each run compares only the flows
 # on its port (the others are ours-only there).
 OTHER_MODBUS_PORTS = {"agentcarter_mixed_ot_1.pcapng": (503, 505)}
 
-_MID_STREAM_DIRECTION = (
-    "the capture starts mid-stream on ports {server} (server) and {client}; we "
-    "take the first sender, the server, for the client, so every ADU of the flow "
-    "gets the wrong direction: frame {frame} from port {server} is an FC3 "
-    "response (byte count, then registers), not a request"
-)
 # Whole runs known to fail, diagnosed as faults on our side; strict, so that a
 # fix makes the run pass and the entry has to go.
-KNOWN_FAILING = {
-    ("agentcarter_mixed_ot_1.pcapng", 503): _MID_STREAM_DIRECTION.format(
-        server=503, client=1, frame=9
-    ),
-    ("agentcarter_mixed_ot_1.pcapng", 505): _MID_STREAM_DIRECTION.format(
-        server=505, client=3, frame=1
-    ),
-}
+KNOWN_FAILING: dict[tuple[str, int], str] = {}
 
 EXCEPTION_BIT = 0x80
 LAYERS = ("mbtcp", "modbus", "_ws.malformed")

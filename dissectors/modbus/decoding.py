@@ -223,7 +223,7 @@ def _plain(value: Any) -> Any:
 def _add_derived_fields(code: int, is_request: bool, fields: dict[str, Any]) -> None:
     # Values the message carries beside the wire fields: names for codes,
     # decoded coil state, cut bit lists, named device objects.
-    if not is_request and code > EXCEPTION_BIT:  # 0x80 itself is no exception
+    if not is_request and code >= EXCEPTION_BIT:
         fields["exception_name"] = exception_name(fields["exception_code"])
     elif code == F.WRITE_SINGLE_COIL:
         fields["coil"] = fields["value"] == COIL_ON

@@ -512,7 +512,7 @@ RESPONSE_BODIES = {
     int(F.READ_FIFO_QUEUE): READ_FIFO_QUEUE_RESPONSE,
     int(F.ENCAPSULATED_INTERFACE_TRANSPORT): ENCAPSULATED_INTERFACE_RESPONSE,
     # Every function code 1 to 127 has an exception form.
-    **{code | EXCEPTION_BIT: EXCEPTION_BODY for code in range(1, 128)},
+    **{code | EXCEPTION_BIT: EXCEPTION_BODY for code in range(128)},
 }
 del F
 

@@ -350,7 +350,7 @@ RESPONSE_DECODERS: dict[int, _Decoder] = {
     16: _address_and_word("quantity"),
     23: _read_registers_response,
     43: _read_device_id_response,
-    **{code | EXCEPTION_BIT: _exception_response for code in range(1, 128)},
+    **{code | EXCEPTION_BIT: _exception_response for code in range(128)},
 }
 
 

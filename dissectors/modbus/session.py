@@ -64,7 +64,7 @@ _MIN_PDU_SIZE = {
     1: 2, 2: 2, 3: 2, 4: 2,  # a response's byte count
     5: 5, 6: 5, 15: 5, 16: 5,  # address and a word, both directions
     8: 3, 20: 2, 21: 2, 22: 7, 23: 2, 24: 3, 43: 2,
-    **{code | EXCEPTION_BIT: 2 for code in range(1, 128)},
+    **{code | EXCEPTION_BIT: 2 for code in range(128)},
 }  # fmt: skip
 
 
@@ -131,6 +131,59 @@ def looks_like_modbus(data: bytes) -> bool:
             )
     return True
 
+
+
+def request_or_response(adu: bytes) -> bool | None:
+    """Whether a whole ADU's shape is a request's (True) or a response's (False).
+
+    None when both shapes fit or the function code is one whose request and
+    response look alike (5, 6, 8...). Only lengths and byte counts are used:
+    a read request's PDU is always 5 bytes, a read response's byte count
+    covers the rest of it, a multiple-write response echoes 5 bytes.
+    """
+    if len(adu) < 9:
+        return None
+    code = adu[7]
+    if code & EXCEPTION_BIT:
+        return False
+    pdu_size = len(adu) - 7
+    counted = adu[8] == pdu_size - 2  # a byte count covering the rest
+    if code in (1, 2, 3, 4):
+        request = pdu_size == 5
+    elif code in (15, 16):
+        request = len(adu) >= 13 and adu[12] == pdu_size - 6
+        counted = pdu_size == 5
+    elif code == 23:
+        request = len(adu) >= 17 and adu[16] == pdu_size - 10
+    elif code == 43:
+        # Read Device Identification: a 4-byte request (devices pad it
+        # with a byte), a response of 7 bytes or more before its objects.
+        request = pdu_size in (4, 5) and adu[8] == 14
+        counted = pdu_size >= 7 and adu[8] == 14
+    else:
+        return None
+    if request == counted:
+        return None
+    return request
+
+
+def sender_is_client(data: bytes) -> bool | None:
+    """Whether the side that sent ``data`` (whole ADUs first) is the client.
+
+    Each of up to 16 leading ADUs votes through :func:`request_or_response`;
+    None on a tie or when no ADU says.
+    """
+    vote = 0
+    pos = 0
+    for _ in range(16):
+        size = measure_adu(data, pos)
+        if size <= 0 or pos + size > len(data):
+            break
+        shape = request_or_response(data[pos : pos + size])
+        if shape is not None:
+            vote += 1 if shape else -1
+        pos += size
+    return None if vote == 0 else vote > 0
 
 # --- Service names, actions, targets ---------------------------------------------
 
@@ -395,6 +448,11 @@ class ModbusDissector(Dissector):
         """Whether ``data`` starts with Modbus/TCP ADUs; see :func:`looks_like_modbus`."""
         return looks_like_modbus(data)
 
+    @classmethod
+    def sender_is_client(cls, data: bytes) -> bool | None:
+        """Requests or responses by shape; see :func:`sender_is_client`."""
+        return sender_is_client(data)
+
     def feed(
         self, data: bytes, to_server: bool, ts: float, frame: int
     ) -> list[Message]:
@@ -490,8 +548,10 @@ class ModbusDissector(Dissector):
     def _response(self, decoded: Decoded, ts: float, frame: int) -> Message:
         fields, findings, problem = decoded
         code = fields["function_code"]
-        # Every code 0x81..0xFF is an exception response; 0x80 (function 0) is not.
-        base = code & 0x7F if code > EXCEPTION_BIT else code
+        # Every code 0x80..0xFF is an exception response. 0x80 names function
+        # 0, which no request has, but pymodbus answers unknown functions so
+        # and tshark reads it as an exception too.
+        base = code & 0x7F if code >= EXCEPTION_BIT else code
         is_exception = base != code and problem is None
         src, dst = self.server_to_client
         if problem is not None:

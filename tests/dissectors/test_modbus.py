@@ -1498,3 +1498,39 @@ def test_public_captures(name: str, all_well_formed: bool) -> None:
         assert sum(m.fields.get("matched", False) for m in responses) >= 0.9 * len(
             responses
         )
+
+
+# --- Which side is the client, from the bytes alone ----------------------------
+
+
+@pytest.mark.parametrize(
+    ("adu_hex", "shape"),
+    [
+        ("0001 0000 0006 01 03 0000 000a", True),  # FC3 request: 5-byte PDU
+        ("0001 0000 0007 01 03 04 0001 0002", False),  # FC3 response: counted
+        ("0001 0000 0006 01 01 03 a1b2c3", None),  # 3 coil bytes: both shapes fit
+        ("0001 0000 000b 01 10 0000 0002 04 00010002", True),  # FC16 request
+        ("0001 0000 0006 01 10 0000 0002", False),  # FC16 response echoes 5 bytes
+        ("0001 0000 0003 01 83 02", False),  # any exception comes from a server
+        ("0001 0000 0003 01 80 01", False),  # pymodbus's answer to an unknown code
+        ("0001 0000 0006 0a 2b 0e 03 01 00", True),  # RDI request padded by a byte
+        ("0001 0000 0006 01 06 0001 0003", None),  # FC6: request and echo alike
+    ],
+)
+def test_request_or_response_by_shape(adu_hex, shape):
+    from dissectors.modbus.session import request_or_response
+
+    assert request_or_response(bytes.fromhex(adu_hex.replace(" ", ""))) is shape
+
+
+def test_sender_is_client_votes_over_the_leading_adus():
+    from dissectors.modbus.session import sender_is_client
+
+    request = bytes.fromhex("000100000006010300000002")
+    response = bytes.fromhex("00010000000701030400010002")
+    echo = bytes.fromhex("000100000006010600010003")
+    assert sender_is_client(request + echo) is True
+    assert sender_is_client(response + echo + response) is False
+    assert sender_is_client(echo) is None
+    assert sender_is_client(request + response) is None  # a tie says nothing
+    assert sender_is_client(b"\x00\x01junk") is None
