@@ -28,8 +28,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_modbus_capture import write_capture
+GENERATOR = Path(__file__).resolve().parent / "make_modbus_capture.py"
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs" / "benchmarks.md"
@@ -110,19 +109,26 @@ def ensure_capture(path: Path, packets: int, seed: int) -> dict:
             return stats
     path.parent.mkdir(parents=True, exist_ok=True)
     print(f"generating {packets:,} packets into {path} ...", file=sys.stderr)
-    started = time.perf_counter()
-    generated = write_capture(str(path), packets, seed)
+    # Generate in a child process: generating grows this process, and every
+    # child forked from a large parent starts with the parent's resident size,
+    # which wait4 would then report as the child's peak.
+    done = subprocess.run(
+        [sys.executable, str(GENERATOR), "--packets", str(packets),
+         "--out", str(path), "--seed", str(seed)],
+        check=True, capture_output=True, text=True,
+    )
+    generated = json.loads(done.stdout)
     stats = {
-        "packets": generated.packets,
+        "packets": generated["packets"],
         "seed": seed,
-        "adus": generated.adus,
-        "connections": generated.connections,
-        "exceptions": generated.exceptions,
-        "retransmissions": generated.retransmissions,
-        "pure_acks": generated.pure_acks,
-        "pipelined_segments": generated.pipelined_segments,
+        "adus": generated["adus"],
+        "connections": generated["connections"],
+        "exceptions": generated["exceptions"],
+        "retransmissions": generated["retransmissions"],
+        "pure_acks": generated["pure_acks"],
+        "pipelined_segments": generated["pipelined_segments"],
         "bytes": path.stat().st_size,
-        "generation_seconds": round(time.perf_counter() - started, 2),
+        "generation_seconds": generated["seconds"],
     }
     stats_path.write_text(json.dumps(stats, indent=2) + "\n")
     return stats

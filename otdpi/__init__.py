@@ -4,7 +4,10 @@ The three entry points of the library, each usable alone:
 
 * :func:`dissect` decodes one protocol data unit from bytes;
 * :func:`read` streams the Messages of capture files;
-* :func:`inventory` builds the asset inventory of capture files.
+* :func:`build_inventory` builds the asset inventory of capture files.
+
+(It is not called ``inventory``: that name is the :mod:`otdpi.inventory`
+module, which would replace a function of that name once imported.)
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ __all__ = [
     "OtdpiError",
     "Status",
     "Target",
+    "build_inventory",
     "dissect",
-    "inventory",
     "read",
 ]
 
@@ -78,7 +81,7 @@ def dissect(data: bytes, protocol: str, to_server: bool = True) -> list[Message]
     return session.feed(bytes(data), to_server, 0.0, 0) + session.close(0.0, 0)
 
 
-def inventory(
+def build_inventory(
     paths: str | os.PathLike | Iterable[str | os.PathLike],
     protocols: Iterable[str] | None = None,
 ):

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from otdpi.capture import CaptureProblem, open_capture
 from otdpi.decode import Decoder
 from otdpi.flows import Flow, FlowConfig, FlowTable
-from otdpi.message import Message
+from otdpi.message import STATUS_OK, Message
 from otdpi.registry import Selector
 
 ProgressCallback = Callable[[int, int], None]
@@ -74,18 +74,19 @@ class Engine:
             decode = decoder.decode
             process = table.process
             try:
-                for record in reader:
+                for index, ts, linktype, data, _, _ in reader:
                     packets += 1
                     if progress is not None and not packets & 0x3FFF:
                         progress(reader.tell(), total)
-                    packet = decode(record.linktype, record.data, record.ts)
+                    packet = decode(linktype, data, ts)
                     if packet is None:
                         continue
-                    found = process(packet, record.ts, record.index)
+                    found = process(packet, ts, index)
                     if found:
                         for message in found:
                             messages += 1
-                            if message.status.state == "malformed":
+                            status = message.status
+                            if status is not STATUS_OK and status.state == "malformed":
                                 malformed += 1
                             yield message
                 for message in table.flush():

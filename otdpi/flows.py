@@ -158,13 +158,15 @@ class FlowTable:
         key = (proto, pkt.src_ip, pkt.src_port, pkt.dst_ip, pkt.dst_port)
         found = self._by_key.get(key)
         if found is None:
-            if proto == TCP and pkt.tcp_flags & RST and not pkt.payload:
+            # A bare ACK, FIN or RST opens nothing: it is usually the tail of a
+            # connection just retired, and would count as a flow of its own.
+            if proto == TCP and not pkt.payload and not pkt.tcp_flags & SYN:
                 return []
             flow, to_server, out = self._open(pkt, key, ts)
         else:
             flow, to_server = found
             self._by_age.move_to_end(flow.id)
-            out = []
+            out = None
         flow.last_ts = ts
         flow.last_frame = frame
         flow.packets += 1
@@ -172,15 +174,17 @@ class FlowTable:
         self._packets_since_sweep += 1
         if self._packets_since_sweep >= 4096:
             self._packets_since_sweep = 0
-            out.extend(self.expire(ts))
+            out = (out or []) + self.expire(ts)
 
         if proto == UDP:
+            found = []
             if pkt.payload:
                 flow.payload_bytes += len(pkt.payload)
-                out.extend(self._deliver(flow, pkt.payload, to_server, ts, frame))
-            return out
-        out.extend(self._tcp(flow, pkt, to_server, ts, frame))
-        return out
+                found = self._deliver(flow, pkt.payload, to_server, ts, frame)
+        else:
+            found = self._tcp(flow, pkt, to_server, ts, frame)
+        # Most packets complete their messages alone: hand the list on as is.
+        return out + found if out else found
 
     def _open(self, pkt: Packet, key: tuple, ts: float
               ) -> tuple[Flow, bool, list[Message]]:
@@ -219,29 +223,40 @@ class FlowTable:
     def _tcp(self, flow: Flow, pkt: Packet, to_server: bool, ts: float, frame: int
              ) -> list[Message]:
         flags = pkt.tcp_flags
-        stream = flow.to_server_stream if to_server else flow.to_client_stream
-        out: list[Message] = []
+        if to_server:
+            stream, other = flow.to_server_stream, flow.to_client_stream
+        else:
+            stream, other = flow.to_client_stream, flow.to_server_stream
         if flags & ACK:
-            other = flow.to_client_stream if to_server else flow.to_server_stream
-            if other.peer_acked is None or (pkt.ack - other.peer_acked) % SEQ_MOD < HALF_SEQ:
+            acked = other.peer_acked
+            if acked is None or (pkt.ack - acked) % SEQ_MOD < HALF_SEQ:
                 other.peer_acked = pkt.ack
 
         seq = pkt.seq
-        if stream.next_seq is None:
+        next_seq = stream.next_seq
+        if next_seq is None:
             stream.next_seq = (seq + 1) % SEQ_MOD if flags & SYN else seq
         elif flags & SYN:
             # A retransmitted SYN carries no new stream bytes.
-            return out
+            return []
 
         payload = pkt.payload
-        if payload:
+        if not payload:
+            out = []
+        else:
             flow.payload_bytes += len(payload)
-            out.extend(self._segment(flow, stream, seq, payload, to_server, ts, frame))
+            dissector = flow.dissector
+            if seq == next_seq and dissector is not None and not stream.held:
+                # The common case, in order with nothing held: straight through.
+                stream.next_seq = (seq + len(payload)) % SEQ_MOD
+                out = dissector.feed(payload, to_server ^ flow.swapped, ts, frame)
+            else:
+                out = self._segment(flow, stream, seq, payload, to_server, ts, frame)
 
         if flags & (FIN | RST):
             flow.closed_dirs |= 1 if to_server else 2
             if flags & RST or flow.closed_dirs == 3:
-                out.extend(self._retire(flow, ts, frame))
+                out = out + self._retire(flow, ts, frame)
         return out
 
     def _segment(self, flow: Flow, stream: _Stream, seq: int, payload: bytes,

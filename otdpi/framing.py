@@ -39,13 +39,20 @@ class Framer:
         the protocol's header check, as described in the module docstring.
     max_unit
         the largest unit accepted; a header declaring more is treated as junk.
+
+    Attributes
+    ----------
+    pending
+        the bytes held waiting for the rest of a unit (read it, never change
+        it); empty most of the time, which lets a dissector hand a segment
+        holding exactly one whole unit straight to its decoder.
     """
 
-    __slots__ = ("_measure", "_pending", "_awaiting", "max_unit")
+    __slots__ = ("_measure", "pending", "_awaiting", "max_unit")
 
     def __init__(self, measure: Measure, max_unit: int = 65536) -> None:
         self._measure = measure
-        self._pending = bytearray()
+        self.pending = bytearray()
         # Size of the partial unit being collected, so that a large unit
         # arriving in small pieces is appended, not re-measured and re-copied.
         self._awaiting = 0
@@ -54,18 +61,18 @@ class Framer:
     @property
     def buffered(self) -> int:
         """Bytes held waiting for the rest of a unit."""
-        return len(self._pending)
+        return len(self.pending)
 
     def reset(self) -> int:
         """Forget any partial unit (after a gap); return how many bytes were dropped."""
-        dropped = len(self._pending)
-        self._pending = bytearray()
+        dropped = len(self.pending)
+        self.pending = bytearray()
         self._awaiting = 0
         return dropped
 
     def feed(self, data: bytes) -> list[bytes | Skipped]:
         """Append ``data``; return complete units and skipped runs, in stream order."""
-        pending = self._pending
+        pending = self.pending
         if pending:
             pending += data
             if len(pending) < self._awaiting:
@@ -98,8 +105,8 @@ class Framer:
         if skip_from >= 0:
             out.append(Skipped(pos - skip_from, "no unit header at this offset"))
         if pos < end:
-            self._pending = bytearray(buf[pos:])
+            self.pending = bytearray(buf[pos:])
         else:
-            self._pending = bytearray()
+            self.pending = bytearray()
             self._awaiting = 0
         return out

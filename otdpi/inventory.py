@@ -78,72 +78,108 @@ class Inventory:
 
     def __init__(self) -> None:
         self._hosts: dict[str, _Host] = {}
+        self._tallies: dict[tuple, list] = {}
+        self._stations: dict[tuple[str, str, str], set] = {}
 
     # -- input --------------------------------------------------------------
 
     def add(self, message: Message, capture: str | None = None) -> None:
         """Account one message: both ends, their roles, peers and identity."""
-        ts = message.ts
+        # Per message only a tally of (who, to whom, protocol, kind) is kept;
+        # hosts, roles and peers are derived from the tallies when read out.
+        # A capture holds few such pairs and very many messages, so this keeps
+        # the per-message cost to one dict look-up.
+        src = message.src
+        dst = message.dst
         proto = message.protocol
-        src = self._host(message.src, ts)
-        dst = self._host(message.dst, ts)
-        src.messages += 1
-
         kind = message.kind
-        if kind == "request":
-            src_role, dst_role = "client", "server"
-        elif kind == "response":
-            src_role, dst_role = "server", "client"
+        ts = message.ts
+        key = (src.ip, src.mac, dst.ip, dst.mac, proto, kind)
+        tally = self._tallies.get(key)
+        if tally is None:
+            self._tallies[key] = [1, ts, ts]
         else:
-            src_role, dst_role = "publisher", "subscriber"
-        _count(src.roles, proto, src_role)
-        _count(dst.roles, proto, dst_role)
-        peer_key = (dst.ip, proto, dst_role)
-        src.peers[peer_key] = src.peers.get(peer_key, 0) + 1
-        peer_key = (src.ip, proto, src_role)
-        dst.peers[peer_key] = dst.peers.get(peer_key, 0) + 1
+            tally[0] += 1
+            if ts > tally[2]:
+                tally[2] = ts
+            elif ts < tally[1]:
+                tally[1] = ts
 
-        if kind == "response" and message.status.state != "malformed":
+        if kind == "response":
             station_field = STATION_FIELDS_OF_RESPONSES.get(proto)
-            if station_field is not None:
+            if station_field is not None and message.status.state != "malformed":
                 station = message.fields.get(station_field)
                 if station is not None and station not in _NON_STATION_UNIT_IDS:
-                    src.stations.setdefault(proto, {}).setdefault(
-                        station_field, set()).add(station)
+                    stations = self._stations.get((src.ip, proto, station_field))
+                    if stations is None:
+                        self._stations[src.ip, proto, station_field] = {station}
+                    else:
+                        stations.add(station)
 
         if message.identity:
+            host = self._host(src.ip, ts)
             for attribute, value in message.identity.items():
                 if value is None or value == "":
                     continue
                 key = (attribute, proto, value if _hashable(value) else repr(value))
-                known = src.claims.get(key)
+                known = host.claims.get(key)
                 if known is None:
-                    src.claims[key] = Claim(attribute, value, proto, capture,
-                                            message.frame, ts, _CLAIM_CONFIDENCE)
+                    host.claims[key] = Claim(attribute, value, proto, capture,
+                                             message.frame, ts, _CLAIM_CONFIDENCE)
                 else:
-                    src.claims[key] = known._replace(seen=known.seen + 1)
+                    host.claims[key] = known._replace(seen=known.seen + 1)
 
     def update(self, messages, capture: str | None = None) -> None:
         """Account many messages."""
+        add = self.add
         for message in messages:
-            self.add(message, capture)
+            add(message, capture)
 
-    def _host(self, endpoint: Endpoint, ts: float) -> _Host:
-        host = self._hosts.get(endpoint.ip)
+    def _host(self, ip: str, ts: float) -> _Host:
+        host = self._hosts.get(ip)
         if host is None:
-            host = self._hosts[endpoint.ip] = _Host(endpoint.ip, ts)
+            host = self._hosts[ip] = _Host(ip, ts)
         else:
             if ts < host.first_ts:
                 host.first_ts = ts
             if ts > host.last_ts:
                 host.last_ts = ts
-        mac = endpoint.mac
-        if mac is not None:
-            host.macs[mac] += 1
         return host
+
+    def _settle(self) -> None:
+        """Fold the tallies and stations gathered by :meth:`add` into the hosts."""
+        for (src_ip, src_mac, dst_ip, dst_mac, proto, kind), tally in self._tallies.items():
+            count, first_ts, last_ts = tally
+            if kind == "request":
+                src_role, dst_role = "client", "server"
+            elif kind == "response":
+                src_role, dst_role = "server", "client"
+            else:
+                src_role, dst_role = "publisher", "subscriber"
+            for ip, mac, role, peer, peer_role, sent in (
+                (src_ip, src_mac, src_role, dst_ip, dst_role, count),
+                (dst_ip, dst_mac, dst_role, src_ip, src_role, 0),
+            ):
+                host = self._host(ip, first_ts)
+                self._host(ip, last_ts)
+                host.messages += sent
+                if mac is not None:
+                    host.macs[mac] += count
+                host.roles.setdefault(proto, Counter())[role] += count
+                peer_key = (peer, proto, peer_role)
+                host.peers[peer_key] = host.peers.get(peer_key, 0) + count
+        self._tallies.clear()
+        for (ip, proto, field), values in self._stations.items():
+            host = self._hosts.get(ip)
+            if host is None:  # only seen through an earlier merge's stations
+                continue
+            host.stations.setdefault(proto, {}).setdefault(field, set()).update(values)
+        self._stations.clear()
 
     def merge(self, other: Inventory) -> Inventory:
         """Fold ``other`` into this inventory (counts add, sets union); return self."""
+        self._settle()
+        other._settle()
         for ip, theirs in other._hosts.items():
             mine = self._hosts.get(ip)
             if mine is None:
@@ -172,6 +208,7 @@ class Inventory:
 
     def assets(self) -> list[dict[str, Any]]:
         """The assets as plain JSON-ready dicts, sorted by key."""
+        self._settle()
         mac_ips: dict[str, set[str]] = {}
         for host in self._hosts.values():
             for mac in host.macs:
@@ -236,20 +273,14 @@ class Inventory:
         }
 
 
-def _count(table: dict[str, Counter[str]], proto: str, role: str) -> None:
-    counts = table.get(proto)
-    if counts is None:
-        counts = table[proto] = Counter()
-    counts[role] += 1
-
-
 def _hashable(value: Any) -> bool:
     return isinstance(value, (str, int, float, bool, tuple))
 
 
 def _is_unicast(mac: str) -> bool:
-    # The group bit is the lowest bit of the first octet.
-    return not int(mac[:2], 16) & 1
+    # The group bit is the lowest bit of the first octet. All zeros is what
+    # loopback and some capture tools write where there was no MAC at all.
+    return not int(mac[:2], 16) & 1 and mac != "00:00:00:00:00:00"
 
 
 def _device_role(protocols: dict[str, dict[str, Any]], stations: dict) -> str:

@@ -79,3 +79,12 @@ def test_merging_two_inventories_equals_one_run_over_both():
     left.update(first, capture="x")
     right.update(second, capture="x")
     assert left.merge(right).assets() == together.assets()
+
+
+def test_zero_and_group_macs_never_key_an_asset():
+
+    inv = Inventory()
+    client = Endpoint("127.0.0.1", 40000, "01:02:03:04:05:06")  # group bit set
+    server = Endpoint("10.9.9.9", 502, "00:00:00:00:00:00")
+    inv.add(Message(1.0, 1, 1, client, server, "modbus", "request", "read", 3, "read"))
+    assert sorted(a["key"] for a in inv.assets()) == ["ip:10.9.9.9", "ip:127.0.0.1"]

@@ -53,6 +53,7 @@ PROTOCOL = "modbus"
 _new = tuple.__new__
 
 MAX_ADU = 6 + MAX_LENGTH  # the MBAP length counts everything after itself
+MIN_ADU = 6 + MIN_LENGTH
 
 
 # --- Probing and framing -------------------------------------------------------
@@ -442,6 +443,7 @@ class ModbusDissector(Dissector):
             tuple[int, int], tuple[int, dict[str, Any], int, float]
         ] = {}
         self.evicted_requests = 0
+        self._flow_id = flow.flow_id
 
     @classmethod
     def probe(cls, data: bytes, to_server: bool) -> bool:
@@ -459,8 +461,17 @@ class ModbusDissector(Dissector):
         """Frame and decode the next bytes of one direction."""
         framer = self._framers[to_server]
         # Most segments carry exactly one whole ADU; with nothing buffered the
-        # framer would hand it back unchanged, so skip its bookkeeping.
-        if data and not framer.buffered and measure_adu(data, 0) == len(data):
+        # framer would hand it back unchanged, so skip its bookkeeping. This
+        # is measure_adu() written out, for the segment's first header.
+        size = len(data)
+        if (
+            not framer.pending
+            and MIN_ADU <= size <= MAX_ADU
+            and not data[2]
+            and not data[3]
+            and (data[4] << 8 | data[5]) + 6 == size
+            and data[7]
+        ):
             return [self._decode(data, to_server, ts, frame)]
         out = []
         for unit in framer.feed(data):
@@ -528,7 +539,7 @@ class ModbusDissector(Dissector):
         src, dst = self.client_to_server
         if problem is not None:
             return _new(Message, (
-                ts, frame, self.flow.flow_id, src, dst, PROTOCOL, "request", service, code,
+                ts, frame, self._flow_id, src, dst, PROTOCOL, "request", service, code,
                 action, (), fields, {}, malformed(problem), findings,
             ))  # fmt: skip
 
@@ -541,7 +552,7 @@ class ModbusDissector(Dissector):
         targets_of = _TARGETS.get(code)
         targets = targets_of(fields) if targets_of is not None else ()
         return _new(Message, (
-            ts, frame, self.flow.flow_id, src, dst, PROTOCOL, "request", service, code,
+            ts, frame, self._flow_id, src, dst, PROTOCOL, "request", service, code,
             action, targets, fields, {}, STATUS_OK, findings,
         ))  # fmt: skip
 
@@ -557,7 +568,7 @@ class ModbusDissector(Dissector):
         if problem is not None:
             service, action = describe(base, fields)
             return _new(Message, (
-                ts, frame, self.flow.flow_id, src, dst, PROTOCOL, "response", service,
+                ts, frame, self._flow_id, src, dst, PROTOCOL, "response", service,
                 base, action, (), fields, {}, malformed(problem), findings,
             ))  # fmt: skip
 
@@ -592,7 +603,7 @@ class ModbusDissector(Dissector):
                 "exception", fields["exception_code"], fields["exception_name"]
             )
             return _new(Message, (
-                ts, frame, self.flow.flow_id, src, dst, PROTOCOL, "response", service,
+                ts, frame, self._flow_id, src, dst, PROTOCOL, "response", service,
                 base, action, (), fields, {}, status, findings,
             ))  # fmt: skip
 
@@ -604,7 +615,7 @@ class ModbusDissector(Dissector):
         targets = targets_of(fields) if targets_of is not None else ()
         identity = _identity(base, fields) if base in (17, 43) else {}
         return _new(Message, (
-            ts, frame, self.flow.flow_id, src, dst, PROTOCOL, "response", service, base,
+            ts, frame, self._flow_id, src, dst, PROTOCOL, "response", service, base,
             action, targets, fields, identity, STATUS_OK, findings,
         ))  # fmt: skip
 
@@ -633,7 +644,7 @@ class ModbusDissector(Dissector):
         src, dst = self.endpoints(to_server)
         kind = "request" if to_server else "response"
         return Message(
-            ts, frame, self.flow.flow_id, src, dst, PROTOCOL, kind, "unknown", None,
+            ts, frame, self._flow_id, src, dst, PROTOCOL, kind, "unknown", None,
             "other", (), fields, {}, malformed(reason), findings,
         )  # fmt: skip
 
