@@ -11,6 +11,14 @@ Identity claims (vendor, model, firmware...) keep their provenance: protocol,
 capture file, frame, time and confidence. Claims that disagree are all kept; the
 summary shows the one most often seen.
 
+A dissector that can tell what kind of device the sender is (a PLC from its SZL
+answer, an engineering station from a block download, a DICOM modality from its
+C-STORE requests) says so with the identity attribute ``role``; the asset's
+``role`` is then the role claimed most often, and the coarse role from the
+client/server pattern (``master``, ``field device``...) is only the fallback.
+Protocol addresses that are not IP addresses (DNP3 link addresses, HSMS session
+ids) are identity attributes too, named ``<protocol>_address``.
+
 State is plain and mergeable: two inventories built from different captures
 merge into the one a single run over both would give.
 """
@@ -257,7 +265,7 @@ class Inventory:
             "ips": sorted(h.ip for h in hosts),
             "macs": macs,
             "mac_vendor": vendor_of(local_mac) if local_mac else None,
-            "role": _device_role(protocols, stations),
+            "role": _claimed_role(identity) or _device_role(protocols, stations),
             "protocols": protocols,
             "stations": {p: {n: sorted(v) for n, v in f.items()} for p, f in stations.items()},
             "gateway": len(unit_ids) > 1,
@@ -281,6 +289,17 @@ def _is_unicast(mac: str) -> bool:
     # The group bit is the lowest bit of the first octet. All zeros is what
     # loopback and some capture tools write where there was no MAC at all.
     return not int(mac[:2], 16) & 1 and mac != "00:00:00:00:00:00"
+
+
+def _claimed_role(identity: dict[str, list[dict[str, Any]]]) -> str | None:
+    """The role the messages claimed most often, if any claimed one."""
+    claims = identity.get("role")
+    if not claims:
+        return None
+    seen: Counter[str] = Counter()
+    for claim in claims:
+        seen[claim["value"]] += claim["seen"]
+    return seen.most_common(1)[0][0]
 
 
 def _device_role(protocols: dict[str, dict[str, Any]], stations: dict) -> str:

@@ -88,3 +88,14 @@ def test_zero_and_group_macs_never_key_an_asset():
     server = Endpoint("10.9.9.9", 502, "00:00:00:00:00:00")
     inv.add(Message(1.0, 1, 1, client, server, "modbus", "request", "read", 3, "read"))
     assert sorted(a["key"] for a in inv.assets()) == ["ip:10.9.9.9", "ip:127.0.0.1"]
+
+
+def test_a_claimed_role_wins_over_the_coarse_role():
+    inv = Inventory()
+    inv.add(msg(HMI, PLC, "request", identity={"role": "engineering station"}))
+    inv.add(msg(HMI, PLC, "request", frame=2, identity={"role": "engineering station"}))
+    inv.add(msg(HMI, PLC, "request", frame=3, identity={"role": "HMI"}))
+    inv.add(msg(PLC, HMI, "response"))
+    assets = by_ip(inv)
+    assert assets["10.0.0.5"]["role"] == "engineering station"
+    assert assets["10.0.0.2"]["role"] == "field device"
