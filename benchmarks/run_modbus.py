@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import mmap
 import os
 import platform
 import shutil
@@ -47,6 +46,7 @@ class Run:
     """One measured child process."""
 
     seconds: float
+    cpu_seconds: float
     peak_mb: float
     returncode: int
     stderr_tail: str
@@ -69,6 +69,10 @@ class Result:
         return statistics.median(run.seconds for run in self.runs)
 
     @property
+    def cpu_seconds(self) -> float:
+        return statistics.median(run.cpu_seconds for run in self.runs)
+
+    @property
     def peak_mb(self) -> float:
         return max(run.peak_mb for run in self.runs)
 
@@ -77,21 +81,26 @@ class Result:
 
 
 def count_records(path: Path) -> int:
-    """Records in a classic pcap, found by walking the record headers."""
-    with (
-        open(path, "rb") as handle,
-        mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data,
-    ):
-        magic = data[:4]
+    """Records in a classic pcap, found by walking the record headers.
+
+    Only the 16-byte record headers are read, through seeks: mapping or reading
+    the whole file would raise this process's peak resident size, and a child
+    started with vfork inherits that peak in the ``ru_maxrss`` that ``wait4``
+    reports, which made every child look as large as the capture.
+    """
+    with open(path, "rb") as handle:
+        magic = handle.read(4)
         if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"):
-            length_at = struct.Struct("<I")
+            header = struct.Struct("<8xI4x")
         elif magic in (b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d"):
-            length_at = struct.Struct(">I")
+            header = struct.Struct(">8xI4x")
         else:
             raise SystemExit(f"{path}: not a classic pcap file (pcapng is not counted)")
-        offset, records, size = 24, 0, len(data)
+        size = os.fstat(handle.fileno()).st_size
+        offset, records = 24, 0
         while offset + 16 <= size:
-            offset += 16 + length_at.unpack_from(data, offset + 8)[0]
+            handle.seek(offset)
+            offset += 16 + header.unpack(handle.read(16))[0]
             records += 1
         return records
 
@@ -156,24 +165,32 @@ def measure(command: list[str], stdout_path: str = os.devnull) -> Run:
         err.seek(0)
         tail = err.read()[-2000:].decode("utf-8", "replace")
     # ru_maxrss is in KiB on Linux.
-    return Run(seconds, usage.ru_maxrss / 1024, child.returncode, tail)
+    cpu = usage.ru_utime + usage.ru_stime
+    return Run(seconds, cpu, usage.ru_maxrss / 1024, child.returncode, tail)
 
 
-def measure_tool(
-    tool: str, command: list[str], repeat: int, stdout_path: str = os.devnull
-) -> Result:
-    runs = []
+def measure_tools(commands: dict[str, list[str]], repeat: int) -> dict[str, Result]:
+    """Run every command ``repeat`` times, the tools taking turns.
+
+    Taking turns, rather than running one tool's repeats back to back, spreads
+    whatever else the machine is doing over all tools alike, so their ratio
+    holds even when the absolute figures drift.
+    """
+    results = {tool: Result(tool, command, []) for tool, command in commands.items()}
     for attempt in range(repeat):
-        print(f"  {tool}: run {attempt + 1}/{repeat} ...", file=sys.stderr, flush=True)
-        run = measure(command, stdout_path)
-        runs.append(run)
-        if run.returncode != 0:
-            print(
-                f"  {tool} failed with status {run.returncode}:\n{run.stderr_tail}",
-                file=sys.stderr,
-            )
-            break
-    return Result(tool, command, runs)
+        for tool, command in commands.items():
+            result = results[tool]
+            if not result.ok:
+                continue
+            print(f"  {tool}: run {attempt + 1}/{repeat} ...", file=sys.stderr, flush=True)
+            run = measure(command)
+            result.runs.append(run)
+            if run.returncode != 0:
+                print(
+                    f"  {tool} failed with status {run.returncode}:\n{run.stderr_tail}",
+                    file=sys.stderr,
+                )
+    return results
 
 
 def time_to_first_line(command: list[str]) -> float | None:
@@ -254,17 +271,23 @@ def show_command(command: list[str], capture: Path, label: str) -> str:
 def table(results: list[Result], packets: int) -> str:
     tshark = next((r for r in results if r.tool == "tshark" and r.ok), None)
     lines = [
-        "| tool | seconds | packets/s | vs tshark | peak RSS (MB) |",
-        "|---|---:|---:|---:|---:|",
+        "| tool | seconds | packets/s | vs tshark | CPU seconds | packets/CPU-s "
+        "| vs tshark (CPU) | peak RSS (MB) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for result in results:
         if not result.ok:
-            lines.append(f"| {result.tool} | failed | | | |")
+            lines.append(f"| {result.tool} | failed | | | | | | |")
             continue
         rate = packets / result.seconds
+        cpu_rate = packets / result.cpu_seconds
         ratio = f"{rate / (packets / tshark.seconds):.2f}x" if tshark else "n/a"
+        cpu_ratio = (
+            f"{cpu_rate / (packets / tshark.cpu_seconds):.2f}x" if tshark else "n/a"
+        )
         lines.append(
             f"| {result.tool} | {result.seconds:.2f} | {rate:,.0f} | {ratio} "
+            f"| {result.cpu_seconds:.2f} | {cpu_rate:,.0f} | {cpu_ratio} "
             f"| {result.peak_mb:.1f} |"
         )
     return "\n".join(lines)
@@ -389,9 +412,11 @@ def write_docs(
         "",
         "Each command runs as its own child process, with standard output sent to",
         "`/dev/null`. Seconds are wall-clock time"
-        + (f", the median of {repeat} runs" if repeat > 1 else "")
+        + (f", the median of {repeat} runs, the tools taking turns" if repeat > 1 else "")
         + "; packets/s is the number of records in",
-        "the capture divided by those seconds; peak RSS is the child's own",
+        "the capture divided by those seconds. CPU seconds are the child's user",
+        "plus system time, which other work on the machine does not inflate as it",
+        "does wall time; the targets are judged on wall time. Peak RSS is the child's own",
         "maximum resident set size, from `wait4`. `otdpi inventory` also writes its",
         "JSON at the end, whose counters are checked against the ADUs the generator",
         "wrote, so a fast run that misread the capture would not pass unnoticed.",
@@ -522,10 +547,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.skip_tshark or not shutil.which("tshark"):
         del commands["tshark"]
 
-    results: dict[str, Result] = {}
     print(f"measuring on {capture} ({packets:,} packets)", file=sys.stderr)
-    for tool, command in commands.items():
-        results[tool] = measure_tool(tool, command, args.repeat)
+    results = measure_tools(commands, args.repeat)
 
     # The inventory's counters say whether otdpi decoded what the generator wrote;
     # a fast run that misreads the capture would prove nothing.

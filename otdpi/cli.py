@@ -100,18 +100,23 @@ def _run_protocols(args: argparse.Namespace) -> int:
 
 
 def _run_dissect(args: argparse.Namespace) -> int:
+    import orjson
+
     from otdpi.engine import Engine
 
     _check_inputs(args.captures)
-    with _progress(args.captures) as progress, _open_output(args.output) as out:
+    # orjson rather than the standard library's encoder: it writes the same JSON
+    # several times faster, and encoding is most of what this command costs.
+    # NaN and infinities become null, which keeps every line valid JSON.
+    options = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
+    dumps = orjson.dumps
+    with _progress(args.captures) as progress, _open_binary_output(args.output) as out:
         engine = Engine(args.protocol, progress=progress)
-        dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
         write = out.write
         for path in args.captures:
             progress.start(path)
             for message in engine.messages(path):
-                write(dumps(message.to_dict()))
-                write("\n")
+                write(dumps(message.to_dict(), default=str, option=options))
     _report_problems(engine)
     return 0
 
@@ -165,12 +170,14 @@ def _output_format(path: str | None, given: str | None) -> str:
 
 
 @contextmanager
-def _open_output(path: str | None):
+def _open_binary_output(path: str | None):
     if path is None:
-        yield sys.stdout
+        sys.stdout.flush()
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
         return
     try:
-        handle = open(path, "w", encoding="utf-8")
+        handle = open(path, "wb")
     except OSError as exc:
         raise UsageError(f"{path}: cannot write: {exc.strerror}") from None
     with handle:

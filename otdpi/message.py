@@ -115,20 +115,30 @@ class Message(NamedTuple):
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict: endpoints, targets, status and findings as objects."""
+        # Spelled out rather than through ``_asdict()``: this runs once per
+        # message written by ``otdpi dissect``, and ``_asdict`` is the slower way.
+        src, dst, status = self.src, self.dst, self.status
+        if status is STATUS_OK:
+            status_dict = {"state": "ok"}
+        else:
+            status_dict = {k: v for k, v in zip(Status._fields, status) if v is not None}
         return {
             "ts": self.ts,
             "frame": self.frame,
             "flow": self.flow,
-            "src": self.src._asdict(),
-            "dst": self.dst._asdict(),
+            "src": {"ip": src.ip, "port": src.port, "mac": src.mac},
+            "dst": {"ip": dst.ip, "port": dst.port, "mac": dst.mac},
             "protocol": self.protocol,
             "kind": self.kind,
             "service": self.service,
             "service_code": self.service_code,
             "action": self.action,
-            "targets": [t._asdict() for t in self.targets],
+            "targets": [
+                {"space": t.space, "start": t.start, "count": t.count}
+                for t in self.targets
+            ],
             "fields": self.fields,
             "identity": self.identity,
-            "status": {k: v for k, v in self.status._asdict().items() if v is not None},
-            "findings": [f._asdict() for f in self.findings],
+            "status": status_dict,
+            "findings": [{"code": f.code, "detail": f.detail} for f in self.findings],
         }
