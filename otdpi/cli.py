@@ -83,6 +83,35 @@ def _parser() -> argparse.ArgumentParser:
 def _add_protocol_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-p", "--protocol", action="append", metavar="NAME",
                         help="only this dissector (repeatable; see `otdpi protocols`)")
+    limits = parser.add_argument_group("flow-table limits (memory stays bounded by them)")
+    limits.add_argument("--max-flows", type=_positive_int, metavar="N",
+                        help="open flows kept at once; the oldest is evicted beyond "
+                        "(default 200000)")
+    limits.add_argument("--max-flow-buffer", type=_positive_int, metavar="BYTES",
+                        help="out-of-order bytes held per direction before a gap is "
+                        "declared (default 262144)")
+    limits.add_argument("--idle-timeout", type=float, metavar="SECONDS",
+                        help="capture seconds of silence that end a flow (default 600)")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {text}")
+    return value
+
+
+def _flow_config(args: argparse.Namespace):
+    from otdpi.flows import FlowConfig
+
+    config = FlowConfig()
+    if args.max_flows is not None:
+        config.max_flows = args.max_flows
+    if args.max_flow_buffer is not None:
+        config.max_flow_buffer = args.max_flow_buffer
+    if args.idle_timeout is not None:
+        config.idle_timeout = args.idle_timeout
+    return config
 
 
 # -- commands -------------------------------------------------------------------
@@ -111,7 +140,7 @@ def _run_dissect(args: argparse.Namespace) -> int:
     options = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
     dumps = orjson.dumps
     with _progress(args.captures) as progress, _open_binary_output(args.output) as out:
-        engine = Engine(args.protocol, progress=progress)
+        engine = Engine(args.protocol, flow_config=_flow_config(args), progress=progress)
         write = out.write
         for path in args.captures:
             progress.start(path)
@@ -129,7 +158,7 @@ def _run_inventory(args: argparse.Namespace) -> int:
     output_format = _output_format(args.output, args.format)
     inventory = Inventory()
     with _progress(args.captures) as progress:
-        engine = Engine(args.protocol, progress=progress)
+        engine = Engine(args.protocol, flow_config=_flow_config(args), progress=progress)
         for path in args.captures:
             progress.start(path)
             inventory.update(engine.messages(path), capture=os.fspath(path))
@@ -277,7 +306,18 @@ def _write_csv(assets: list[dict[str, Any]], out: TextIO) -> None:
     writer.writerows(rows)
 
 
+# Counters that say a limit cut into what was decoded, and the option to raise it.
+_LIMIT_COUNTERS = {
+    "flows_evicted_table_full": "--max-flows",
+    "tcp_buffer_cap_hits": "--max-flow-buffer",
+}
+
+
 def _report_problems(engine) -> None:
+    for counter, option in _LIMIT_COUNTERS.items():
+        if engine.counters[counter]:
+            print(f"otdpi: warning: {counter} = {engine.counters[counter]}; raise "
+                  f"{option} if memory allows", file=sys.stderr)
     for problem in engine.problems[:20]:
         print(f"otdpi: warning: {problem.path}: {problem.detail}", file=sys.stderr)
     hidden = engine.counters["capture_problems"] - min(len(engine.problems), 20)

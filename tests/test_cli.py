@@ -119,3 +119,23 @@ def test_installed_command_runs_as_a_program():
                           check=False)
     assert done.returncode == 0, done.stderr
     assert "otdpi test bench" in done.stdout
+
+
+def test_flow_limits_are_options_and_say_when_they_bite(capsys, tmp_path):
+    from tests.helpers import Frame, ethernet, ipv4, pcap_file, tcp
+
+    request = bytes.fromhex("000100000006010300000002")
+    frames = [
+        Frame(1, i, ethernet("00:00:00:00:00:02", "00:00:00:00:00:01", 0x0800,
+                             ipv4(f"10.0.0.{10 + i % 2}", "10.0.0.2", 6,
+                                  tcp(40000 + i % 2, 502, request, seq=100 + 12 * i))))
+        for i in range(4)
+    ]
+    capture = tmp_path / "two_clients.pcap"
+    capture.write_bytes(pcap_file(frames))
+    assert main(["inventory", str(capture), "--max-flows", "1"]) == 0
+    captured = capsys.readouterr()
+    assert "flows_evicted_table_full" in captured.err and "--max-flows" in captured.err
+    with pytest.raises(SystemExit) as stopped:  # argparse's own usage error
+        main(["inventory", str(capture), "--max-flows", "0"])
+    assert stopped.value.code == 2
