@@ -12,6 +12,12 @@ For TCP the bytes of one direction arrive in order with retransmissions and
 overlaps already removed; when the capture lost bytes the engine calls
 :meth:`Dissector.gap` and the dissector must find the next unit boundary by
 itself. For UDP each call to :meth:`Dissector.feed` carries one datagram.
+
+A plugin for a protocol carried straight over Ethernet (GOOSE, Sampled Values,
+PROFINET RT...) names the transport ``ethernet`` and lists its ``ethertypes``.
+Its "flow" is one (source MAC, destination MAC, ethertype) conversation; each
+call to :meth:`Dissector.feed` carries the bytes after the ethertype (and after
+any VLAN tags) of one frame, and the endpoints carry a MAC and no IP address.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ class FlowContext(NamedTuple):
     :meth:`Dissector.sender_is_client` names from the first bytes, else the
     side that sent the SYN, else (caught mid-stream) the side whose port is not
     a known service port, else the higher port.
-    ``transport`` is ``tcp`` or ``udp``.
+    ``transport`` is ``tcp``, ``udp`` or ``ethernet``.
     """
 
     flow_id: int
@@ -45,9 +51,13 @@ class Dissector:
     name
         registry name, also ``Message.protocol`` (``modbus``, ``dnp3``...).
     transports
-        the transports it runs over, ``("tcp",)`` by default.
+        the transports it runs over, ``("tcp",)`` by default; ``"udp"`` and
+        ``"ethernet"`` are the others.
     default_ports
         service ports tried first; the port alone never decides, ``probe`` does.
+    ethertypes
+        for the ``ethernet`` transport, the ethertypes it reads; a frame of
+        another ethertype never reaches it.
     probe_min_bytes
         how many bytes :meth:`probe` needs before it can answer.
     state
@@ -57,6 +67,7 @@ class Dissector:
     name: ClassVar[str] = ""
     transports: ClassVar[tuple[str, ...]] = ("tcp",)
     default_ports: ClassVar[tuple[int, ...]] = ()
+    ethertypes: ClassVar[tuple[int, ...]] = ()
     probe_min_bytes: ClassVar[int] = 1
     state: ClassVar[str] = ""
 

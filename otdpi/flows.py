@@ -25,6 +25,10 @@ bites.
 
 Until a dissector is chosen, a flow's first payload chunks are kept (bounded)
 and replayed into the chosen dissector, so no early message is lost to probing.
+
+Frames that are not IP reach the table as layer-2 packets. When a dissector
+claims their ethertype, each (source MAC, destination MAC, ethertype) is a flow
+of its own, fed frame by frame like UDP; other layer-2 frames open nothing.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from otdpi.registry import Selector
 
 TCP = 6
 UDP = 17
+LAYER2 = -1  # Packet.proto of a frame that is not IP
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
 SEQ_MOD = 1 << 32
 HALF_SEQ = 1 << 31
@@ -132,6 +137,7 @@ class FlowTable:
                  on_retire: Callable[[Flow], None] | None = None,
                  first_flow_id: int = 1) -> None:
         self.selector = selector
+        self._ethertypes = selector.ethertypes
         self.config = config or FlowConfig()
         self.counters: Counter[str] = Counter()
         self._by_key: dict[tuple, tuple[Flow, bool]] = {}
@@ -153,9 +159,12 @@ class FlowTable:
     def process(self, pkt: Packet, ts: float, frame: int) -> list[Message]:
         """Account one packet; return the messages it completes."""
         proto = pkt.proto
-        if proto != TCP and proto != UDP:
+        if proto == TCP or proto == UDP:
+            key = (proto, pkt.src_ip, pkt.src_port, pkt.dst_ip, pkt.dst_port)
+        elif proto == LAYER2 and pkt.ethertype in self._ethertypes:
+            key = (proto, pkt.src_mac, pkt.ethertype, pkt.dst_mac, pkt.ethertype)
+        else:
             return []
-        key = (proto, pkt.src_ip, pkt.src_port, pkt.dst_ip, pkt.dst_port)
         found = self._by_key.get(key)
         if found is None:
             # A bare ACK, FIN or RST opens nothing: it is usually the tail of a
@@ -176,7 +185,7 @@ class FlowTable:
             self._packets_since_sweep = 0
             out = (out or []) + self.expire(ts)
 
-        if proto == UDP:
+        if proto != TCP:
             found = []
             if pkt.payload:
                 flow.payload_bytes += len(pkt.payload)
@@ -188,24 +197,38 @@ class FlowTable:
 
     def _open(self, pkt: Packet, key: tuple, ts: float
               ) -> tuple[Flow, bool, list[Message]]:
-        transport = "tcp" if pkt.proto == TCP else "udp"
         flags = pkt.tcp_flags
-        guessed = not (pkt.proto == TCP and flags & SYN)
-        if not guessed:
-            src_is_client = not flags & ACK
+        if pkt.proto == LAYER2:
+            # A layer-2 flow is one sender's frames to one (mostly multicast)
+            # address: the sender plays the client, and the ethertype the port.
+            transport = "ethernet"
+            guessed = False
+            src_is_client = True
+            src = Endpoint(None, None, pkt.src_mac)
+            dst = Endpoint(None, None, pkt.dst_mac)
+            service_port = pkt.ethertype
         else:
-            hint = self.selector.service_port_hint(transport, pkt.src_port, pkt.dst_port)
-            if hint is not None:
-                src_is_client = hint == pkt.dst_port
+            transport = "tcp" if pkt.proto == TCP else "udp"
+            guessed = not (pkt.proto == TCP and flags & SYN)
+            if not guessed:
+                src_is_client = not flags & ACK
             else:
-                src_is_client = pkt.src_port >= pkt.dst_port
-        src = Endpoint(pkt.src_ip, pkt.src_port, pkt.src_mac)
-        dst = Endpoint(pkt.dst_ip, pkt.dst_port, pkt.dst_mac)
+                hint = self.selector.service_port_hint(transport, pkt.src_port,
+                                                       pkt.dst_port)
+                if hint is not None:
+                    src_is_client = hint == pkt.dst_port
+                else:
+                    src_is_client = pkt.src_port >= pkt.dst_port
+            src = Endpoint(pkt.src_ip, pkt.src_port, pkt.src_mac)
+            dst = Endpoint(pkt.dst_ip, pkt.dst_port, pkt.dst_mac)
+            service_port = None
         client, server = (src, dst) if src_is_client else (dst, src)
         flow = Flow(self._next_id, transport, client, server, ts)
+        if service_port is not None:
+            flow.service_port = service_port
         flow.guessed = guessed
         self._next_id += 1
-        reverse = (pkt.proto, pkt.dst_ip, pkt.dst_port, pkt.src_ip, pkt.src_port)
+        reverse = (key[0], key[3], key[4], key[1], key[2])
         flow.keys = (key, reverse)
         self._by_key[key] = (flow, src_is_client)
         self._by_key[reverse] = (flow, not src_is_client)
@@ -365,7 +388,7 @@ class FlowTable:
         if chosen is None:
             self.counters["flows_unknown_protocol"] += 1
             return []
-        if _content_says_swap(chosen, first):
+        if flow.transport != "ethernet" and _content_says_swap(chosen, first):
             flow.swapped = True
             flow.client, flow.server = flow.server, flow.client
             flow.service_port = flow.server.port

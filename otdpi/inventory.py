@@ -19,6 +19,11 @@ client/server pattern (``master``, ``field device``...) is only the fallback.
 Protocol addresses that are not IP addresses (DNP3 link addresses, HSMS session
 ids) are identity attributes too, named ``<protocol>_address``.
 
+A device heard only on layer 2 (a GOOSE publisher) has a MAC and no IP; it joins
+the asset its MAC keys when the same device also speaks IP, else it is an asset
+of its own. Group addresses (multicast and broadcast MACs and IPs) are peers,
+never assets: nothing can be said of the devices behind them.
+
 State is plain and mergeable: two inventories built from different captures
 merge into the one a single run over both would give.
 """
@@ -58,12 +63,12 @@ class Claim(NamedTuple):
 
 
 class _Host:
-    """Everything seen of one IP address."""
+    """Everything seen of one IP address, or of one MAC that spoke no IP (``ip`` None)."""
 
     __slots__ = ("ip", "macs", "roles", "peers", "stations", "claims", "first_ts",
                  "last_ts", "messages")
 
-    def __init__(self, ip: str, ts: float) -> None:
+    def __init__(self, ip: str | None, ts: float) -> None:
         self.ip = ip
         self.macs: Counter[str] = Counter()
         self.roles: dict[str, Counter[str]] = {}
@@ -125,7 +130,7 @@ class Inventory:
                         stations.add(station)
 
         if message.identity:
-            host = self._host(src.ip, ts)
+            host = self._host(src.ip, src.mac, ts)
             for attribute, value in message.identity.items():
                 if value is None or value == "":
                     continue
@@ -143,10 +148,11 @@ class Inventory:
         for message in messages:
             add(message, capture)
 
-    def _host(self, ip: str, ts: float) -> _Host:
-        host = self._hosts.get(ip)
+    def _host(self, ip: str | None, mac: str | None, ts: float) -> _Host:
+        key = ip if ip is not None else f"mac:{mac}"
+        host = self._hosts.get(key)
         if host is None:
-            host = self._hosts[ip] = _Host(ip, ts)
+            host = self._hosts[key] = _Host(ip, ts)
         else:
             if ts < host.first_ts:
                 host.first_ts = ts
@@ -165,11 +171,13 @@ class Inventory:
             else:
                 src_role, dst_role = "publisher", "subscriber"
             for ip, mac, role, peer, peer_role, sent in (
-                (src_ip, src_mac, src_role, dst_ip, dst_role, count),
-                (dst_ip, dst_mac, dst_role, src_ip, src_role, 0),
+                (src_ip, src_mac, src_role, dst_ip or dst_mac, dst_role, count),
+                (dst_ip, dst_mac, dst_role, src_ip or src_mac, src_role, 0),
             ):
-                host = self._host(ip, first_ts)
-                self._host(ip, last_ts)
+                if _is_group(ip, mac):
+                    continue
+                host = self._host(ip, mac, first_ts)
+                self._host(ip, mac, last_ts)
                 host.messages += sent
                 if mac is not None:
                     host.macs[mac] += count
@@ -178,7 +186,7 @@ class Inventory:
                 host.peers[peer_key] = host.peers.get(peer_key, 0) + count
         self._tallies.clear()
         for (ip, proto, field), values in self._stations.items():
-            host = self._hosts.get(ip)
+            host = self._hosts.get(ip) if ip is not None else None
             if host is None:  # only seen through an earlier merge's stations
                 continue
             host.stations.setdefault(proto, {}).setdefault(field, set()).update(values)
@@ -188,10 +196,10 @@ class Inventory:
         """Fold ``other`` into this inventory (counts add, sets union); return self."""
         self._settle()
         other._settle()
-        for ip, theirs in other._hosts.items():
-            mine = self._hosts.get(ip)
+        for key, theirs in other._hosts.items():
+            mine = self._hosts.get(key)
             if mine is None:
-                mine = self._hosts[ip] = _Host(ip, theirs.first_ts)
+                mine = self._hosts[key] = _Host(theirs.ip, theirs.first_ts)
             mine.first_ts = min(mine.first_ts, theirs.first_ts)
             mine.last_ts = max(mine.last_ts, theirs.last_ts)
             mine.messages += theirs.messages
@@ -220,12 +228,17 @@ class Inventory:
         mac_ips: dict[str, set[str]] = {}
         for host in self._hosts.values():
             for mac in host.macs:
-                mac_ips.setdefault(mac, set()).add(host.ip)
+                known = mac_ips.setdefault(mac, set())
+                if host.ip is not None:
+                    known.add(host.ip)
 
         groups: dict[str, list[_Host]] = {}
         for host in self._hosts.values():
-            local = [m for m in host.macs if _is_unicast(m) and len(mac_ips[m]) == 1]
-            key = f"mac:{local[0]}" if len(local) == 1 else f"ip:{host.ip}"
+            if host.ip is None:  # heard on layer 2 only: its MAC is its key
+                key = f"mac:{next(iter(host.macs))}"
+            else:
+                local = [m for m in host.macs if _is_unicast(m) and len(mac_ips[m]) == 1]
+                key = f"mac:{local[0]}" if len(local) == 1 else f"ip:{host.ip}"
             groups.setdefault(key, []).append(host)
 
         vendor_of = _mac_vendor_lookup()
@@ -262,7 +275,7 @@ class Inventory:
         unit_ids = sorted(stations.get("modbus", {}).get("unit_id", ()))
         return {
             "key": key,
-            "ips": sorted(h.ip for h in hosts),
+            "ips": sorted(h.ip for h in hosts if h.ip is not None),
             "macs": macs,
             "mac_vendor": vendor_of(local_mac) if local_mac else None,
             "role": _claimed_role(identity) or _device_role(protocols, stations),
@@ -283,6 +296,33 @@ class Inventory:
 
 def _hashable(value: Any) -> bool:
     return isinstance(value, (str, int, float, bool, tuple))
+
+
+def _is_group(ip: str | None, mac: str | None) -> bool:
+    """Whether an address names a group (multicast, broadcast) rather than a device."""
+    if ip is None:
+        return mac is None or not _is_unicast(mac)
+    group = _GROUP_IPS.get(ip)
+    if group is None:
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:
+            group = False
+        else:
+            # Limitation: a directed broadcast is recognised only for a /24
+            # (x.y.z.255), the common case on plant networks; the broadcast of
+            # a wider subnet stays an asset, and a host numbered .255 inside a
+            # wider subnet is taken for a broadcast. Knowing the subnet masks
+            # (from DHCP or configuration) would settle both.
+            group = address.is_multicast or ip == "255.255.255.255" or (
+                address.version == 4 and ip.endswith(".255"))
+        if len(_GROUP_IPS) < 65536:
+            _GROUP_IPS[ip] = group
+    return group
+
+
+# Answers of _is_group for IP addresses: a capture holds few distinct ones.
+_GROUP_IPS: dict[str, bool] = {}
 
 
 def _is_unicast(mac: str) -> bool:

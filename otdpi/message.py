@@ -45,9 +45,13 @@ ACTIONS = (
 
 
 class Endpoint(NamedTuple):
-    """One end of a flow. ``mac`` is None where the link layer has none."""
+    """One end of a flow. ``mac`` is None where the link layer has none.
 
-    ip: str
+    ``ip`` and ``port`` are None for protocols carried straight over Ethernet
+    (GOOSE and the like), whose ends are known by MAC alone.
+    """
+
+    ip: str | None
     port: int | None = None
     mac: str | None = None
 

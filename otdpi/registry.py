@@ -72,8 +72,13 @@ class Selector:
         self.by_port: dict[tuple[str, int], list[type[Dissector]]] = {}
         for cls in self.candidates:
             for transport in cls.transports:
-                for port in cls.default_ports:
+                # An ethertype plays the part of the service port on Ethernet.
+                ports = cls.ethertypes if transport == "ethernet" else cls.default_ports
+                for port in ports:
                     self.by_port.setdefault((transport, port), []).append(cls)
+        self.ethertypes = frozenset(
+            port for transport, port in self.by_port if transport == "ethernet"
+        )
         self.probe_min_bytes = max((c.probe_min_bytes for c in self.candidates), default=1)
 
     def service_port_hint(self, transport: str, port_a: int, port_b: int) -> int | None:
@@ -89,11 +94,16 @@ class Selector:
     def choose(
         self, transport: str, server_port: int, data: bytes, to_server: bool
     ) -> type[Dissector] | None:
-        """The first plugin whose probe accepts ``data``: port matches first."""
+        """The first plugin whose probe accepts ``data``: port matches first.
+
+        On Ethernet only the plugins that list the frame's ethertype are asked.
+        """
         hinted = self.by_port.get((transport, server_port), ())
         for cls in hinted:
             if _safe_probe(cls, data, to_server):
                 return cls
+        if transport == "ethernet":
+            return None
         for cls in self.candidates:
             if cls in hinted or transport not in cls.transports:
                 continue

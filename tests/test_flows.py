@@ -291,3 +291,45 @@ def test_sides_that_cancel_out_keep_the_syn_direction():
         packet(unit("?q2"), seq=500, ack=104, to_server=False),
     ])
     assert [m.kind for m in msgs] == ["request", "response"]
+
+
+class ToyGooseDissector(Dissector):
+    """A layer-2 toy: every frame of ethertype 0x88b8 is one message."""
+
+    name = "toygoose"
+    transports = ("ethernet",)
+    ethertypes = (0x88B8,)
+
+    @classmethod
+    def probe(cls, data: bytes, to_server: bool) -> bool:
+        return len(data) >= 2
+
+    def feed(self, data, to_server, ts, frame):
+        src, dst = self.endpoints(to_server)
+        return [Message(ts, frame, self.flow.flow_id, src, dst, "toygoose", "unsolicited",
+                        "publish", None, "data", fields={"payload": data.hex()})]
+
+
+def layer2(ethertype: int, payload: bytes, src_mac: str = "00:80:f4:00:00:02") -> Packet:
+    return Packet(src_mac, "01:0c:cd:01:00:01", (5,), ethertype, None, None, -1, 0, 0, 0,
+                  0, 0, payload)
+
+
+def test_layer2_frames_reach_the_dissector_of_their_ethertype_only():
+    table = FlowTable(Selector(plugins=[ToyDissector, ToyGooseDissector]), FlowConfig())
+    out = run(table, [layer2(0x88B8, b"\x00\x01ab"), layer2(0x88CC, b"lldp"),
+                      layer2(0x88B8, b"\x00\x01cd"),
+                      layer2(0x88B8, b"\x00\x01ef", src_mac="00:80:f4:00:00:03")])
+    assert [m.fields["payload"] for m in out] == ["0001" + "ab".encode().hex(),
+                                                  "0001" + "cd".encode().hex(),
+                                                  "0001" + "ef".encode().hex()]
+    assert out[0].src.mac == "00:80:f4:00:00:02" and out[0].src.ip is None
+    assert out[0].dst.mac == "01:0c:cd:01:00:01"
+    assert out[0].flow == out[1].flow != out[2].flow
+    assert table.counters["flows"] == 2
+
+
+def test_layer2_frames_open_nothing_without_a_layer2_dissector():
+    table = make_table()
+    assert run(table, [layer2(0x88B8, b"\x00\x01ab")]) == []
+    assert table.counters["flows"] == 0

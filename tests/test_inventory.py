@@ -99,3 +99,27 @@ def test_a_claimed_role_wins_over_the_coarse_role():
     assets = by_ip(inv)
     assert assets["10.0.0.5"]["role"] == "engineering station"
     assert assets["10.0.0.2"]["role"] == "field device"
+
+
+def test_a_layer2_publisher_joins_the_asset_of_its_mac_and_groups_are_no_assets():
+    inv = Inventory()
+    inv.add(msg(HMI, PLC, "request"))
+    inv.add(msg(PLC, HMI, "response"))
+    publisher = Endpoint(None, None, PLC.mac)
+    group = Endpoint(None, None, "01:0c:cd:01:00:01")
+    inv.add(Message(2.0, 3, 2, publisher, group, "goose", "unsolicited", "publish", None,
+                    "data", identity={"ied_name": "IED1"}))
+    lone = Endpoint(None, None, "00:80:f4:00:00:09")
+    inv.add(Message(2.0, 4, 3, lone, group, "goose", "unsolicited", "publish", None,
+                    "data"))
+    inv.add(msg(HMI, Endpoint("224.0.0.9", 2423, "01:00:5e:00:00:09"), "request"))
+    inv.add(msg(HMI, Endpoint("10.0.0.255", 2423, "ff:ff:ff:ff:ff:ff"), "request"))
+    assets = {a["key"]: a for a in inv.assets()}
+    assert set(assets) == {"mac:00:80:f4:00:00:02", "mac:00:0e:8c:00:00:05",
+                           "mac:00:80:f4:00:00:09"}
+    plc = assets["mac:00:80:f4:00:00:02"]
+    assert plc["ips"] == ["10.0.0.2"] and "goose" in plc["protocols"]
+    assert plc["summary"]["ied_name"] == "IED1"
+    assert assets["mac:00:80:f4:00:00:09"]["ips"] == []
+    hmi_peers = {p["ip"] for p in assets["mac:00:0e:8c:00:00:05"]["peers"]}
+    assert {"224.0.0.9", "10.0.0.255"} <= hmi_peers
