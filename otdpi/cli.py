@@ -63,6 +63,12 @@ def _parser() -> argparse.ArgumentParser:
                      help="also write the inventory to FILE (format from its suffix)")
     inv.add_argument("--format", choices=("json", "csv"),
                      help="format of --output when its suffix does not say")
+    inv.add_argument("-j", "--jobs", type=_positive_int, default=1, metavar="N",
+                     help="worker processes; a lone capture is split by flow hash "
+                     "(default 1)")
+    inv.add_argument("--dask", metavar="ADDRESS",
+                     help="run the work on this Dask distributed scheduler "
+                     "(tcp://host:8786) instead of local processes")
     _add_protocol_option(inv)
     inv.set_defaults(run=_run_inventory)
 
@@ -146,7 +152,7 @@ def _run_dissect(args: argparse.Namespace) -> int:
             progress.start(path)
             for message in engine.messages(path):
                 write(dumps(message.to_dict(), default=str, option=options))
-    _report_problems(engine)
+    _report_problems(engine.counters, engine.problems)
     return 0
 
 
@@ -156,23 +162,33 @@ def _run_inventory(args: argparse.Namespace) -> int:
 
     _check_inputs(args.captures)
     output_format = _output_format(args.output, args.format)
-    inventory = Inventory()
-    with _progress(args.captures) as progress:
-        engine = Engine(args.protocol, flow_config=_flow_config(args), progress=progress)
-        for path in args.captures:
-            progress.start(path)
-            inventory.update(engine.messages(path), capture=os.fspath(path))
+    if args.jobs > 1 or args.dask:
+        from otdpi.parallel import inventory_in_parallel
+
+        result = inventory_in_parallel(args.captures, args.jobs, protocols=args.protocol,
+                                       flow_config=_flow_config(args),
+                                       dask_address=args.dask)
+        inventory, counters, problems = result.inventory, result.counters, result.problems
+    else:
+        inventory = Inventory()
+        with _progress(args.captures) as progress:
+            engine = Engine(args.protocol, flow_config=_flow_config(args),
+                            progress=progress)
+            for path in args.captures:
+                progress.start(path)
+                inventory.update(engine.messages(path), capture=os.fspath(path))
+        counters, problems = engine.counters, engine.problems
     assets = inventory.assets()
-    _print_table(assets, engine)
+    _print_table(assets, counters)
     if args.output:
         with open(args.output, "w", encoding="utf-8", newline="") as out:
             if output_format == "csv":
                 _write_csv(assets, out)
             else:
-                json.dump({"assets": assets, "counters": dict(engine.counters)}, out,
+                json.dump({"assets": assets, "counters": dict(counters)}, out,
                           indent=2, default=str)
                 out.write("\n")
-    _report_problems(engine)
+    _report_problems(counters, problems)
     return 0
 
 
@@ -267,7 +283,7 @@ def _summary_columns(asset: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def _print_table(assets: list[dict[str, Any]], engine) -> None:
+def _print_table(assets: list[dict[str, Any]], counters) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -281,7 +297,6 @@ def _print_table(assets: list[dict[str, Any]], engine) -> None:
         table.add_row(*(row[h] for h in headers))
     console = Console(width=None if sys.stdout.isatty() else 160)
     console.print(table)
-    counters = engine.counters
     console.print(
         f"{counters['packets']} packets, {counters['messages']} messages "
         f"({counters['messages_malformed']} malformed), {counters['flows']} flows "
@@ -313,14 +328,14 @@ _LIMIT_COUNTERS = {
 }
 
 
-def _report_problems(engine) -> None:
+def _report_problems(counters, problems) -> None:
     for counter, option in _LIMIT_COUNTERS.items():
-        if engine.counters[counter]:
-            print(f"otdpi: warning: {counter} = {engine.counters[counter]}; raise "
+        if counters[counter]:
+            print(f"otdpi: warning: {counter} = {counters[counter]}; raise "
                   f"{option} if memory allows", file=sys.stderr)
-    for problem in engine.problems[:20]:
+    for problem in problems[:20]:
         print(f"otdpi: warning: {problem.path}: {problem.detail}", file=sys.stderr)
-    hidden = engine.counters["capture_problems"] - min(len(engine.problems), 20)
+    hidden = counters["capture_problems"] - min(len(problems), 20)
     if hidden > 0:
         print(f"otdpi: warning: {hidden} more capture problems not shown", file=sys.stderr)
 

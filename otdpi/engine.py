@@ -33,6 +33,10 @@ class Engine:
         called with each :class:`~otdpi.flows.Flow` as it ends.
     progress
         called now and then with (bytes read, total bytes) of the current file.
+    shard
+        ``(index, count)``: dissect only that share of each file's flows (see
+        :class:`~otdpi.flows.FlowTable`); the packet counters still count
+        every record read.
 
     Attributes
     ----------
@@ -49,8 +53,10 @@ class Engine:
         flow_config: FlowConfig | None = None,
         on_flow_end: Callable[[Flow], None] | None = None,
         progress: ProgressCallback | None = None,
+        shard: tuple[int, int] | None = None,
     ) -> None:
         self.selector = Selector(tuple(protocols) if protocols else None)
+        self.shard = shard
         self.flow_config = flow_config or FlowConfig()
         self.on_flow_end = on_flow_end
         self.progress = progress
@@ -65,7 +71,7 @@ class Engine:
         decoder = Decoder()
         # Flow ids continue across files so that ids are unique within a run.
         table = FlowTable(self.selector, self.flow_config, self.on_flow_end,
-                          first_flow_id=self._flow_ids + 1)
+                          first_flow_id=self._flow_ids + 1, shard=self.shard)
         counters = self.counters
         packets = messages = malformed = 0
         progress = self.progress

@@ -26,6 +26,11 @@ bites.
 Until a dissector is chosen, a flow's first payload chunks are kept (bounded)
 and replayed into the chosen dissector, so no early message is lost to probing.
 
+A table may serve one share of the flows (``shard=(index, count)``): a flow
+belongs to share ``crc32(its endpoints, in a fixed order) % count``, the same in
+every process, so several workers reading one capture each dissect a disjoint
+part and their inventories merge into the whole.
+
 Frames that are not IP reach the table as layer-2 packets. When a dissector
 claims their ethertype, each (source MAC, destination MAC, ethertype) is a flow
 of its own, fed frame by frame like UDP; other layer-2 frames open nothing.
@@ -33,6 +38,7 @@ of its own, fed frame by frame like UDP; other layer-2 frames open nothing.
 
 from __future__ import annotations
 
+import zlib
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -131,12 +137,22 @@ class FlowTable:
         called with each flow as it ends, for flow-level consumers.
     first_flow_id
         id of the first flow opened; lets ids run on across several files.
+    shard
+        ``(index, count)``: serve only the flows whose hash falls in share
+        ``index`` of ``count``; None serves every flow.
     """
 
     def __init__(self, selector: Selector, config: FlowConfig | None = None,
                  on_retire: Callable[[Flow], None] | None = None,
-                 first_flow_id: int = 1) -> None:
+                 first_flow_id: int = 1,
+                 shard: tuple[int, int] | None = None) -> None:
         self.selector = selector
+        if shard is not None and not 0 <= shard[0] < shard[1]:
+            raise ValueError(f"shard {shard[0]} of {shard[1]} does not exist")
+        self._shard = shard if shard is not None and shard[1] > 1 else None
+        # Keys of flows that belong to another share, so that each of their
+        # packets costs one look-up; emptied when full, like the address caches.
+        self._foreign: set[tuple] = set()
         self._ethertypes = selector.ethertypes
         self.config = config or FlowConfig()
         self.counters: Counter[str] = Counter()
@@ -167,6 +183,8 @@ class FlowTable:
             return []
         found = self._by_key.get(key)
         if found is None:
+            if self._shard is not None and not self._ours(key):
+                return []
             # A bare ACK, FIN or RST opens nothing: it is usually the tail of a
             # connection just retired, and would count as a flow of its own.
             if proto == TCP and not pkt.payload and not pkt.tcp_flags & SYN:
@@ -194,6 +212,20 @@ class FlowTable:
             found = self._tcp(flow, pkt, to_server, ts, frame)
         # Most packets complete their messages alone: hand the list on as is.
         return out + found if out else found
+
+    def _ours(self, key: tuple) -> bool:
+        """Whether the flow of ``key`` falls in this table's share."""
+        foreign = self._foreign
+        if key in foreign:
+            return False
+        index, count = self._shard
+        ends = sorted((repr(key[1:3]), repr(key[3:5])))
+        ours = zlib.crc32(f"{key[0]}|{ends[0]}|{ends[1]}".encode()) % count == index
+        if not ours:
+            if len(foreign) >= 65536:
+                foreign.clear()
+            foreign.add(key)
+        return ours
 
     def _open(self, pkt: Packet, key: tuple, ts: float
               ) -> tuple[Flow, bool, list[Message]]:

@@ -160,6 +160,10 @@ class Inventory:
                 host.last_ts = ts
         return host
 
+    def settle(self) -> None:
+        """Fold what :meth:`add` gathered into per-host state (before pickling a partial)."""
+        self._settle()
+
     def _settle(self) -> None:
         """Fold the tallies and stations gathered by :meth:`add` into the hosts."""
         for (src_ip, src_mac, dst_ip, dst_mac, proto, kind), tally in self._tallies.items():
