@@ -57,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Read captures and list every device seen, with its protocols, "
         "roles, peers and identity.",
     )
-    inv.add_argument("captures", nargs="+", metavar="CAPTURE",
+    inv.add_argument("captures", nargs="*", metavar="CAPTURE",
                      help="pcap or pcapng file, optionally gzip-compressed")
     inv.add_argument("-o", "--output", metavar="FILE",
                      help="also write the inventory to FILE (format from its suffix)")
@@ -69,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     inv.add_argument("--dask", metavar="ADDRESS",
                      help="run the work on this Dask distributed scheduler "
                      "(tcp://host:8786) instead of local processes")
+    _add_live_options(inv)
     _add_protocol_option(inv)
     inv.set_defaults(run=_run_inventory)
 
@@ -98,6 +99,49 @@ def _add_protocol_option(parser: argparse.ArgumentParser) -> None:
                         "declared (default 262144)")
     limits.add_argument("--idle-timeout", type=float, metavar="SECONDS",
                         help="capture seconds of silence that end a flow (default 600)")
+
+
+def _add_live_options(parser: argparse.ArgumentParser) -> None:
+    live = parser.add_argument_group(
+        "live capture (through dumpcap; Ctrl-C stops and keeps what was seen)")
+    live.add_argument("-i", "--interface", metavar="IFACE",
+                      help="capture on this interface instead of reading files")
+    live.add_argument("-f", "--filter", metavar="BPF",
+                      help="capture filter, e.g. 'tcp port 502'")
+    live.add_argument("--duration", type=float, metavar="SECONDS",
+                      help="stop capturing after this long")
+    live.add_argument("--count", type=_positive_int, metavar="N",
+                      help="stop capturing after N packets")
+    live.add_argument("--update-every", type=float, default=10.0, metavar="SECONDS",
+                      help="while capturing, rewrite --output this often (default 10)")
+
+
+def _sources(args: argparse.Namespace) -> None:
+    """Check that the command was given captures or an interface, not both."""
+    if args.interface and args.captures:
+        raise UsageError("give capture files or --interface, not both")
+    if not args.interface and not args.captures:
+        raise UsageError("no capture given (name capture files, or --interface IFACE)")
+    if args.captures:
+        _check_inputs(args.captures)
+
+
+@contextmanager
+def _stop_on_interrupt(engine):
+    """Ctrl-C ends a live capture cleanly: dumpcap flushes, open flows are kept."""
+    import signal
+
+    def stop(signum, frame):
+        capture = getattr(engine, "capture", None)
+        if capture is None:
+            raise KeyboardInterrupt
+        capture.stop()
+
+    previous = signal.signal(signal.SIGINT, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _positive_int(text: str) -> int:
@@ -160,9 +204,14 @@ def _run_inventory(args: argparse.Namespace) -> int:
     from otdpi.engine import Engine
     from otdpi.inventory import Inventory
 
-    _check_inputs(args.captures)
+    _sources(args)
     output_format = _output_format(args.output, args.format)
-    if args.jobs > 1 or args.dask:
+    if args.interface:
+        engine = Engine(args.protocol, flow_config=_flow_config(args))
+        inventory = Inventory()
+        _live_inventory(args, engine, inventory, output_format)
+        counters, problems = engine.counters, engine.problems
+    elif args.jobs > 1 or args.dask:
         from otdpi.parallel import inventory_in_parallel
 
         result = inventory_in_parallel(args.captures, args.jobs, protocols=args.protocol,
@@ -181,15 +230,38 @@ def _run_inventory(args: argparse.Namespace) -> int:
     assets = inventory.assets()
     _print_table(assets, counters)
     if args.output:
-        with open(args.output, "w", encoding="utf-8", newline="") as out:
-            if output_format == "csv":
-                _write_csv(assets, out)
-            else:
-                json.dump({"assets": assets, "counters": dict(counters)}, out,
-                          indent=2, default=str)
-                out.write("\n")
+        _write_inventory(args.output, output_format, assets, counters)
     _report_problems(counters, problems)
     return 0
+
+
+def _live_inventory(args, engine, inventory, output_format: str) -> None:
+    import time
+
+    source = f"live:{args.interface}"
+    next_update = time.monotonic() + args.update_every
+    with _stop_on_interrupt(engine):
+        for message in engine.live(args.interface, args.filter,
+                                   duration=args.duration, packets=args.count):
+            inventory.add(message, capture=source)
+            if args.output and time.monotonic() >= next_update:
+                _write_inventory(args.output, output_format, inventory.assets(),
+                                 engine.counters)
+                next_update = time.monotonic() + args.update_every
+
+
+def _write_inventory(path: str, output_format: str, assets, counters) -> None:
+    # Written beside the target and renamed over it, so that a reader (or a
+    # live run stopped half-way) never sees half a file.
+    partial = f"{path}.partial"
+    with open(partial, "w", encoding="utf-8", newline="") as out:
+        if output_format == "csv":
+            _write_csv(assets, out)
+        else:
+            json.dump({"assets": assets, "counters": dict(counters)}, out, indent=2,
+                      default=str)
+            out.write("\n")
+    os.replace(partial, path)
 
 
 # -- helpers ------------------------------------------------------------------

@@ -68,6 +68,28 @@ class Engine:
     def messages(self, path: str | os.PathLike) -> Iterator[Message]:
         """Yield the messages of one capture file, in the order they complete."""
         self.current_path = os.fspath(path)
+        with open_capture(path) as reader:
+            yield from self._run(reader, reader)
+
+    def live(self, interface: str, capture_filter: str | None = None, **limits
+             ) -> Iterator[Message]:
+        """Yield the messages of packets captured live on ``interface``.
+
+        Capture runs in Wireshark's ``dumpcap`` (see :mod:`otdpi.live`);
+        ``limits`` are its ``duration`` (seconds) and ``packets`` stop
+        conditions. The stream ends when the capture stops, for example when
+        :meth:`otdpi.live.LiveCapture.stop` is called on Ctrl-C; flows still
+        open are then flushed, so nothing seen is lost.
+        """
+        from otdpi.live import LiveCapture
+
+        self.current_path = f"live:{interface}"
+        with LiveCapture(interface, capture_filter, **limits) as capture:
+            self.capture = capture
+            yield from self._run(capture, capture)
+
+    def _run(self, records, reader) -> Iterator[Message]:
+        """The pipeline over one stream of records; ``reader`` has the problem counts."""
         decoder = Decoder()
         # Flow ids continue across files so that ids are unique within a run.
         table = FlowTable(self.selector, self.flow_config, self.on_flow_end,
@@ -75,43 +97,42 @@ class Engine:
         counters = self.counters
         packets = messages = malformed = 0
         progress = self.progress
-        with open_capture(path) as reader:
-            total = reader.size if progress else 0
-            decode = decoder.decode
-            process = table.process
-            try:
-                for index, ts, linktype, data, _, _ in reader:
-                    packets += 1
-                    if progress is not None and not packets & 0x3FFF:
-                        progress(reader.tell(), total)
-                    packet = decode(linktype, data, ts)
-                    if packet is None:
-                        continue
-                    found = process(packet, ts, index)
-                    if found:
-                        for message in found:
-                            messages += 1
-                            status = message.status
-                            if status is not STATUS_OK and status.state == "malformed":
-                                malformed += 1
-                            yield message
-                for message in table.flush():
-                    messages += 1
-                    if message.status.state == "malformed":
-                        malformed += 1
-                    yield message
-            finally:
-                self._flow_ids = table.next_flow_id - 1
-                counters["packets"] += packets
-                counters["messages"] += messages
-                counters["messages_malformed"] += malformed
-                counters["files"] += 1
-                counters.update(decoder.counters)
-                counters.update(table.counters)
-                counters["capture_problems"] += reader.problem_count
-                self.problems.extend(reader.problems)
-                if progress is not None:
-                    progress(total, total)
+        total = reader.size if progress else 0
+        decode = decoder.decode
+        process = table.process
+        try:
+            for index, ts, linktype, data, _, _ in records:
+                packets += 1
+                if progress is not None and not packets & 0x3FFF:
+                    progress(reader.tell(), total)
+                packet = decode(linktype, data, ts)
+                if packet is None:
+                    continue
+                found = process(packet, ts, index)
+                if found:
+                    for message in found:
+                        messages += 1
+                        status = message.status
+                        if status is not STATUS_OK and status.state == "malformed":
+                            malformed += 1
+                        yield message
+            for message in table.flush():
+                messages += 1
+                if message.status.state == "malformed":
+                    malformed += 1
+                yield message
+        finally:
+            self._flow_ids = table.next_flow_id - 1
+            counters["packets"] += packets
+            counters["messages"] += messages
+            counters["messages_malformed"] += malformed
+            counters["files"] += 1
+            counters.update(decoder.counters)
+            counters.update(table.counters)
+            counters["capture_problems"] += reader.problem_count
+            self.problems.extend(reader.problems)
+            if progress is not None:
+                progress(total, total)
 
     def read(self, paths: Iterable[str | os.PathLike]) -> Iterator[Message]:
         """Yield the messages of several captures, one file after the other."""

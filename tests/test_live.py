@@ -1,0 +1,121 @@
+"""Live capture on the loopback interface, against a pymodbus exchange the test starts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pymodbus = pytest.importorskip("pymodbus")
+
+from pymodbus.client import AsyncModbusTcpClient  # noqa: E402
+from pymodbus.server import ModbusTcpServer  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "fixtures"))
+from record_modbus import build_device, build_identity  # noqa: E402
+
+SERVER = "127.0.0.2"
+CLIENT = "127.0.0.3"
+
+
+def _can_capture_on_loopback() -> str | None:
+    if shutil.which("dumpcap") is None:
+        return "dumpcap is not installed"
+    probe = subprocess.run(["dumpcap", "-D"], capture_output=True, text=True)
+    if probe.returncode != 0 or "lo" not in probe.stdout:
+        return f"dumpcap cannot list the loopback interface: {probe.stderr.strip()}"
+    return None
+
+
+pytestmark = pytest.mark.skipif(_can_capture_on_loopback() is not None,
+                                reason=str(_can_capture_on_loopback()))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((SERVER, 0))
+        return sock.getsockname()[1]
+
+
+async def _exchange(port: int) -> None:
+    server = ModbusTcpServer(build_device(), address=(SERVER, port),
+                             identity=build_identity())
+    await server.serve_forever(background=True)
+    try:
+        client = AsyncModbusTcpClient(SERVER, port=port, source_address=(CLIENT, 0),
+                                      retries=0, timeout=2, reconnect_delay=0)
+        assert await client.connect()
+        try:
+            for start in range(0, 40, 10):
+                await client.read_holding_registers(start, count=10, device_id=1)
+            await client.write_register(5, 1234, device_id=1)
+            await client.read_device_information(read_code=1, object_id=0, device_id=1)
+        finally:
+            client.close()
+        await asyncio.sleep(0.3)
+    finally:
+        await server.shutdown()
+
+
+def _start_otdpi(port: int, output: Path, *extra: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "otdpi", "inventory", "-i", "lo", "-f",
+               f"tcp port {port}", "-o", str(output), "--update-every", "0.5", *extra]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, cwd=REPO)
+    time.sleep(2.0)  # dumpcap needs a moment before it sees packets
+    assert process.poll() is None, process.communicate()
+    return process
+
+
+def _server_asset(output: Path) -> dict:
+    assets = json.loads(output.read_text())["assets"]
+    return next(a for a in assets if SERVER in a["ips"])
+
+
+def test_ctrl_c_stops_a_live_inventory_and_keeps_what_was_seen(tmp_path):
+    port = _free_port()
+    output = tmp_path / "live.json"
+    process = _start_otdpi(port, output)
+    try:
+        asyncio.run(_exchange(port))
+        time.sleep(1.0)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err
+    server = _server_asset(output)
+    assert server["protocols"]["modbus"]["roles"] == ["server"]
+    assert server["summary"]["vendor"] == "otdpi test bench"
+    assert json.loads(output.read_text())["counters"]["messages"] == 12
+    assert "assets" in out
+
+
+def test_a_bounded_live_inventory_stops_by_itself(tmp_path):
+    port = _free_port()
+    output = tmp_path / "bounded.json"
+    process = _start_otdpi(port, output, "--duration", "4")
+    asyncio.run(_exchange(port))
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert _server_asset(output)["summary"]["product_code"] == "OTDPI-PYMODBUS-SIM"
+    assert not os.path.exists(f"{output}.partial")
+
+
+def test_an_unknown_interface_is_one_clear_error():
+    done = subprocess.run([sys.executable, "-m", "otdpi", "inventory", "-i", "nosuch0"],
+                          capture_output=True, text=True, cwd=REPO, timeout=30)
+    assert done.returncode == 2
+    assert done.stderr.startswith("otdpi: error: live:nosuch0: dumpcap did not start")
+    assert len(done.stderr.strip().splitlines()) == 1
