@@ -61,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="pcap or pcapng file, optionally gzip-compressed")
     inv.add_argument("-o", "--output", metavar="FILE",
                      help="also write the inventory to FILE (format from its suffix)")
-    inv.add_argument("--format", choices=("json", "csv"),
+    inv.add_argument("--format", choices=("json", "csv", "cyclonedx"),
                      help="format of --output when its suffix does not say")
     inv.add_argument("-j", "--jobs", type=_positive_int, default=1, metavar="N",
                      help="worker processes; a lone capture is split by flow hash "
@@ -257,6 +257,12 @@ def _write_inventory(path: str, output_format: str, assets, counters) -> None:
     with open(partial, "w", encoding="utf-8", newline="") as out:
         if output_format == "csv":
             _write_csv(assets, out)
+        elif output_format == "cyclonedx":
+            from otdpi import __version__
+            from otdpi.export import cyclonedx_json
+
+            out.write(cyclonedx_json(assets, __version__))
+            out.write("\n")
         else:
             json.dump({"assets": assets, "counters": dict(counters)}, out, indent=2,
                       default=str)
@@ -280,10 +286,14 @@ def _output_format(path: str | None, given: str | None) -> str:
         return given
     if not path:
         return "json"
-    suffix = os.path.splitext(path)[1].lower()
+    lowered = path.lower()
+    if lowered.endswith((".cdx.json", ".cdx")):
+        return "cyclonedx"
+    suffix = os.path.splitext(lowered)[1]
     if suffix in (".json", ".csv"):
         return suffix[1:]
-    raise UsageError(f"{path}: cannot tell the format from the suffix; use --format json|csv")
+    raise UsageError(f"{path}: cannot tell the format from the suffix (.json, .csv, "
+                     ".cdx.json); use --format json|csv|cyclonedx")
 
 
 @contextmanager
