@@ -82,6 +82,21 @@ def _parser() -> argparse.ArgumentParser:
     _add_protocol_option(dis)
     dis.set_defaults(run=_run_dissect)
 
+    rep = commands.add_parser(
+        "report", help="write a self-contained HTML report (assets, map, alerts)",
+        description="Read captures and write one HTML file that opens offline: the "
+        "asset table (sortable, filterable), a communication map, per-protocol "
+        "statistics and, with --alerts, the alerts on a timeline.",
+    )
+    rep.add_argument("captures", nargs="+", metavar="CAPTURE")
+    rep.add_argument("-o", "--output", metavar="FILE", default="report.html",
+                     help="the HTML file to write (default report.html)")
+    rep.add_argument("--alerts", metavar="FILE",
+                     help="alerts as JSON Lines (from `otdpi detect`) to show")
+    rep.add_argument("--title", default=None, help="the report's heading")
+    _add_protocol_option(rep)
+    rep.set_defaults(run=_run_report)
+
     prot = commands.add_parser("protocols", help="list the installed dissectors")
     prot.set_defaults(run=_run_protocols)
     return parser
@@ -268,6 +283,50 @@ def _write_inventory(path: str, output_format: str, assets, counters) -> None:
                       default=str)
             out.write("\n")
     os.replace(partial, path)
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from otdpi.engine import Engine
+    from otdpi.inventory import Inventory
+    from otdpi.report import ProtocolStatistics, render
+
+    _check_inputs(args.captures)
+    alerts = _read_alerts(args.alerts) if args.alerts else []
+    inventory = Inventory()
+    statistics = ProtocolStatistics()
+    with _progress(args.captures) as progress:
+        engine = Engine(args.protocol, flow_config=_flow_config(args), progress=progress)
+        for path in args.captures:
+            progress.start(path)
+            for message in engine.messages(path):
+                inventory.add(message, capture=os.fspath(path))
+                statistics.add(message)
+    title = args.title or f"otdpi report: {', '.join(map(os.path.basename, args.captures))}"
+    html = render(inventory.assets(), statistics, alerts, title=title,
+                  sources=args.captures, counters=dict(engine.counters))
+    try:
+        with open(args.output, "w", encoding="utf-8") as out:
+            out.write(html)
+    except OSError as exc:
+        raise UsageError(f"{args.output}: cannot write: {exc.strerror}") from None
+    print(f"wrote {args.output}", file=sys.stderr)
+    _report_problems(engine.counters, engine.problems)
+    return 0
+
+
+def _read_alerts(path: str) -> list[dict[str, Any]]:
+    if not os.path.exists(path):
+        raise UsageError(f"{path}: no such file")
+    alerts = []
+    with open(path, encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                alerts.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise UsageError(f"{path}:{number}: not a JSON alert: {exc.msg}") from None
+    return alerts
 
 
 # -- helpers ------------------------------------------------------------------
