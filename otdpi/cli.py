@@ -404,10 +404,12 @@ def _progress(paths: Sequence[str]):
 
 
 def _summary_columns(asset: dict[str, Any]) -> dict[str, str]:
-    summary = asset["summary"]
-    product = summary.get("product_name") or summary.get("model") or ""
-    if summary.get("product_code") and summary.get("product_code") not in product:
-        product = f"{product} ({summary['product_code']})" if product else summary["product_code"]
+    from otdpi.inventory import headline
+
+    facts = headline(asset["summary"])
+    product = facts["model"]
+    if facts["part_number"] and facts["part_number"] not in product:
+        product = f"{product} ({facts['part_number']})" if product else facts["part_number"]
     protocols = ", ".join(f"{p} {'/'.join(i['roles'])}" for p, i in asset["protocols"].items())
     unit_ids = asset["stations"].get("modbus", {}).get("unit_id", [])
     return {
@@ -417,9 +419,9 @@ def _summary_columns(asset: dict[str, Any]) -> dict[str, str]:
         "role": asset["role"],
         "protocols": protocols,
         "unit_ids": ",".join(str(u) for u in unit_ids),
-        "vendor": str(summary.get("vendor", "")),
-        "product": str(product),
-        "revision": str(summary.get("revision", "")),
+        "vendor": facts["vendor"],
+        "product": product,
+        "revision": facts["firmware"],
         "peers": str(len({p["ip"] for p in asset["peers"]})),
     }
 

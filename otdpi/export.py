@@ -8,10 +8,9 @@ Everything else the inventory knows (addresses, role, protocols, every identity
 claim) rides along as ``otdpi:`` properties. The document is built and
 serialised with the maintained CycloneDX library, never by hand.
 
-Dissectors name identity attributes after their protocol's own words (Modbus
-``product_code``, S7 ``order_number``, DNP3 ``manufacturer``...); the tables
-below say which of them mean manufacturer, model, hardware and firmware, first
-match winning.
+Dissectors name identity attributes after their protocol's own words;
+:func:`otdpi.inventory.headline` says which of them mean manufacturer, model,
+hardware and firmware.
 """
 
 # Limitation: no CPE or package URL is derived for devices, since vendors'
@@ -23,21 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-MANUFACTURER_ATTRIBUTES = ("vendor", "manufacturer", "software_vendor")
-MODEL_ATTRIBUTES = ("model", "product_name", "module_type", "product_family",
-                    "product_code", "order_number", "software_product")
-HARDWARE_ATTRIBUTES = ("hardware_version", "hardware_revision")
-FIRMWARE_ATTRIBUTES = ("firmware", "firmware_version", "software_revision",
-                       "software_version", "software_versions", "revision")
-
-
-def _first(summary: dict[str, Any], names: tuple[str, ...]) -> str | None:
-    for name in names:
-        value = summary.get(name)
-        if value not in (None, ""):
-            return str(value)
-    return None
-
+from otdpi.inventory import headline
 
 def cyclonedx_json(assets: list[dict[str, Any]], tool_version: str) -> str:
     """A CycloneDX 1.6 JSON document describing ``assets``.
@@ -60,9 +45,10 @@ def cyclonedx_json(assets: list[dict[str, Any]], tool_version: str) -> str:
         Component(name="otdpi", version=tool_version, type=ComponentType.APPLICATION))
     for asset in assets:
         summary = asset["summary"]
-        manufacturer = _first(summary, MANUFACTURER_ATTRIBUTES)
-        model = _first(summary, MODEL_ATTRIBUTES)
-        firmware = _first(summary, FIRMWARE_ATTRIBUTES)
+        facts = headline(summary)
+        manufacturer = facts["vendor"] or None
+        model = facts["model"] or None
+        firmware = facts["firmware"] or None
         key = asset["key"]
         properties = [Property(name="otdpi:key", value=key),
                       Property(name="otdpi:role", value=asset["role"])]
@@ -85,7 +71,7 @@ def cyclonedx_json(assets: list[dict[str, Any]], tool_version: str) -> str:
             ))
         bom.components.add(Component(
             name=model or key, type=ComponentType.DEVICE, bom_ref=key,
-            version=_first(summary, HARDWARE_ATTRIBUTES),
+            version=facts["hardware"] or None,
             manufacturer=OrganizationalEntity(name=manufacturer) if manufacturer else None,
             description=f"{asset['role']} at {', '.join(asset['ips']) or key}",
             properties=properties, components=nested,

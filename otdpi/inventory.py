@@ -44,6 +44,35 @@ STATION_FIELDS_OF_RESPONSES = {"modbus": "unit_id"}
 # nothing about devices behind a gateway.
 _NON_STATION_UNIT_IDS = {0, 255}
 
+# Protocols name the same facts in their own words (Modbus "product_code", S7
+# "order_number", SECS "software_revision"...). For tables, reports and exports,
+# each headline fact is the first of these attributes an asset has.
+HEADLINE_ATTRIBUTES = {
+    "vendor": ("vendor", "manufacturer", "software_vendor"),
+    "model": ("model", "product_name", "module_type", "product_family",
+              "software_product", "product_code", "order_number"),
+    "part_number": ("order_number", "product_code"),
+    "hardware": ("hardware_version", "hardware_revision"),
+    "firmware": ("firmware", "firmware_version", "software_revision",
+                 "software_version", "software_versions", "revision"),
+    "serial": ("serial_number",),
+    "name": ("station_name", "device_name", "ied_name", "ae_title", "application",
+             "module_name"),
+}
+
+
+def headline(summary: dict[str, Any]) -> dict[str, str]:
+    """Vendor, model, part number, hardware, firmware, serial and name of an asset.
+
+    ``summary`` is an asset's ``summary``; a fact no attribute gives is "".
+    """
+    facts = {}
+    for fact, names in HEADLINE_ATTRIBUTES.items():
+        facts[fact] = next((str(summary[n]) for n in names
+                            if summary.get(n) not in (None, "")), "")
+    return facts
+
+
 # How much one message proves an identity attribute, by where it came from.
 # A device's own answer to an identification request is near-certain.
 _CLAIM_CONFIDENCE = 0.9

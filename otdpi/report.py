@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from otdpi.errors import UsageError
+from otdpi.inventory import headline
 from otdpi.message import Message
 
 MAX_MAP_NODES = 120
@@ -155,7 +156,7 @@ def communication_map_svg(assets: list[dict[str, Any]]) -> str:
         x, y = position[asset["key"]]
         axes.scatter([x], [y], s=120, color="#2b6cb0", zorder=2, edgecolors="white")
         label = asset["ips"][0] if asset["ips"] else asset["key"]
-        model = asset["summary"].get("model") or asset["summary"].get("product_name")
+        model = headline(asset["summary"])["model"]
         axes.annotate(f"{label}\n{asset['role']}" + (f" · {model}" if model else ""),
                       (x, y), xytext=(8, -4), textcoords="offset points", fontsize=7)
     for x, y, subnet in subnet_labels:
@@ -248,18 +249,15 @@ def render(
     template = environment.from_string(_TEMPLATE)
     rows = []
     for asset in assets:
-        summary = asset["summary"]
+        facts = headline(asset["summary"])
         rows.append({
             "key": asset["key"],
             "ip": ", ".join(asset["ips"]),
             "mac_vendor": asset.get("mac_vendor") or "",
             "role": asset["role"],
-            "vendor": summary.get("vendor") or summary.get("manufacturer") or "",
-            "model": (summary.get("model") or summary.get("product_name")
-                      or summary.get("module_type") or summary.get("product_code") or ""),
-            "firmware": (summary.get("firmware") or summary.get("software_revision")
-                         or summary.get("software_version") or summary.get("revision")
-                         or ""),
+            "vendor": facts["vendor"],
+            "model": facts["model"],
+            "firmware": facts["firmware"],
             "protocols": ", ".join(f"{p} ({'/'.join(i['roles'])})"
                                    for p, i in asset["protocols"].items()),
             "peers": len({p["ip"] for p in asset["peers"]}),
