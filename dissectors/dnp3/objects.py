@@ -198,7 +198,15 @@ OBJECT_HEADER = cs.Struct(
 
 
 class ObjectError(ValueError):
-    """The object headers contradict the standard or run past the fragment."""
+    """The object headers contradict the standard or run past the fragment.
+
+    ``header`` is the object header read so far, when its first three octets
+    were there, so that a malformed fragment still shows what it named.
+    """
+
+    def __init__(self, reason: str, header: dict[str, Any] | None = None) -> None:
+        super().__init__(reason)
+        self.header = header
 
 
 _INT = int.from_bytes
@@ -226,27 +234,29 @@ def parse_header(data: bytes, pos: int) -> tuple[dict[str, Any], int, int]:
     }
     pos += 3
     if prefix_code == 7:
-        raise ObjectError(f"g{group}v{variation}: reserved prefix code 7")
+        raise ObjectError(f"g{group}v{variation}: reserved prefix code 7", header)
     width = _START_STOP_SIZES.get(range_code)
     if width is not None:
         if pos + 2 * width > end:
-            raise ObjectError(f"g{group}v{variation}: range cut short")
+            raise ObjectError(f"g{group}v{variation}: range cut short", header)
         start = _INT(data[pos : pos + width], "little")
         stop = _INT(data[pos + width : pos + 2 * width], "little")
         pos += 2 * width
         header["start"] = start
         header["stop"] = stop
         if stop < start:
-            raise ObjectError(f"g{group}v{variation}: range stop {stop} < start {start}")
+            raise ObjectError(
+                f"g{group}v{variation}: range stop {stop} < start {start}", header)
         count = stop - start + 1
     elif range_code == 6:
         count = 0
     else:
         width = _COUNT_SIZES.get(range_code)
         if width is None:
-            raise ObjectError(f"g{group}v{variation}: reserved range code {range_code}")
+            raise ObjectError(
+                f"g{group}v{variation}: reserved range code {range_code}", header)
         if pos + width > end:
-            raise ObjectError(f"g{group}v{variation}: count cut short")
+            raise ObjectError(f"g{group}v{variation}: count cut short", header)
         count = _INT(data[pos : pos + width], "little")
         pos += width
         header["count"] = count
@@ -359,6 +369,8 @@ def decode_objects(
                 continue
             pos = _decode_points(data, pos, header, count, with_data, point_limit)
     except ObjectError as exc:
+        if exc.header is not None and (not objects or objects[-1] is not exc.header):
+            objects.append(exc.header)
         return objects, str(exc)
     except _RawRest as rest:
         objects[-1]["raw"] = data[rest.pos :].hex()
