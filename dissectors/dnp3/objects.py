@@ -276,6 +276,8 @@ def _point(fast: _Fast, data: bytes, pos: int) -> dict[str, Any]:
 
 def _attribute(variation: int, body: bytes) -> dict[str, Any]:
     """Group 0 device attribute: data type code, length, value (table A-2)."""
+    if body[:1] == b"\x00":
+        return {"data_type": 0, "length": 0, "value": None}
     if len(body) < 2:
         raise ObjectError(f"g0v{variation}: attribute shorter than its type and length")
     data_type = body[0]
@@ -301,6 +303,13 @@ def _attribute(variation: int, body: bytes) -> dict[str, Any]:
 
 
 def attribute_size(body: bytes, pos: int) -> int:
+    """Octets of the group 0 attribute at ``pos``: type, length and value.
+
+    Data type code 0 names no type and is read, as tshark reads it, as that
+    one octet alone.
+    """
+    if pos + 1 <= len(body) and body[pos] == 0:
+        return 1
     if pos + 2 > len(body):
         raise ObjectError("g0: attribute cut short")
     return 2 + body[pos + 1]
