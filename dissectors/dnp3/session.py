@@ -32,6 +32,8 @@ from dissectors.dnp3.application import (
 )
 from dissectors.dnp3.link import (
     DIR,
+    FCB,
+    FCV,
     FUNCTION_MASK,
     HEADER_SIZE,
     MAX_FRAME,
@@ -274,6 +276,10 @@ class Dnp3Dissector(Dissector):
             "link_control": control,
             "dir": bool(control & DIR),
             "prm": bool(control & PRM),
+            # FCB and FCV on primary frames; on secondary ones DFC (and a
+            # reserved bit), named as the construct definition names them.
+            "fcb": bool(control & FCB),
+            "fcv_dfc": bool(control & FCV),
             "link_function": control & FUNCTION_MASK,
             "destination": unit[4] | unit[5] << 8,
             "source": unit[6] | unit[7] << 8,
