@@ -142,27 +142,31 @@ def iin_flags(iin: int) -> list[str]:
     return [name for bit, name in IIN_BITS.items() if iin >> bit & 1]
 
 
-def decode_fragment(fragment: bytes) -> tuple[dict[str, Any], str | None]:
+def decode_fragment(
+    fragment: bytes, fields: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], str | None]:
     """Decode one whole application fragment.
 
-    Returns its fields and None, or the fields read so far and the reason the
-    fragment is malformed. Response function codes (129 to 131) decide the
-    response header, whatever the direction the frame says.
+    Returns its fields (added to ``fields`` when given) and None, or the
+    fields read so far and the reason the fragment is malformed. Response
+    function codes (129 to 131) decide the response header, whatever the
+    direction the frame says.
     """
+    if fields is None:
+        fields = {}
     size = len(fragment)
     if size < 2:
-        return {"fragment_size": size}, "application fragment shorter than 2 octets"
+        fields["fragment_size"] = size
+        return fields, "application fragment shorter than 2 octets"
     control = fragment[0]
     code = fragment[1]
-    fields: dict[str, Any] = {
-        "application_control": control,
-        "fir": bool(control & FIR),
-        "fin": bool(control & FIN),
-        "con": bool(control & CON),
-        "uns": bool(control & UNS),
-        "application_sequence": control & SEQUENCE_MASK,
-        "function_code": code,
-    }
+    fields["application_control"] = control
+    fields["fir"] = bool(control & FIR)
+    fields["fin"] = bool(control & FIN)
+    fields["con"] = bool(control & CON)
+    fields["uns"] = bool(control & UNS)
+    fields["application_sequence"] = control & SEQUENCE_MASK
+    fields["function_code"] = code
     if code in RESPONSE_FUNCTIONS:
         if size < 4:
             return fields, "response fragment without its two IIN octets"

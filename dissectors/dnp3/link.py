@@ -158,6 +158,9 @@ def user_data(frame: bytes) -> tuple[bytes, list[int]]:
     if end == HEADER_SIZE:
         return b"", []
     crc = crc_dnp
+    if end <= HEADER_SIZE + BLOCK_SIZE + 2:  # one block: most requests, confirms
+        chunk = frame[HEADER_SIZE:-2]
+        return chunk, [] if crc(chunk) == (frame[-2] | frame[-1] << 8) else [0]
     pos = HEADER_SIZE
     # Most frames carry one to sixteen blocks; join once at the end.
     parts = []

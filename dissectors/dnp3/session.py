@@ -135,6 +135,9 @@ def _request_action(code: int, objects: list[dict[str, Any]]) -> str:
     return action
 
 
+_SPACES: dict[tuple[int, int], str] = {}  # at most 65536 names, made once
+
+
 def _targets(objects: list[dict[str, Any]]) -> tuple[Target, ...]:
     """One (g<group>v<variation>, first index, count) per object header.
 
@@ -143,7 +146,10 @@ def _targets(objects: list[dict[str, Any]]) -> tuple[Target, ...]:
     """
     out = []
     for obj in objects:
-        space = f"g{obj['group']}v{obj['variation']}"
+        key = (obj["group"], obj["variation"])
+        space = _SPACES.get(key)
+        if space is None:
+            space = _SPACES[key] = f"g{key[0]}v{key[1]}"
         if "start" in obj:
             out.append(_new(Target, (space, obj["start"], obj["stop"] - obj["start"] + 1)))
         elif "count" in obj:
@@ -333,8 +339,7 @@ class Dnp3Dissector(Dissector):
         fields = self._link_fields(unit)
         fields["transport_segments"] = segment.segments
         fields["transport_sequence"] = unit[10] & 0x3F
-        app, problem = decode_fragment(segment.fragment)
-        fields.update(app)
+        app, problem = decode_fragment(segment.fragment, fields)
         code = app.get("function_code")
         objects = app.get("objects", ())
         master_sent = bool(unit[3] & DIR)
