@@ -461,6 +461,13 @@ def _decode_points(data, pos, header, count, with_data, point_limit) -> int:
         header["points"] = builder(records, header.get("start", 0))
         return pos + size
 
+    # Empty strings (variation 0 of the string groups) take no octets: the
+    # range says how many there are and no per-object record is kept, so a
+    # short header cannot make thousands of points.
+    if with_data and group in SIZED_BY_VARIATION and not variation and not prefix_code:
+        header["empty_strings"] = count
+        return pos
+
     prefix_size = PREFIX_SIZES[prefix_code]
     fast = FAST_LAYOUTS.get(key) if with_data else None
     if with_data and fast is None and prefix_code < 4:
