@@ -1,4 +1,4 @@
-"""Writes a synthetic DNP3/TCP capture for benchmarks: polls, responses, controls, events.
+"""Writes a synthetic DNP3/TCP capture for benchmarks: polls, responses, controls.
 
 ``python benchmarks/make_dnp3_capture.py --packets 200000 --out dnp3.pcap``
 prints its statistics as JSON. Every packet is a TCP segment carrying DNP3

@@ -16,7 +16,6 @@ import construct as cs
 
 from dissectors.dnp3.objects import (
     CLASS_DATA_GROUP,
-    FILE_CONTROL_GROUP,
     TIME_GROUP,
     decode_objects,
 )

@@ -433,6 +433,19 @@ def _decode_points(data, pos, header, count, with_data, point_limit) -> int:
     prefix_code = header["prefix_code"]
     end = len(data)
     key = (group, variation)
+
+    # Fixed-size objects without a time, with no prefix or an index prefix:
+    # the common shape of polls and responses, read in one pass.
+    if with_data and prefix_code < 4 and key in _TIMELESS and count <= point_limit:
+        reader, builder = _RUN_READERS.get((key, prefix_code)) or _run_reader(
+            key, prefix_code)
+        size = reader.size * count
+        if pos + size > end:
+            raise ObjectError(f"g{group}v{variation}: {count} objects cut short")
+        records = reader.iter_unpack(data[pos : pos + size])
+        header["points"] = builder(records, header.get("start", 0))
+        return pos + size
+
     name = f"g{group}v{variation}"
 
     # Packed bits: the range says which indexes, the octets hold them in order.
@@ -446,20 +459,11 @@ def _decode_points(data, pos, header, count, with_data, point_limit) -> int:
         chunk = data[pos : pos + octets]
         value = _INT(chunk, "little")
         if count <= point_limit:
-            header["points"] = [{"index": first + i, "value": (value >> (i * bits)) & mask}
-                                for i in range(count)]
+            header["points"] = [
+                {"index": first + i, "value": (value >> (i * bits)) & mask}
+                for i in range(count)
+            ]
         return pos + octets
-
-    # Fixed-size objects without a time, with no prefix or an index prefix:
-    # the common shape of polls and responses, read in one pass.
-    if with_data and prefix_code < 4 and key in _TIMELESS and count <= point_limit:
-        reader, builder = _run_reader(key, prefix_code)
-        size = reader.size * count
-        if pos + size > end:
-            raise ObjectError(f"{name}: {count} objects cut short")
-        records = reader.iter_unpack(data[pos : pos + size])
-        header["points"] = builder(records, header.get("start", 0))
-        return pos + size
 
     # Empty strings (variation 0 of the string groups) take no octets: the
     # range says how many there are and no per-object record is kept, so a

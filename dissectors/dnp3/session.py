@@ -151,7 +151,8 @@ def _targets(objects: list[dict[str, Any]]) -> tuple[Target, ...]:
         if space is None:
             space = _SPACES[key] = f"g{key[0]}v{key[1]}"
         if "start" in obj:
-            out.append(_new(Target, (space, obj["start"], obj["stop"] - obj["start"] + 1)))
+            count = obj["stop"] - obj["start"] + 1
+            out.append(_new(Target, (space, obj["start"], count)))
         elif "count" in obj:
             points = obj.get("points")
             first = points[0].get("index", 0) if points else 0
@@ -201,7 +202,7 @@ class Dnp3Dissector(Dissector):
 
     @classmethod
     def probe(cls, data: bytes, to_server: bool) -> bool:
-        """Whether ``data`` opens with a DNP3 link header; see :func:`looks_like_dnp3`."""
+        """Whether ``data`` opens with a DNP3 link header (:func:`looks_like_dnp3`)."""
         return looks_like_dnp3(data)
 
     @classmethod
@@ -213,7 +214,9 @@ class Dnp3Dissector(Dissector):
 
     # -- bytes in ------------------------------------------------------------
 
-    def feed(self, data: bytes, to_server: bool, ts: float, frame: int) -> list[Message]:
+    def feed(
+        self, data: bytes, to_server: bool, ts: float, frame: int
+    ) -> list[Message]:
         """Frame, reassemble and decode the next bytes (or datagram) of a direction."""
         framer = self._framers[to_server]
         # Most segments hold exactly one frame: skip the framer's bookkeeping.
@@ -249,8 +252,8 @@ class Dnp3Dissector(Dissector):
         dropped = self._framers[to_server].reset()
         if not dropped:
             return []
-        return [self._junk(dropped, to_server, ts, frame,
-                           f"capture gap: dropped {dropped} bytes of an unfinished frame")]
+        reason = f"capture gap: dropped {dropped} bytes of an unfinished frame"
+        return [self._junk(dropped, to_server, ts, frame, reason)]
 
     def close(self, ts: float, frame: int) -> list[Message]:
         """Report bytes left in unfinished frames, one message per direction."""

@@ -10,11 +10,8 @@ fragment (a partial one before it is dropped); a following segment must carry
 the next sequence number; one carrying the same number as the previous
 segment is a link-layer retransmission and is ignored; any other number
 drops the partial fragment; a segment without FIR and with no fragment under
-way is dropped.
-
-The transport octet's sequence number is what tells a retransmitted segment
-from a new one; a link-layer retransmission repeats its segment whole. Each (source, destination) address pair of each direction has
-its own reassembly, so several masters on one flow stay apart.
+way is dropped. Each (source, destination) address pair of each direction
+has its own reassembly, so several masters on one flow stay apart.
 """
 
 from __future__ import annotations

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import Frame, ethernet, ipv4, pcap_file, tcp, udp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from helpers import ethernet, ipv4, pcap_file, tcp, udp, Frame
 
 import otdpi
 from dissectors.dnp3 import Dnp3Dissector, build_frame, crc_dnp, looks_like_dnp3
@@ -33,7 +33,6 @@ from dissectors.dnp3.link import LINK_HEADER, crc_dnp_python, measure_frame
 from dissectors.dnp3.objects import (
     FAST_LAYOUTS,
     OBJECT_HEADER,
-    POINT_LAYOUTS,
     _point,
     parse_header,
     point_struct,
@@ -82,7 +81,9 @@ def request(code: int, objects: bytes = b"", seq: int = 0) -> bytes:
     return bytes([0xC0 | seq, code]) + objects
 
 
-def response(objects: bytes = b"", seq: int = 0, iin: int = 0, code: int = 129) -> bytes:
+def response(
+    objects: bytes = b"", seq: int = 0, iin: int = 0, code: int = 129
+) -> bytes:
     return bytes([0xC0 | seq, code]) + iin.to_bytes(2, "big") + objects
 
 
@@ -556,7 +557,7 @@ def test_udp_capture_through_the_engine(tmp_path: Path) -> None:
                                                          ("response", "10.0.0.2")]
 
 
-# --- robustness ------------------------------------------------------------------------
+# --- robustness ---------------------------------------------------------------------
 
 CONVERSATION_FRAMES = (
     segments(request(1, b"\x3c\x02\x06\x3c\x01\x06", seq=1), master=True)
