@@ -273,8 +273,15 @@ def parse_header(data: bytes, pos: int) -> tuple[dict[str, Any], int, int]:
     if width is not None:
         if pos + 2 * width > end:
             raise ObjectError(f"g{group}v{variation}: range cut short", header)
-        start = _INT(data[pos : pos + width], "little")
-        stop = _INT(data[pos + width : pos + 2 * width], "little")
+        if width == 1:  # the usual widths without slicing
+            start = data[pos]
+            stop = data[pos + 1]
+        elif width == 2:
+            start = data[pos] | data[pos + 1] << 8
+            stop = data[pos + 2] | data[pos + 3] << 8
+        else:
+            start = _INT(data[pos : pos + 4], "little")
+            stop = _INT(data[pos + 4 : pos + 8], "little")
         pos += 2 * width
         header["start"] = start
         header["stop"] = stop

@@ -56,6 +56,12 @@ DEFAULT_PORT = 20000
 _new = tuple.__new__  # see dissectors.modbus.session: skips NamedTuple.__new__
 
 _F = FunctionCode
+# Plain ints for the hot path: comparing with an IntEnum member costs an
+# attribute look-up through the enum class on every fragment.
+_CONFIRM = int(_F.CONFIRM)
+_RESPONSE = int(_F.RESPONSE)
+_UNSOLICITED = int(_F.UNSOLICITED_RESPONSE)
+_AUTHENTICATE_RESP = int(_F.AUTHENTICATE_RESP)
 
 # --- actions -----------------------------------------------------------------
 
@@ -81,6 +87,8 @@ _REQUEST_ACTIONS: dict[int, str] = {
     _F.AUTH_REQ_NO_ACK: "session",
     _F.AUTHENTICATE_RESP: "session",
 }
+
+_PLAIN_REQUEST_ACTIONS = [_REQUEST_ACTIONS.get(code, "other") for code in range(256)]
 
 _LINK_ACTIONS = {
     # (PRM, function): action
@@ -124,10 +132,10 @@ def looks_like_dnp3(data: bytes) -> bool:
 
 
 def _request_action(code: int, objects: list[dict[str, Any]]) -> str:
-    action = _REQUEST_ACTIONS.get(code, "other")
-    if code == _F.WRITE and any(o["group"] == FILE_CONTROL_GROUP for o in objects):
-        return "program"
-    if code == _F.OPEN_FILE:
+    action = _PLAIN_REQUEST_ACTIONS[code]
+    if code == 2 and any(o["group"] == FILE_CONTROL_GROUP for o in objects):
+        return "program"  # a write of file objects: a file put on the device
+    if code == 25:  # open file
         for obj in objects:
             for point in obj.get("points", ()):
                 if point.get("operational_mode") == _FILE_MODE_READ:
@@ -357,13 +365,13 @@ class Dnp3Dissector(Dissector):
             kind, service, action = "request" if master_sent else "response", \
                 "application_fragment", "other"
         elif code in RESPONSE_FUNCTIONS:
-            kind = "unsolicited" if code == _F.UNSOLICITED_RESPONSE else "response"
+            kind = "unsolicited" if code == _UNSOLICITED else "response"
             service = service_name(code)
-            if code == _F.RESPONSE:
+            if code == _RESPONSE:
                 key = (fields["destination"], fields["source"],
                        app["application_sequence"])
                 action = self._requests.pop(key, "data")
-            elif code == _F.AUTHENTICATE_RESP:
+            elif code == _AUTHENTICATE_RESP:
                 action = "session"
             else:
                 action = "data"
@@ -374,7 +382,7 @@ class Dnp3Dissector(Dissector):
             kind = "request"
             service = service_name(code)
             action = _request_action(code, objects)
-            if code != _F.CONFIRM:
+            if code != _CONFIRM:
                 requests = self._requests
                 if len(requests) >= MAX_PENDING_REQUESTS:
                     del requests[next(iter(requests))]
