@@ -22,6 +22,7 @@ link address are claimed once per address and direction per flow, and group
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar
 
 from dissectors.dnp3.application import (
@@ -116,6 +117,15 @@ DEVICE_ATTRIBUTE_IDENTITY = {
     252: "vendor",  # device manufacturer's name
 }
 
+# Transport events that lose octets, as the reasons of their malformed messages.
+_DROPPED = {
+    "out_of_sequence": "transport segment out of sequence: dropped the {} octets "
+                       "of the unfinished fragment",
+    "no_first": "transport segment without FIR and no fragment under way: "
+                "dropped its {} octets",
+    "too_large": "fragment over 64 KiB: dropped its {} octets",
+}
+
 MAX_PENDING_REQUESTS = 1024
 MAX_CLAIMED_ADDRESSES = 256
 
@@ -170,6 +180,21 @@ def _targets(objects: list[dict[str, Any]]) -> tuple[Target, ...]:
     return tuple(out)
 
 
+# Device kinds a device's own name or model can state (as a whole word).
+_ROLE_WORDS = re.compile(r"\b(RTU|IED)\b", re.IGNORECASE)
+
+
+def role_from_attributes(attributes: dict[str, Any]) -> str | None:
+    """``RTU`` or ``IED`` when the device's model or name says so, else None."""
+    for name in ("model", "name", "user_assigned_id"):
+        value = attributes.get(name)
+        if isinstance(value, str):
+            found = _ROLE_WORDS.search(value)
+            if found:
+                return found.group(1).upper()
+    return None
+
+
 def _device_identity(objects: list[dict[str, Any]]) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for obj in objects:
@@ -206,6 +231,7 @@ class Dnp3Dissector(Dissector):
         self._reassembler = Reassembler()
         self._requests: dict[tuple[int, int, int], str] = {}
         self._claimed: set[tuple[int, int]] = set()
+        self._roles: dict[int, str] = {}  # outstation roles the devices named
         self._udp = flow.transport == "udp"
 
     @classmethod
@@ -340,10 +366,17 @@ class Dnp3Dissector(Dissector):
         destination = unit[4] | unit[5] << 8
         segment = self._reassembler.take((control & DIR, source, destination), data)
         if segment.fragment is None:
-            # Limitation: dropped partial fragments (out-of-sequence segments,
-            # a segment without FIR) make no message of their own; the frame
-            # that shows it is reported only as a finding on the next fragment.
-            return None
+            reason = _DROPPED.get(segment.event)
+            if reason is None:  # a segment taken, or a duplicate ignored
+                return None
+            fields = self._link_fields(unit)
+            fields["transport_sequence"] = data[0] & 0x3F
+            fields["dropped_octets"] = segment.dropped
+            return _new(Message, (
+                ts, frame, self.flow.flow_id, src, dst, PROTOCOL,
+                "request" if control & DIR else "response", "transport_segment",
+                function, "other", (), fields, {},
+                malformed(reason.format(segment.dropped)), ()))
         return self._fragment(unit, segment, src, dst, ts, frame)
 
     def _fragment(self, unit, segment, src, dst, ts, frame) -> Message:
@@ -378,6 +411,13 @@ class Dnp3Dissector(Dissector):
             attributes = _device_identity(objects)
             if attributes:
                 identity = {**identity, **attributes}
+                role = role_from_attributes(attributes)
+                if role is not None:
+                    # Said by the device itself: it names this address's
+                    # role from now on, in this message and later claims.
+                    identity["role"] = role
+                    identity["dnp3_address"] = fields["source"]
+                    self._roles[fields["source"]] = role
         else:
             kind = "request"
             service = service_name(code)
@@ -403,8 +443,9 @@ class Dnp3Dissector(Dissector):
         if key in claimed or len(claimed) >= MAX_CLAIMED_ADDRESSES:
             return {}
         claimed.add(key)
-        return {"role": "master" if control & DIR else "outstation",
-                "dnp3_address": source}
+        if control & DIR:
+            return {"role": "master", "dnp3_address": source}
+        return {"role": self._roles.get(source, "outstation"), "dnp3_address": source}
 
     def _junk(self, size: int, to_server: bool, ts: float, frame: int, reason: str
               ) -> Message:

@@ -262,7 +262,7 @@ def test_sequence_wrap_and_duplicates_give_identical_fragments() -> None:
 def test_out_of_sequence_segment_drops_the_partial_fragment() -> None:
     frames = segments(BIG_RESPONSE, master=False)
     lost_middle = feed_all(new_dissector(), [frames[0], frames[2]], False)
-    assert lost_middle == []
+    assert [m.service for m in lost_middle] == ["transport_segment"]
     reassembler = Reassembler()
     assert reassembler.take((0, 1, 2), b"\x05abc").event == "no_first"
 
@@ -486,8 +486,8 @@ def attribute(variation: int, text: str) -> bytes:
 
 DEVICE_ATTRIBUTES = {
     242: ("firmware", "3.1.4"), 243: ("hardware_version", "rev B"),
-    246: ("user_assigned_id", "FEEDER-7"), 247: ("name", "substation 7 RTU"),
-    248: ("serial", "SN123456"), 250: ("model", "RTU-5000"),
+    246: ("user_assigned_id", "FEEDER-7"), 247: ("name", "substation 7 unit"),
+    248: ("serial", "SN123456"), 250: ("model", "DX-5000 controller"),
     252: ("vendor", "Example Controls"),
 }  # fmt: skip
 
@@ -687,9 +687,22 @@ def test_point_runs_equal_one_object_at_a_time(prefix_code: int) -> None:
                     assert mine[name] == theirs[name], (group, variation, name)
 
 
-@pytest.mark.xfail(strict=True, reason="dropped partial fragments make no message; "
-                   "see the Limitation in dissectors/dnp3/session.py")
 def test_a_lost_segment_is_reported() -> None:
     frames = segments(BIG_RESPONSE, master=False)
     messages = feed_all(new_dissector(), [frames[0], frames[2]], False)
-    assert any(m.status.state == "malformed" for m in messages)
+    assert [m.status.state for m in messages] == ["malformed"]
+    assert messages[0].frame == 2
+    assert "out of sequence" in messages[0].status.reason
+    assert messages[0].fields["dropped_octets"] == 249  # the first segment
+
+
+def test_device_attributes_naming_an_rtu_set_the_role() -> None:
+    dissector = new_dissector()
+    body = attribute(250, "SEL-3530 RTAC RTU") + attribute(252, "Example")
+    answer = dissector.feed(segments(response(body), master=False)[0], False, 1.0, 1)
+    assert answer[0].identity["role"] == "RTU"
+    assert answer[0].identity["model"] == "SEL-3530 RTAC RTU"
+    plain = attribute(250, "Frontrunner 9") + attribute(247, "bay ied 4")
+    other = new_dissector().feed(segments(response(plain), master=False)[0], False,
+                                 1.0, 1)
+    assert other[0].identity["role"] == "IED"
