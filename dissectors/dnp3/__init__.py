@@ -7,8 +7,8 @@ layer (clause 4: request and response headers, every function code of table
 4-1, IIN, object headers with every qualifier and range form) and the objects
 of groups 0-4, 10-13, 20-23, 30-34, 40-43, 50-52, 60, 70, 80, 102, 110-113,
 120-122 (Annex A); other groups keep their header and raw octets. Left out:
-serial framing timing, Secure Authentication semantics (group 120 objects
-are kept raw), data sets (groups 85-88) beyond raw octets.
+serial DNP3 (only TCP and UDP are read), Secure Authentication semantics
+(group 120 objects are kept raw), data sets (groups 85-88) beyond raw octets.
 
 Layout
 ------

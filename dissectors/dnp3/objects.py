@@ -487,6 +487,10 @@ def _decode_points(data, pos, header, count, with_data, point_limit) -> int:
         elif group == DEVICE_ATTRIBUTES_GROUP:
             fixed = -1  # type and length octets say
         else:
+            # Limitation: an object of a group or variation not in the tables,
+            # sent without a size prefix, has no known size, so decoding of
+            # its fragment stops there and the rest is kept as hex ("raw",
+            # with the reason in "undecoded"). A layout for the group lifts it.
             raise _RawRest(pos, f"{name}: object size unknown without a size prefix")
     else:
         fixed = fast.size if fast is not None else 0
@@ -521,6 +525,10 @@ def _decode_points(data, pos, header, count, with_data, point_limit) -> int:
         elif group in SIZED_BY_VARIATION:
             point["value"] = body.hex()
         else:
+            # Limitation: Secure Authentication objects (group 120) and other
+            # size-prefixed objects without a decoder are kept as hex under
+            # "raw"; the SAv5 exchange (challenge, reply, key status) is not
+            # followed. Decoding group 120 variations 1 to 15 would lift it.
             point["raw"] = body.hex()
         if prefix_code >= 4:
             point["size"] = size

@@ -231,7 +231,11 @@ class Dnp3Dissector(Dissector):
         self._reassembler = Reassembler()
         self._requests: dict[tuple[int, int, int], str] = {}
         self._claimed: set[tuple[int, int]] = set()
-        self._roles: dict[int, str] = {}  # outstation roles the devices named
+        # Limitation: a role that device attributes name (RTU, IED) is used for
+        # later claims on this flow only; other flows of the same device claim
+        # "outstation", so its inventory entry holds both claims. An
+        # inventory-level rule preferring a device's own word would lift it.
+        self._roles: dict[int, str] = {}
         self._udp = flow.transport == "udp"
 
     @classmethod
