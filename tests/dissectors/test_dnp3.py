@@ -717,3 +717,42 @@ def test_authentication_challenge_is_decoded() -> None:
     objects = b"\x78\x01\x5b\x01" + len(challenge).to_bytes(2, "little") + challenge
     fields, _ = decode_fragment(response(objects, code=131))
     assert fields["objects"][0]["points"][0]["challenge_sequence_number"] == 7
+
+
+def test_multi_fragment_response_through_tcp_disorder_gives_identical_fragments(
+    tmp_path: Path,
+) -> None:
+    # A response of two application fragments (FIR, CON | FIN), each of three
+    # transport segments, the transport sequence running 61, 62, 63, 0, 1, 2.
+    first = bytes([0xA0 | 3, 129, 0, 0]) + BIG_OBJECTS  # FIR, CON, sequence 3
+    second = bytes([0x40 | 4, 129, 0, 0]) + BIG_OBJECTS  # FIN, sequence 4
+    frames = (segments(first, master=False, seq=61)
+              + segments(second, master=False, seq=0))
+    assert [f[10] & 0x3F for f in frames] == [61, 62, 63, 0, 1, 2]
+    poll = segments(request(1, b"\x1e\x01\x06", seq=3), master=True)[0]
+    stream = b"".join(frames)
+
+    def at(start: int, stop: int) -> tuple[bool, int, bytes]:
+        return (False, 5000 + start, stream[start:stop])
+
+    # Clean: one link frame per TCP segment.
+    offsets = [0]
+    for frame in frames:
+        offsets.append(offsets[-1] + len(frame))
+    clean = [(True, 100, poll)] + [at(a, b) for a, b in zip(offsets, offsets[1:])]
+    # Messy: three link frames packed in one segment, a frame split in two,
+    # a retransmission, and two segments swapped.
+    packed = offsets[3]
+    split = offsets[4] + 100
+    messy = [(True, 100, poll), at(0, packed), at(split, offsets[6]),
+             at(packed, split), at(packed, split), at(split, offsets[6])]
+    (tmp_path / "clean.pcap").write_bytes(_pcap(clean))
+    (tmp_path / "messy.pcap").write_bytes(_pcap(messy))
+    clean_fragments = _fragments(tmp_path / "clean.pcap")
+    assert [s for s, _ in clean_fragments] == ["read", "response", "response"]
+    assert _fragments(tmp_path / "messy.pcap") == clean_fragments
+    responses = [m for m in otdpi.read(tmp_path / "messy.pcap")
+                 if m.service == "response"]
+    assert [(m.fields["fir"], m.fields["fin"]) for m in responses] == [
+        (True, False), (False, True)]
+    assert all(m.status.state == "ok" for m in responses)
