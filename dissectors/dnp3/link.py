@@ -180,7 +180,30 @@ def user_data(frame: bytes) -> tuple[bytes, list[int]]:
 
 
 def build_frame(control: int, destination: int, source: int, data: bytes) -> bytes:
-    """A whole link frame with correct CRCs (for tests, fixtures and benchmarks)."""
+    """A whole link frame with correct CRCs (for tests, fixtures and benchmarks).
+
+    Parameters
+    ----------
+    control
+        the control octet (DIR, PRM, FCB, FCV/DFC and the link function).
+    destination, source
+        link addresses, 0 to 65535.
+    data
+        the user data (transport octet first), at most 250 octets.
+
+    Returns
+    -------
+    bytes
+        header, header CRC, then each 16-octet block followed by its CRC.
+
+    Raises
+    ------
+    ValueError
+        ``data`` is longer than one frame can carry.
+
+    >>> build_frame(0xC4, 10, 1, b"\xc0\xc0\x01\x3c\x01\x06").hex()[:20]
+    '05640bc40a000100acd1'
+    """
     if len(data) > MAX_LENGTH - 5:
         raise ValueError(f"at most {MAX_LENGTH - 5} user data octets, got {len(data)}")
     header = START + bytes((len(data) + 5, control)) + destination.to_bytes(2, "little")
