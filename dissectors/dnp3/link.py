@@ -201,7 +201,7 @@ def build_frame(control: int, destination: int, source: int, data: bytes) -> byt
     ValueError
         ``data`` is longer than one frame can carry.
 
-    >>> build_frame(0xC4, 10, 1, b"\xc0\xc0\x01\x3c\x01\x06").hex()[:20]
+    >>> build_frame(0xC4, 10, 1, bytes.fromhex("c0c0013c0106")).hex()[:20]
     '05640bc40a000100acd1'
     """
     if len(data) > MAX_LENGTH - 5:
