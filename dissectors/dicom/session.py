@@ -264,7 +264,7 @@ class DicomDissector(Dissector):
                 pos += take
                 d.pdv_remaining -= take
                 if d.pdv_remaining == 0:
-                    d.state = _PDATA
+                    d.state = _PDATA if d.pdu_remaining else _HEADER
                     self._fragment_done(d, to_server, ts, frame, out)
                 continue
             if state == _PDATA:
@@ -301,7 +301,7 @@ class DicomDissector(Dissector):
                 d.state = _PDV
                 self._fragment_start(d, to_server, ts, frame, out)
                 if d.pdv_remaining == 0:
-                    d.state = _PDATA
+                    d.state = _PDATA if d.pdu_remaining else _HEADER
                     self._fragment_done(d, to_server, ts, frame, out)
                 continue
             if state == _SKIP:
@@ -460,7 +460,11 @@ class DicomDissector(Dissector):
         d.awaiting = (fields, frame) if follows else None
 
         identity = self._sender_identity(to_server)
-        role = self._role(code, to_server, fields)
+        if code == 0x0001 and "move_originator_application_entity_title" in fields:
+            # A C-MOVE sub-operation: the sender forwards another's images.
+            role = "PACS"
+        else:
+            role = self._role(code, to_server, fields)
         if role:
             identity["role"] = role
         status = STATUS_OK
@@ -513,6 +517,14 @@ class DicomDissector(Dissector):
                         "affected_sop_class_uid"):
                 if key in command:
                     fields[key] = command[key]
+            # Device elements describe the sender only when it made the image:
+            # a C-STORE from the association requestor that is no C-MOVE or
+            # C-GET sub-operation. Otherwise they stay in the fields.
+            originates = (
+                code == 0x0001
+                and to_server == self._requestor_to_server
+                and "move_originator_application_entity_title" not in command
+            )
         if assembly.keep:
             transfer_syntax = self._accepted.get(assembly.context_id)
             found, problem = device_tags(bytes(assembly.buffer), transfer_syntax)
@@ -520,8 +532,8 @@ class DicomDissector(Dissector):
                 findings += (Finding("device_elements_unreadable", problem),)
             if found:
                 fields["device"] = found
-                identity.update(found)
-                if code == 0x0001 and to_server == self._requestor_to_server:
+                if awaiting is not None and originates:
+                    identity.update(found)
                     identity["role"] = "modality"
         return Message(ts, frame, self._flow_id, src, dst, PROTOCOL, kind, service,
                        code, action, (), fields, identity, STATUS_OK, findings)
