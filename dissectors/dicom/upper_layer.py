@@ -13,6 +13,7 @@ web token; only their lengths and the user name are.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import construct as cs
@@ -60,8 +61,10 @@ def text(raw: bytes) -> str:
 def uid_name(uid: str) -> str | None:
     """pydicom's name for a registered UID, None for an unregistered one."""
     try:
-        found = UID(uid)
-        return found.name if found.is_valid and found.name != uid else None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            found = UID(uid)
+            return found.name if found.is_valid and found.name != uid else None
     except Exception:  # noqa: BLE001  (pydicom on a hostile string)
         return None
 
@@ -209,6 +212,12 @@ def decode_associate(pdu: bytes, is_rq: bool) -> Decoded:
     fields["called_ae_title"] = text(fixed.called_ae_title)
     fields["calling_ae_title"] = text(fixed.calling_ae_title)
     findings = []
+    for key in ("called_ae_title", "calling_ae_title"):
+        if not fields[key]:
+            findings.append(Finding(
+                "ae_title_blank",
+                f"{key} is all spaces; PS3.8 does not allow a blank AE title",
+            ))
     if not fixed.protocol_version & 1:
         findings.append(Finding(
             "protocol_version_unsupported",

@@ -194,7 +194,10 @@ class Hl7Dissector(Dissector):
             bare = buf[start] != START_BLOCK
             body_start = start if bare else start + 1
             stop = buf.find(END_BLOCK, d.scan)
-            next_start = buf.find(START_BLOCK, body_start, stop if stop >= 0 else len(buf))
+            # Only bytes not yet looked at are searched, so a long message
+            # arriving in small pieces costs linear time.
+            next_start = buf.find(START_BLOCK, max(d.scan, body_start),
+                                  stop if stop >= 0 else len(buf))
             if next_start >= 0:
                 # A start block inside a message: the previous one lost its end.
                 out.append(self._message(bytes(buf[body_start:next_start]), to_server,

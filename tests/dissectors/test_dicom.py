@@ -1,0 +1,202 @@
+"""Tests of the DICOM dissector: association items, PDV reassembly, streaming, robustness.
+
+PDUs are built here with the construct definitions' helpers from values
+chosen by hand after PS3.8 section 9.3 and Annex D; the expected fields are
+those values, not the code's output.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import time
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dissectors.dicom import DicomDissector, looks_like_dicom
+from dissectors.dicom.definitions import (
+    ItemType,
+    PduType,
+    build_item,
+    build_pdu,
+    build_pdv,
+)
+from otdpi.dissector import FlowContext
+from otdpi.message import Endpoint
+
+CLIENT = Endpoint("192.0.2.10", 40000)
+SERVER = Endpoint("192.0.2.20", 104)
+PASSCODE = b"never-to-be-written"
+CT_STORAGE = b"1.2.840.10008.5.1.4.1.1.2"
+IMPLICIT = b"1.2.840.10008.1.2"
+
+
+def new() -> DicomDissector:
+    return DicomDissector(FlowContext(1, CLIENT, SERVER, "tcp"))
+
+
+def associate_rq(called: bytes = b"PACS", calling: bytes = b"CT1",
+                 user_items: bytes | None = None) -> bytes:
+    context = build_item(0x20, bytes([1, 0, 0, 0]) + build_item(0x30, CT_STORAGE)
+                         + build_item(0x40, IMPLICIT))
+    if user_items is None:
+        user_items = (
+            build_item(0x51, struct.pack(">I", 16384))
+            + build_item(0x52, b"1.2.826.0.1.3680043.9.3811.3.0.4")
+            + build_item(0x53, struct.pack(">HH", 3, 2))
+            + build_item(0x54, struct.pack(">H", len(CT_STORAGE)) + CT_STORAGE + b"\x00\x01")
+            + build_item(0x55, b"PYNETDICOM_304")
+            + build_item(0x56, struct.pack(">H", len(CT_STORAGE)) + CT_STORAGE + b"\x01\x02")
+            + build_item(0x58, b"\x02\x01" + struct.pack(">H", 4) + b"user"
+                         + struct.pack(">H", len(PASSCODE)) + PASSCODE)
+        )
+    body = (struct.pack(">HH", 1, 0) + called.ljust(16) + calling.ljust(16) + bytes(32)
+            + build_item(0x10, b"1.2.840.10008.3.1.1.1") + context
+            + build_item(0x50, user_items))
+    return build_pdu(PduType.A_ASSOCIATE_RQ, body)
+
+
+def element(tag_element: int, value: bytes) -> bytes:
+    return struct.pack("<HHI", 0, tag_element, len(value)) + value
+
+
+ECHO_RQ = (element(0x0002, b"1.2.840.10008.1.1\x00") + element(0x0100, b"\x30\x00")
+           + element(0x0110, b"\x07\x00") + element(0x0800, b"\x01\x01"))
+ECHO_RQ = element(0x0000, struct.pack("<I", len(ECHO_RQ))) + ECHO_RQ
+
+
+def test_associate_rq_every_item_and_no_passcode() -> None:
+    [message] = new().feed(associate_rq(), True, 1.0, 5)
+
+    info = message.fields["user_information"]
+    assert message.service == "a_associate_rq" and message.status.state == "ok"
+    assert message.fields["called_ae_title"] == "PACS"
+    assert message.fields["presentation_contexts"] == [{
+        "presentation_context_id": 1, "abstract_syntax": CT_STORAGE.decode(),
+        "abstract_syntax_name": "CT Image Storage",
+        "transfer_syntaxes": [IMPLICIT.decode()]}]
+    assert info["maximum_length"] == 16384
+    assert info["asynchronous_operations_window"] == {
+        "maximum_number_operations_invoked": 3, "maximum_number_operations_performed": 2}
+    assert info["scp_scu_role_selection"] == [
+        {"sop_class_uid": CT_STORAGE.decode(), "scu_role": 0, "scp_role": 1}]
+    assert info["sop_class_extended_negotiation"][0]["service_class_application_information"] == "0102"
+    assert info["user_identity"]["username"] == "user"
+    assert info["user_identity"]["secondary_field_length"] == len(PASSCODE)
+    assert message.identity == {
+        "ae_title": "CT1", "implementation_class_uid": "1.2.826.0.1.3680043.9.3811.3.0.4",
+        "implementation_version_name": "PYNETDICOM_304", "implementation": "pynetdicom"}
+    dumped = json.dumps(message.to_dict())
+    assert PASSCODE.decode() not in dumped and PASSCODE.hex() not in dumped
+
+
+def test_missing_implementation_items_are_absent_not_guessed() -> None:
+    rq = associate_rq(user_items=build_item(0x51, struct.pack(">I", 0)))
+    [message] = new().feed(rq, True, 1.0, 5)
+
+    assert message.identity["implementation_class_uid"] == "absent"
+    assert message.identity["implementation_version_name"] == "absent"
+    assert "implementation" not in message.identity
+
+
+def test_blank_ae_title_and_zero_length_items() -> None:
+    rq = associate_rq(called=b" " * 16, user_items=build_item(0x52, b"") + build_item(0x55, b""))
+    [message] = new().feed(rq, True, 1.0, 5)
+
+    assert message.fields["called_ae_title"] == ""
+    assert "ae_title_blank" in [f.code for f in message.findings]
+    assert message.identity["implementation_class_uid"] == "absent"
+
+
+def test_command_fragmented_across_pdus_and_bytes() -> None:
+    half = len(ECHO_RQ) // 2
+    stream = (build_pdu(4, build_pdv(1, 0x01, ECHO_RQ[:half]))
+              + build_pdu(4, build_pdv(1, 0x03, ECHO_RQ[half:])))
+    whole = new().feed(stream, True, 1.0, 9)
+    dissector = new()
+    piecewise = [m for i, b in enumerate(stream)
+                 for m in dissector.feed(bytes([b]), True, 1.0, 9)]
+
+    assert [m.service for m in whole] == ["c_echo_rq"]
+    assert whole[0].fields["message_id"] == 7 and whole[0].fields["fragments"] == 2
+    assert whole[0].action == "diagnose"
+    assert [m.fields for m in piecewise] == [m.fields for m in whole]
+
+
+def test_several_pdvs_in_one_pdu() -> None:
+    data_set = struct.pack("<HHI", 0x0008, 0x0070, 4) + b"ACME"
+    store = (element(0x0002, CT_STORAGE + b"\x00") + element(0x0100, b"\x01\x00")
+             + element(0x0110, b"\x01\x00") + element(0x0800, b"\x00\x00"))
+    pdu = build_pdu(4, build_pdv(1, 0x03, store) + build_pdv(1, 0x02, data_set))
+    messages = new().feed(pdu, True, 1.0, 3)
+
+    assert [m.service for m in messages] == ["c_store_rq", "c_store_rq_data_set"]
+    assert messages[1].identity["manufacturer"] == "ACME"
+    assert messages[1].identity["role"] == "modality"
+
+
+def test_pdu_length_near_2_32_streams_without_buffering() -> None:
+    dissector = new()
+    header = build_pdu(4, b"")[:2] + struct.pack(">I", 0xFFFFFFFF)
+    pdv = struct.pack(">IBB", 0xFFFFFFF0, 1, 0x00)
+    out = dissector.feed(header + pdv, True, 1.0, 1)
+    chunk = bytes(65536)
+    for _ in range(64):
+        out += dissector.feed(chunk, True, 1.0, 2)
+
+    assert out == []
+    assert len(dissector._directions[True].buf) < 65536
+    assert len(dissector._directions[True].assembly.buffer) <= 65536
+    closed = dissector.close(2.0, 3)
+    assert [m.status.state for m in closed] == ["malformed"]
+
+
+def test_lying_lengths_become_malformed_and_stream_recovers() -> None:
+    lying = build_pdu(1, b"")[:2] + struct.pack(">I", 0xFFFFFFFF) + b"junk"
+    release = build_pdu(5, bytes(4))
+    messages = new().feed(lying + release, True, 1.0, 1)
+
+    assert [m.status.state for m in messages] == ["malformed", "ok"]
+    assert messages[1].service == "a_release_rq"
+
+
+def test_undefined_length_in_command_set_is_malformed() -> None:
+    bad = struct.pack("<HHI", 0, 0x0100, 0xFFFFFFFF) + b"\x30\x00"
+    [message] = new().feed(build_pdu(4, build_pdv(1, 0x03, bad)), True, 1.0, 1)
+
+    assert message.status.state == "malformed"
+    assert "undefined length" in message.status.reason
+
+
+def test_probe() -> None:
+    assert looks_like_dicom(associate_rq()[:12])
+    assert looks_like_dicom(build_pdu(5, bytes(4)))
+    assert not looks_like_dicom(b"GET / HTTP/1.1\r\n")
+    assert not looks_like_dicom(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\x00")
+
+
+def _valid_stream() -> bytes:
+    return (associate_rq() + build_pdu(4, build_pdv(1, 0x03, ECHO_RQ))
+            + build_pdu(5, bytes(4)))
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(st.one_of(
+    st.binary(max_size=600),
+    st.tuples(st.integers(0, 400), st.binary(min_size=1, max_size=8)).map(
+        lambda cut: _valid_stream()[: cut[0]] + cut[1] + _valid_stream()[cut[0]:]),
+    st.tuples(st.integers(0, 400), st.integers(0, 255)).map(
+        lambda m: bytes(b if i != m[0] else m[1] for i, b in enumerate(_valid_stream()))),
+))
+def test_any_bytes_whole_or_byte_by_byte_never_raise(data: bytes) -> None:
+    started = time.monotonic()
+    for pieces in ([data], [data[i:i + 1] for i in range(len(data))]):
+        dissector = new()
+        out = []
+        for piece in pieces:
+            out += dissector.feed(piece, True, 1.0, 1)
+        out += dissector.close(1.0, 2)
+        assert not [f for m in out for f in m.findings if f.code == "dissector_error"]
+        json.dumps([m.to_dict() for m in out])
+    assert time.monotonic() - started < 5
