@@ -19,6 +19,7 @@ from typing import Any
 from pydicom.filereader import read_dataset
 from pydicom.tag import Tag
 
+from dissectors.dicom.fastpath import decode_command_set_fast, device_tags_fast
 from dissectors.dicom.definitions import (
     COMMAND_ELEMENTS,
     DEVICE_ELEMENTS,
@@ -87,8 +88,17 @@ def decode_command_set(data: bytes) -> tuple[dict[str, Any], str | None]:
     """The fields of a command set: each known element by name, codes named.
 
     Returns ``(fields, problem)``; ``problem`` says why the command set is
-    malformed (fields then hold what could be read).
+    malformed (fields then hold what could be read). The common shapes go
+    through :func:`~dissectors.dicom.fastpath.decode_command_set_fast`.
     """
+    fast = decode_command_set_fast(data)
+    if fast is not None:
+        return fast, None
+    return decode_command_set_with_pydicom(data)
+
+
+def decode_command_set_with_pydicom(data: bytes) -> tuple[dict[str, Any], str | None]:
+    """:func:`decode_command_set` through pydicom alone (the reference)."""
     problem = _check_command_set(data)
     if problem is not None:
         return {}, problem
@@ -146,6 +156,17 @@ def device_tags(prefix: bytes, transfer_syntax: str | None) -> tuple[dict[str, s
     else:
         implicit = transfer_syntax == IMPLICIT_VR_LITTLE_ENDIAN
         little = transfer_syntax != EXPLICIT_VR_BIG_ENDIAN
+    if little:
+        fast = device_tags_fast(prefix, not implicit)
+        if fast is not None:
+            return fast, None
+    return device_tags_with_pydicom(prefix, implicit, little)
+
+
+def device_tags_with_pydicom(
+    prefix: bytes, implicit: bool, little: bool
+) -> tuple[dict[str, str], str | None]:
+    """:func:`device_tags` through pydicom alone (the reference)."""
 
     def past_device_groups(tag, vr, length) -> bool:
         return tag.group > 0x0018

@@ -81,11 +81,37 @@ def _text(raw: bytes) -> str:
         return raw.decode("latin-1")
 
 
-def _field(segment: Any, index: int) -> str:
-    try:
-        return str(segment[index])
-    except (IndexError, KeyError):
-        return ""
+def _field(segment: list[str], index: int) -> str:
+    return segment[index] if index < len(segment) else ""
+
+
+def split_fields_fast(lines: list[str], separator: str) -> list[list[str]] | None:
+    """Each segment as its field strings, as the ``hl7`` library splits them.
+
+    For MSH the list is ``["MSH", separator, encoding characters, ...]``, so
+    that index n is MSH-n, as in the library. Returns None, leaving the
+    work to the library, when a line carries the escape character outside
+    MSH-2 or MSH-2 is too short to name the separators: there the library's
+    own rules decide. Tests hold this equal to the library.
+    """
+    if not lines or not lines[0].startswith("MSH"):
+        return None
+    msh = lines[0].split(separator)
+    encoding = msh[1] if len(msh) > 1 else ""
+    if len(encoding) < 3 or msh[2:] == [""]:
+        # The library drops a lone empty MSH-3; let it say so itself.
+        return None
+    escape = encoding[2]
+    if escape in lines[0][4 + len(encoding):] or any(escape in line for line in lines[1:]):
+        return None
+    out = [["MSH", separator, *msh[1:]]]
+    out += [line.split(separator) for line in lines[1:]]
+    return out
+
+
+def split_fields_with_library(lines: list[str]) -> list[list[str]]:
+    """The same lists as :func:`split_fields_fast`, through ``hl7.parse``."""
+    return [[str(field) for field in segment] for segment in hl7.parse("\r".join(lines))]
 
 
 def _component(segment: Any, index: int, component: int, encoding: str) -> str:
@@ -314,24 +340,27 @@ class Hl7Dissector(Dissector):
         for segment_id in ids:
             counts[segment_id] = counts.get(segment_id, 0) + 1
         fields["segment_counts"] = counts
+        separator = lines[msh_index][3]
         decoded_lines = [line for line in lines[msh_index:]
                          if self._keep or line[:3] in CONTROL_SEGMENTS]
-        try:
-            parsed = hl7.parse("\r".join(decoded_lines))
-        except Exception as exc:  # noqa: BLE001  (the library on hostile text)
-            return Message(ts, frame, self._flow_id, src, dst, PROTOCOL,
-                           "request" if to_server else "response", "unknown", None,
-                           "other", (), fields, {},
-                           malformed(f"hl7 could not parse the message: {type(exc).__name__}"),
-                           tuple(findings))
+        split = split_fields_fast(decoded_lines, separator)
+        if split is None:
+            try:
+                split = split_fields_with_library(decoded_lines)
+            except Exception as exc:  # noqa: BLE001  (the library on hostile text)
+                return Message(ts, frame, self._flow_id, src, dst, PROTOCOL,
+                               "request" if to_server else "response", "unknown", None,
+                               "other", (), fields, {},
+                               malformed(f"hl7 could not parse the message: "
+                                         f"{type(exc).__name__}"),
+                               tuple(findings))
         by_id: dict[str, list] = {}
         detail = []
-        parsed_iter = iter(parsed)
-        separator = lines[msh_index][3]
-        for line in lines:
+        parsed_iter = iter(split)
+        for index, line in enumerate(lines):
             segment_id = line[:3]
             if segment_id in CONTROL_SEGMENTS or self._keep:
-                if lines.index(line) < msh_index:
+                if index < msh_index:
                     # Batch headers before the MSH: split by hand, same separator.
                     detail.append({"segment": segment_id,
                                    "fields": line.split(separator)[1:]})
@@ -340,8 +369,7 @@ class Hl7Dissector(Dissector):
                 if segment is None:
                     continue
                 by_id.setdefault(segment_id, []).append(segment)
-                values = [str(f) for f in segment][1:]
-                detail.append({"segment": segment_id, "fields": values})
+                detail.append({"segment": segment_id, "fields": segment[1:]})
             else:
                 detail.append({"segment": segment_id, "redacted": True,
                                "field_count": line.count(separator)})

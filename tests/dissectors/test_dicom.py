@@ -200,3 +200,83 @@ def test_any_bytes_whole_or_byte_by_byte_never_raise(data: bytes) -> None:
         assert not [f for m in out for f in m.findings if f.code == "dissector_error"]
         json.dumps([m.to_dict() for m in out])
     assert time.monotonic() - started < 5
+
+
+# --- the fast paths are held equal to pydicom -------------------------------------
+
+from pathlib import Path  # noqa: E402
+
+import dissectors.dicom.session as dicom_session  # noqa: E402
+from dissectors.dicom.dimse import (  # noqa: E402
+    decode_command_set_with_pydicom,
+    device_tags,
+    device_tags_with_pydicom,
+)
+from dissectors.dicom.fastpath import decode_command_set_fast, device_tags_fast  # noqa: E402
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+SHARED_DICOM = Path(__file__).resolve().parents[3] / "shared" / "captures" / "dicom"
+
+
+def _recorded_inputs(monkeypatch) -> tuple[list[bytes], list[tuple[bytes, str | None]]]:
+    import otdpi
+
+    commands, data_sets = [], []
+    real_command, real_tags = dicom_session.decode_command_set, dicom_session.device_tags
+
+    def command(data):
+        commands.append(data)
+        return real_command(data)
+
+    def tags(prefix, syntax):
+        data_sets.append((prefix, syntax))
+        return real_tags(prefix, syntax)
+
+    monkeypatch.setattr(dicom_session, "decode_command_set", command)
+    monkeypatch.setattr(dicom_session, "device_tags", tags)
+    paths = sorted(FIXTURES.glob("dicom*.pcap")) + sorted(SHARED_DICOM.glob("*.pcap*"))
+    for _ in otdpi.read(paths, protocols=["dicom"]):
+        pass
+    return commands, data_sets
+
+
+def test_fast_paths_equal_pydicom_on_every_captured_command_and_data_set(monkeypatch):
+    commands, data_sets = _recorded_inputs(monkeypatch)
+    assert len(commands) >= 20 and len(data_sets) >= 4
+
+    for data in commands:
+        fast = decode_command_set_fast(data)
+        assert fast is not None, data.hex()
+        assert (fast, None) == decode_command_set_with_pydicom(data)
+    for prefix, syntax in data_sets:
+        explicit = syntax != "1.2.840.10008.1.2"
+        fast = device_tags_fast(prefix, explicit)
+        if fast is not None:
+            assert (fast, None) == device_tags_with_pydicom(prefix, not explicit, True)
+    assert device_tags(data_sets[0][0], data_sets[0][1])[0]
+
+
+_US_ELEMENTS = [0x0100, 0x0110, 0x0120, 0x0700, 0x0800, 0x0900, 0x1020, 0x1021]
+_TEXT_ELEMENTS = [0x0002, 0x0600, 0x1000, 0x1030]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(
+    st.sampled_from(_US_ELEMENTS + _TEXT_ELEMENTS),
+    st.one_of(st.integers(0, 0xFFFF), st.text("0123456789. ABCxyz", max_size=20)),
+    min_size=1,
+))
+def test_fast_command_decoder_equals_pydicom_on_generated_sets(chosen) -> None:
+    chosen.setdefault(0x0100, 0x0030)
+    data = b""
+    for tag in sorted(chosen):
+        value = chosen[tag]
+        if tag in _US_ELEMENTS:
+            raw = struct.pack("<H", value if isinstance(value, int) else len(value))
+        else:
+            raw = str(value).encode()
+            raw += b"\x00" if len(raw) % 2 else b""
+        data += element(tag, raw)
+    fast = decode_command_set_fast(data)
+    if fast is not None:
+        assert (fast, None) == decode_command_set_with_pydicom(data)

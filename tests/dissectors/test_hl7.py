@@ -127,3 +127,44 @@ def test_any_bytes_whole_or_byte_by_byte_never_raise(data: bytes) -> None:
         assert not [f for m in out for f in m.findings if f.code == "dissector_error"]
         json.dumps([m.to_dict() for m in out])
     assert time.monotonic() - started < 5
+
+
+# --- the fast field split is held equal to the hl7 library ------------------------
+
+from pathlib import Path  # noqa: E402
+
+from dissectors.hl7.session import split_fields_fast, split_fields_with_library  # noqa: E402
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+
+
+def test_fast_split_equals_library_on_fixture_messages(monkeypatch) -> None:
+    import otdpi
+
+    monkeypatch.setattr(Hl7Dissector, "keep_patient_data", True)
+    checked = 0
+    for message in otdpi.read(sorted(FIXTURES.glob("hl7*.pcap")), protocols=["hl7"]):
+        lines = []
+        for segment in message.fields.get("segment_fields", []):
+            sep = message.fields["field_separator"]
+            if segment["segment"] == "MSH":
+                lines.append("MSH" + sep + sep.join(segment["fields"][1:]))
+            else:
+                lines.append(segment["segment"] + sep + sep.join(segment["fields"]))
+        fast = split_fields_fast(lines, message.fields["field_separator"])
+        assert fast is not None and fast == split_fields_with_library(lines)
+        checked += 1
+    assert checked >= 10
+
+
+_FIELD = st.text(alphabet="ABCxyz019 .-^&~", max_size=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(_FIELD, max_size=8), max_size=5), st.lists(_FIELD, max_size=12))
+def test_fast_split_equals_library_on_generated_messages(segments, msh_fields) -> None:
+    lines = ["MSH|^~\\&|" + "|".join(msh_fields)]
+    lines += ["ZZ%d|" % (i % 10) + "|".join(fields) for i, fields in enumerate(segments)]
+    fast = split_fields_fast(lines, "|")
+    if fast is not None:  # None: declined, the library decides
+        assert fast == split_fields_with_library(lines)
