@@ -96,6 +96,8 @@ def split_fields_fast(lines: list[str], separator: str) -> list[list[str]] | Non
     """
     if not lines or not lines[0].startswith("MSH"):
         return None
+    # The library strips white space at the end of the message.
+    lines = [*lines[:-1], lines[-1].rstrip()]
     msh = lines[0].split(separator)
     encoding = msh[1] if len(msh) > 1 else ""
     if len(encoding) < 3 or msh[2:] == [""]:
