@@ -280,3 +280,18 @@ def test_fast_command_decoder_equals_pydicom_on_generated_sets(chosen) -> None:
     fast = decode_command_set_fast(data)
     if fast is not None:
         assert (fast, None) == decode_command_set_with_pydicom(data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=64) | st.lists(
+    st.tuples(st.integers(0, 255), st.binary(max_size=20)), max_size=5).map(
+        lambda items: b"".join(build_item(t, v) for t, v in items)))
+def test_item_cutter_equals_the_items_struct(data: bytes) -> None:
+    from dissectors.dicom.definitions import ITEMS
+    from dissectors.dicom.upper_layer import cut_items
+
+    parsed = ITEMS.parse(data)
+    items, trailing = cut_items(data)
+    assert [(i.item_type, i.value) for i in items] == [
+        (i.item_type, i.value) for i in parsed["items"]]
+    assert trailing == parsed.trailing
