@@ -75,6 +75,10 @@ def keep_patient_data_from_environment() -> bool:
 
 
 def _text(raw: bytes) -> str:
+    # Limitation: MSH-18 (character set) is not used to decode the message;
+    # text is read as UTF-8 and, where that fails, as latin-1, so an ISO IR
+    # 100 message whose bytes also happen to be valid UTF-8 reads wrongly.
+    # Decoding by MSH-18 (found in the ASCII MSH first) would lift it.
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -328,6 +332,9 @@ class Hl7Dissector(Dissector):
             lines = lines[:MAX_SEGMENTS]
             findings.append(Finding("segments_truncated",
                                     f"only the first {MAX_SEGMENTS} segments are read"))
+        # Limitation: a batch (FHS/BHS with several MSH in one frame) gives one
+        # message, decoded from its first MSH; the later messages show only
+        # in the segment list. Cutting the batch at each MSH would lift it.
         msh_index = next((i for i, line in enumerate(lines) if line.startswith("MSH")), -1)
         if msh_index < 0 or len(lines[msh_index]) < 8:
             fields["segments"] = [line[:3] for line in lines]

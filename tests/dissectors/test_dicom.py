@@ -295,3 +295,30 @@ def test_item_cutter_equals_the_items_struct(data: bytes) -> None:
     assert [(i.item_type, i.value) for i in items] == [
         (i.item_type, i.value) for i in parsed["items"]]
     assert trailing == parsed.trailing
+
+
+# --- known gaps --------------------------------------------------------------------
+
+import zlib  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+@pytest.mark.xfail(strict=True, reason="deflated data sets are not inflated")
+def test_device_elements_of_a_deflated_data_set() -> None:
+    deflated = b"1.2.840.10008.1.2.1.99"
+    dissector = new()
+    dissector.feed(associate_rq(), True, 1.0, 1)
+    ac_context = build_item(0x21, bytes([1, 0, 0, 0]) + build_item(0x40, deflated))
+    body = (struct.pack(">HH", 1, 0) + b"PACS".ljust(16) + b"CT1".ljust(16) + bytes(32)
+            + build_item(0x10, b"1.2.840.10008.3.1.1.1") + ac_context
+            + build_item(0x50, build_item(0x51, struct.pack(">I", 0))))
+    dissector.feed(build_pdu(2, body), False, 1.0, 2)
+    store = (element(0x0002, CT_STORAGE + b"\x00") + element(0x0100, b"\x01\x00")
+             + element(0x0110, b"\x01\x00") + element(0x0800, b"\x00\x00"))
+    raw = struct.pack("<HH2sH", 0x0008, 0x0070, b"LO", 4) + b"ACME"
+    packer = zlib.compressobj(wbits=-15)
+    data_set = packer.compress(raw) + packer.flush()
+    messages = dissector.feed(build_pdu(4, build_pdv(1, 3, store) + build_pdv(1, 2, data_set)),
+                              True, 1.0, 3)
+    assert messages[-1].identity.get("manufacturer") == "ACME"
