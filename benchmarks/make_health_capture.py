@@ -132,7 +132,7 @@ def dicom_association(rng: random.Random, stores: int) -> list[tuple[bool, bytes
                     + _element(0x0018, 0x1000, b"SN%05d" % rng.randrange(99999), b"LO")
                     + _element(0x0018, 0x1020, b"VA1", b"LO")
                     + _element(0x7FE0, 0x0010, bytes(4096), b"OW"))
-        half = len(data_set) // 2
+        half = len(data_set) // 2 & ~1  # PDV fragments of even length, as tshark expects
         response = _command([(0x0002, CT), (0x0100, b"\x01\x80"), (0x0120, message_id),
                              (0x0800, b"\x01\x01"), (0x0900, b"\x00\x00"), (0x1000, instance)])
         out += [(True, build_pdu(4, build_pdv(1, 3, command))),
