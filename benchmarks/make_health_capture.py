@@ -1,4 +1,4 @@
-"""Write synthetic, protocol-correct DICOM and HL7/MLLP captures of any length, for benchmarks.
+"""Write synthetic, protocol-correct DICOM and HL7/MLLP captures of any length.
 
 DICOM: modalities on 10.0.3.0/24 open associations to a PACS at
 10.0.4.1:104; each association is an A-ASSOCIATE-RQ/AC, a C-ECHO, a run of
@@ -38,21 +38,60 @@ class Writer:
         self.clock = START_US
         self.packets = 0
 
-    def packet(self, src: tuple, dst: tuple, seq: int, ack: int, flags: int,
-               payload: bytes = b"") -> None:
+    def packet(
+        self,
+        src: tuple,
+        dst: tuple,
+        seq: int,
+        ack: int,
+        flags: int,
+        payload: bytes = b"",
+    ) -> None:
         self.clock += 50
-        tcp = struct.pack(">HHIIBBHHH", src[1], dst[1], seq & 0xFFFFFFFF,
-                          ack & 0xFFFFFFFF, 5 << 4, flags, 65535, 0, 0)
+        tcp = struct.pack(
+            ">HHIIBBHHH",
+            src[1],
+            dst[1],
+            seq & 0xFFFFFFFF,
+            ack & 0xFFFFFFFF,
+            5 << 4,
+            flags,
+            65535,
+            0,
+            0,
+        )
         total = 20 + len(tcp) + len(payload)
-        ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, total, 0, 0x4000, 64, 6, 0,
-                         bytes(map(int, src[0].split("."))),
-                         bytes(map(int, dst[0].split("."))))
+        ip = struct.pack(
+            ">BBHHHBBH4s4s",
+            0x45,
+            0,
+            total,
+            0,
+            0x4000,
+            64,
+            6,
+            0,
+            bytes(map(int, src[0].split("."))),
+            bytes(map(int, dst[0].split("."))),
+        )
         checksum = sum(struct.unpack(">10H", ip))
         checksum = (checksum & 0xFFFF) + (checksum >> 16)
         ip = ip[:10] + struct.pack(">H", ~checksum & 0xFFFF) + ip[12:]
-        frame = b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01\x08\x00" + ip + tcp + payload
-        self.out.write(struct.pack("<IIII", self.clock // 1_000_000,
-                                   self.clock % 1_000_000, len(frame), len(frame)))
+        frame = (
+            b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01\x08\x00"
+            + ip
+            + tcp
+            + payload
+        )
+        self.out.write(
+            struct.pack(
+                "<IIII",
+                self.clock // 1_000_000,
+                self.clock % 1_000_000,
+                len(frame),
+                len(frame),
+            )
+        )
         self.out.write(frame)
         self.packets += 1
 
@@ -95,50 +134,110 @@ def _command(fields: list[tuple[int, bytes]]) -> bytes:
 
 
 def dicom_association(rng: random.Random, stores: int) -> list[tuple[bool, bytes]]:
-    context = build_item(0x20, b"\x01\x00\x00\x00" + build_item(0x30, CT)
-                         + build_item(0x40, EXPLICIT))
-    echo_context = build_item(0x20, b"\x03\x00\x00\x00"
-                              + build_item(0x30, b"1.2.840.10008.1.1")
-                              + build_item(0x40, b"1.2.840.10008.1.2"))
-    user = build_item(0x50, build_item(0x51, struct.pack(">I", 16384))
-                      + build_item(0x52, b"1.2.276.0.7230010.3.0.3.6.4")
-                      + build_item(0x55, b"OFFIS_DCMTK_364"))
-    fixed = struct.pack(">HH", 1, 0) + b"PACS".ljust(16) + b"CT_%03d" % rng.randrange(999)
+    context = build_item(
+        0x20, b"\x01\x00\x00\x00" + build_item(0x30, CT) + build_item(0x40, EXPLICIT)
+    )
+    echo_context = build_item(
+        0x20,
+        b"\x03\x00\x00\x00"
+        + build_item(0x30, b"1.2.840.10008.1.1")
+        + build_item(0x40, b"1.2.840.10008.1.2"),
+    )
+    user = build_item(
+        0x50,
+        build_item(0x51, struct.pack(">I", 16384))
+        + build_item(0x52, b"1.2.276.0.7230010.3.0.3.6.4")
+        + build_item(0x55, b"OFFIS_DCMTK_364"),
+    )
+    fixed = (
+        struct.pack(">HH", 1, 0) + b"PACS".ljust(16) + b"CT_%03d" % rng.randrange(999)
+    )
     fixed = fixed.ljust(36) + bytes(32)
-    rq = build_pdu(1, fixed + build_item(0x10, b"1.2.840.10008.3.1.1.1") + context
-                   + echo_context + user)
+    rq = build_pdu(
+        1,
+        fixed
+        + build_item(0x10, b"1.2.840.10008.3.1.1.1")
+        + context
+        + echo_context
+        + user,
+    )
     ac_context = build_item(0x21, b"\x01\x00\x00\x00" + build_item(0x40, EXPLICIT))
-    ac_echo = build_item(0x21, b"\x03\x00\x00\x00" + build_item(0x40, b"1.2.840.10008.1.2"))
-    ac = build_pdu(2, fixed + build_item(0x10, b"1.2.840.10008.3.1.1.1") + ac_context
-                   + ac_echo + user)
+    ac_echo = build_item(
+        0x21, b"\x03\x00\x00\x00" + build_item(0x40, b"1.2.840.10008.1.2")
+    )
+    ac = build_pdu(
+        2,
+        fixed
+        + build_item(0x10, b"1.2.840.10008.3.1.1.1")
+        + ac_context
+        + ac_echo
+        + user,
+    )
     out = [(True, rq), (False, ac)]
-    echo = _command([(0x0002, b"1.2.840.10008.1.1"), (0x0100, b"\x30\x00"),
-                     (0x0110, b"\x01\x00"), (0x0800, b"\x01\x01")])
-    echo_rsp = _command([(0x0002, b"1.2.840.10008.1.1"), (0x0100, b"\x30\x80"),
-                         (0x0120, b"\x01\x00"), (0x0800, b"\x01\x01"), (0x0900, b"\x00\x00")])
-    out += [(True, build_pdu(4, build_pdv(3, 3, echo))),
-            (False, build_pdu(4, build_pdv(3, 3, echo_rsp)))]
+    echo = _command(
+        [
+            (0x0002, b"1.2.840.10008.1.1"),
+            (0x0100, b"\x30\x00"),
+            (0x0110, b"\x01\x00"),
+            (0x0800, b"\x01\x01"),
+        ]
+    )
+    echo_rsp = _command(
+        [
+            (0x0002, b"1.2.840.10008.1.1"),
+            (0x0100, b"\x30\x80"),
+            (0x0120, b"\x01\x00"),
+            (0x0800, b"\x01\x01"),
+            (0x0900, b"\x00\x00"),
+        ]
+    )
+    out += [
+        (True, build_pdu(4, build_pdv(3, 3, echo))),
+        (False, build_pdu(4, build_pdv(3, 3, echo_rsp))),
+    ]
     for n in range(stores):
         message_id = struct.pack("<H", n + 2)
         instance = b"1.2.826.0.1.3680043.8.498.%d" % rng.randrange(10**12)
-        command = _command([(0x0002, CT), (0x0100, b"\x01\x00"), (0x0110, message_id),
-                            (0x0700, b"\x00\x00"), (0x0800, b"\x00\x00"),
-                            (0x1000, instance)])
-        data_set = (_element(0x0008, 0x0016, CT, b"UI") + _element(0x0008, 0x0018, instance, b"UI")
-                    + _element(0x0008, 0x0060, b"CT", b"CS")
-                    + _element(0x0008, 0x0070, b"Bench Imaging", b"LO")
-                    + _element(0x0008, 0x1090, b"Bench CT 64", b"LO")
-                    + _element(0x0010, 0x0010, b"BENCH^PATIENT", b"PN")
-                    + _element(0x0018, 0x1000, b"SN%05d" % rng.randrange(99999), b"LO")
-                    + _element(0x0018, 0x1020, b"VA1", b"LO")
-                    + _element(0x7FE0, 0x0010, bytes(4096), b"OW"))
-        half = len(data_set) // 2 & ~1  # PDV fragments of even length, as tshark expects
-        response = _command([(0x0002, CT), (0x0100, b"\x01\x80"), (0x0120, message_id),
-                             (0x0800, b"\x01\x01"), (0x0900, b"\x00\x00"), (0x1000, instance)])
-        out += [(True, build_pdu(4, build_pdv(1, 3, command))),
-                (True, build_pdu(4, build_pdv(1, 0, data_set[:half]))),
-                (True, build_pdu(4, build_pdv(1, 2, data_set[half:]))),
-                (False, build_pdu(4, build_pdv(1, 3, response)))]
+        command = _command(
+            [
+                (0x0002, CT),
+                (0x0100, b"\x01\x00"),
+                (0x0110, message_id),
+                (0x0700, b"\x00\x00"),
+                (0x0800, b"\x00\x00"),
+                (0x1000, instance),
+            ]
+        )
+        data_set = (
+            _element(0x0008, 0x0016, CT, b"UI")
+            + _element(0x0008, 0x0018, instance, b"UI")
+            + _element(0x0008, 0x0060, b"CT", b"CS")
+            + _element(0x0008, 0x0070, b"Bench Imaging", b"LO")
+            + _element(0x0008, 0x1090, b"Bench CT 64", b"LO")
+            + _element(0x0010, 0x0010, b"BENCH^PATIENT", b"PN")
+            + _element(0x0018, 0x1000, b"SN%05d" % rng.randrange(99999), b"LO")
+            + _element(0x0018, 0x1020, b"VA1", b"LO")
+            + _element(0x7FE0, 0x0010, bytes(4096), b"OW")
+        )
+        half = (
+            len(data_set) // 2 & ~1
+        )  # PDV fragments of even length, as tshark expects
+        response = _command(
+            [
+                (0x0002, CT),
+                (0x0100, b"\x01\x80"),
+                (0x0120, message_id),
+                (0x0800, b"\x01\x01"),
+                (0x0900, b"\x00\x00"),
+                (0x1000, instance),
+            ]
+        )
+        out += [
+            (True, build_pdu(4, build_pdv(1, 3, command))),
+            (True, build_pdu(4, build_pdv(1, 0, data_set[:half]))),
+            (True, build_pdu(4, build_pdv(1, 2, data_set[half:]))),
+            (False, build_pdu(4, build_pdv(1, 3, response))),
+        ]
     out += [(True, build_pdu(5, bytes(4))), (False, build_pdu(6, bytes(4)))]
     return out
 
@@ -147,19 +246,24 @@ def hl7_connection(rng: random.Random, messages: int) -> list[tuple[bool, bytes]
     out = []
     for n in range(messages):
         control = b"MSG%08d" % rng.randrange(10**8)
-        adt = (b"MSH|^~\\&|BENCH_ADT|BENCH_HOSP|BENCH_RIS|BENCH_HOSP|20240101120000||"
-               b"ADT^A01^ADT_A01|" + control + b"|P|2.5.1\r"
-               b"SFT|Bench Software^L^1|1.0|Bench ADT|b1\rEVN|A01|20240101120000\r"
-               b"PID|1||BENCH-%06d^^^BENCH^MR||BENCH^PATIENT||19700101|U\r" % n
-               + b"PV1|1|I|WARD^1^1\r")
-        ack = (b"MSH|^~\\&|BENCH_RIS|BENCH_HOSP|BENCH_ADT|BENCH_HOSP|20240101120001||"
-               b"ACK^A01|A" + control + b"|P|2.5.1\rMSA|AA|" + control + b"\r")
+        adt = (
+            b"MSH|^~\\&|BENCH_ADT|BENCH_HOSP|BENCH_RIS|BENCH_HOSP|20240101120000||"
+            b"ADT^A01^ADT_A01|" + control + b"|P|2.5.1\r"
+            b"SFT|Bench Software^L^1|1.0|Bench ADT|b1\rEVN|A01|20240101120000\r"
+            b"PID|1||BENCH-%06d^^^BENCH^MR||BENCH^PATIENT||19700101|U\r"
+            % n
+            + b"PV1|1|I|WARD^1^1\r"
+        )
+        ack = (
+            b"MSH|^~\\&|BENCH_RIS|BENCH_HOSP|BENCH_ADT|BENCH_HOSP|20240101120001||"
+            b"ACK^A01|A" + control + b"|P|2.5.1\rMSA|AA|" + control + b"\r"
+        )
         out += [(True, build_frame(adt)), (False, build_frame(ack))]
     return out
 
 
 def write_capture(path: str, protocol: str, packets: int, seed: int = 1) -> int:
-    """Write about ``packets`` packets of ``protocol`` ("dicom" or "hl7"); return the count."""
+    """Write about ``packets`` packets of ``protocol``; return how many were written."""
     rng = random.Random(seed)
     writer = Writer(path)
     n = 0

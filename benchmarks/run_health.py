@@ -26,16 +26,26 @@ sys.path.insert(0, str(HERE))
 from make_health_capture import write_capture  # noqa: E402
 
 TSHARK_FIELDS = {
-    "dicom": ["dicom.pdu.type", "dicom.pdu.len", "dicom.assoc.ae.calling",
-              "dicom.pdv.ctx", "dicom.pdv.flags"],
+    "dicom": [
+        "dicom.pdu.type",
+        "dicom.pdu.len",
+        "dicom.assoc.ae.calling",
+        "dicom.pdv.ctx",
+        "dicom.pdv.flags",
+    ],
     "hl7": ["hl7.message.type", "hl7.event.type", "hl7.segment"],
 }
-TSHARK_OPTIONS = {"dicom": ["-d", "tcp.port==104,dicom"], "hl7": ["-d", "tcp.port==2575,hl7"]}
+TSHARK_OPTIONS = {
+    "dicom": ["-d", "tcp.port==104,dicom"],
+    "hl7": ["-d", "tcp.port==2575,hl7"],
+}
 
 
 def timed(command: list[str]) -> float:
     started = time.perf_counter()
-    subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    subprocess.run(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True
+    )
     return time.perf_counter() - started
 
 
@@ -50,15 +60,40 @@ def main() -> None:
         capture = folder / f"{protocol}.pcap"
         packets = write_capture(str(capture), protocol, args.packets)
         commands = {
-            "otdpi dissect": [*otdpi, "dissect", "-p", protocol, str(capture), "-o", os.devnull],
-            "otdpi inventory": [*otdpi, "inventory", "-p", protocol, str(capture),
-                                "-o", str(folder / "inventory.json")],
+            "otdpi dissect": [
+                *otdpi,
+                "dissect",
+                "-p",
+                protocol,
+                str(capture),
+                "-o",
+                os.devnull,
+            ],
+            "otdpi inventory": [
+                *otdpi,
+                "inventory",
+                "-p",
+                protocol,
+                str(capture),
+                "-o",
+                str(folder / "inventory.json"),
+            ],
         }
         if shutil.which("tshark"):
             fields = [a for f in TSHARK_FIELDS[protocol] for a in ("-e", f)]
-            commands = {"tshark -T fields": ["tshark", "-n", "-r", str(capture),
-                                             *TSHARK_OPTIONS[protocol], "-T", "fields",
-                                             *fields], **commands}
+            commands = {
+                "tshark -T fields": [
+                    "tshark",
+                    "-n",
+                    "-r",
+                    str(capture),
+                    *TSHARK_OPTIONS[protocol],
+                    "-T",
+                    "fields",
+                    *fields,
+                ],
+                **commands,
+            }
         print(f"{protocol}: {packets:,} packets, {capture.stat().st_size:,} bytes")
         rates = {}
         for name, command in commands.items():
@@ -67,7 +102,9 @@ def main() -> None:
             print(f"  {name:<18} {seconds:7.2f} s {rates[name]:>10,.0f} packets/s")
         if "tshark -T fields" in rates:
             for name in ("otdpi dissect", "otdpi inventory"):
-                print(f"  {name} / tshark: {rates[name] / rates['tshark -T fields']:.2f}x")
+                print(
+                    f"  {name} / tshark: {rates[name] / rates['tshark -T fields']:.2f}x"
+                )
     shutil.rmtree(folder)
 
 

@@ -1,4 +1,4 @@
-"""The DICOM and HL7 benchmark captures are valid: tshark and otdpi agree on every frame."""
+"""The DICOM and HL7 benchmark captures are valid: tshark and otdpi agree on them."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ import tshark_oracle
 
 import otdpi
 
-GENERATOR = Path(__file__).resolve().parents[1] / "benchmarks" / "make_health_capture.py"
+GENERATOR = (
+    Path(__file__).resolve().parents[1] / "benchmarks" / "make_health_capture.py"
+)
 PACKETS = 3_000
 
 
@@ -30,7 +32,8 @@ def test_generated_dicom_agrees_with_tshark(tmp_path) -> None:
     path = tmp_path / "dicom.pcap"
     assert _generator().write_capture(str(path), "dicom", PACKETS) >= PACKETS
     theirs = tshark_oracle.decode(
-        tshark_oracle.request(path, test_dicom_tshark.LAYERS, "dicom"))
+        tshark_oracle.request(path, test_dicom_tshark.LAYERS, "dicom")
+    )
     ours = list(otdpi.read(path, protocols=["dicom"]))
     tally = test_dicom_tshark.compare_capture(path.name, ours, theirs)
     print("\n" + tally.summary())
@@ -45,11 +48,14 @@ def test_generated_hl7_agrees_with_tshark(tmp_path) -> None:
     path = tmp_path / "hl7.pcap"
     assert _generator().write_capture(str(path), "hl7", PACKETS) >= PACKETS
     frames = tshark_oracle.decode(
-        tshark_oracle.request(path, test_hl7_tshark.LAYERS, "hl7"))
+        tshark_oracle.request(path, test_hl7_tshark.LAYERS, "hl7")
+    )
     ours = list(otdpi.read(path, protocols=["hl7"]))
     tally = test_hl7_tshark.compare_capture(ours, frames)
-    print(f"\n{path.name}: compared {tally['compared']}, agreeing {tally['agreeing']}, "
-          f"ours-only {len(tally['ours_only'])}, tshark-only {len(tally['tshark_only'])}")
+    print(
+        f"\n{path.name}: compared {tally['compared']}, agreeing {tally['agreeing']}, "
+        f"ours-only {len(tally['ours_only'])}, tshark-only {len(tally['tshark_only'])}"
+    )
 
     assert tally["compared"] > 1000 and not tally["tshark_only"]
     assert tally["agreeing"] == tally["compared"], tally["differences"][:10]

@@ -118,8 +118,11 @@ def tshark_events(frame: tshark_oracle.Frame) -> tuple[list[Event], bool, bool]:
                 continue
             is_command = bool(bits & 1)
             chosen = {t: v for t, v in tags.items() if (t[0] == 0) == is_command}
-            events.append(Event("command" if is_command else "data", layer.fields,
-                                int(ctx), chosen))
+            events.append(
+                Event(
+                    "command" if is_command else "data", layer.fields, int(ctx), chosen
+                )
+            )
     return events, malformed, has_pdata
 
 
@@ -135,31 +138,53 @@ def _compare_control(event: Event, fields: dict[str, Any], check) -> None:
 
     pdu_type = _int(first("dicom.pdu.type"))
     if pdu_type in (1, 2):
-        check("protocol_version", fields.get("protocol_version"),
-              _int(first("dicom.assoc.version")) if first("dicom.assoc.version") else None)
-        for ours, theirs in (("called_ae_title", "dicom.assoc.ae.called"),
-                             ("calling_ae_title", "dicom.assoc.ae.calling")):
+        check(
+            "protocol_version",
+            fields.get("protocol_version"),
+            _int(first("dicom.assoc.version"))
+            if first("dicom.assoc.version")
+            else None,
+        )
+        for ours, theirs in (
+            ("called_ae_title", "dicom.assoc.ae.called"),
+            ("calling_ae_title", "dicom.assoc.ae.calling"),
+        ):
             if first(theirs) is not None:
                 check(ours, fields.get(ours), first(theirs).strip())
         if first("dicom.actx"):
-            check("application_context_name", fields.get("application_context_name"),
-                  _uid(first("dicom.actx")))
+            check(
+                "application_context_name",
+                fields.get("application_context_name"),
+                _uid(first("dicom.actx")),
+            )
         contexts = fields.get("presentation_contexts", [])
-        check("presentation_context_ids",
-              [c["presentation_context_id"] for c in contexts],
-              [_int(v) for v in pdu.get("dicom.pctx.id", [])])
+        check(
+            "presentation_context_ids",
+            [c["presentation_context_id"] for c in contexts],
+            [_int(v) for v in pdu.get("dicom.pctx.id", [])],
+        )
         if pdu_type == 1:
-            check("abstract_syntaxes", [c.get("abstract_syntax") for c in contexts],
-                  [_uid(v) for v in pdu.get("dicom.pctx.abss.syntax", [])])
-            check("transfer_syntaxes",
-                  [t for c in contexts for t in c.get("transfer_syntaxes", [])],
-                  [_uid(v) for v in pdu.get("dicom.pctx.xfer.syntax", [])])
+            check(
+                "abstract_syntaxes",
+                [c.get("abstract_syntax") for c in contexts],
+                [_uid(v) for v in pdu.get("dicom.pctx.abss.syntax", [])],
+            )
+            check(
+                "transfer_syntaxes",
+                [t for c in contexts for t in c.get("transfer_syntaxes", [])],
+                [_uid(v) for v in pdu.get("dicom.pctx.xfer.syntax", [])],
+            )
         else:
-            check("results", [c.get("result") for c in contexts],
-                  [_int(v) for v in pdu.get("dicom.pctx.result", [])])
-            check("transfer_syntaxes",
-                  [c["transfer_syntax"] for c in contexts if c.get("transfer_syntax")],
-                  [_uid(v) for v in pdu.get("dicom.pctx.xfer.syntax", [])])
+            check(
+                "results",
+                [c.get("result") for c in contexts],
+                [_int(v) for v in pdu.get("dicom.pctx.result", [])],
+            )
+            check(
+                "transfer_syntaxes",
+                [c["transfer_syntax"] for c in contexts if c.get("transfer_syntax")],
+                [_uid(v) for v in pdu.get("dicom.pctx.xfer.syntax", [])],
+            )
         info = fields.get("user_information", {})
         for ours, theirs, convert in (
             ("maximum_length", "dicom.max_pdu_len", int),
@@ -170,24 +195,35 @@ def _compare_control(event: Event, fields: dict[str, Any], check) -> None:
                 check(ours, info.get(ours), convert(first(theirs)))
         identity = info.get("user_identity", {})
         prefix = "dicom.userinfo.user_identify."
-        for ours, theirs in (("user_identity_type", "type"),
-                             ("primary_field_length", "primary_field_length"),
-                             ("secondary_field_length", "secondary_field_length")):
+        for ours, theirs in (
+            ("user_identity_type", "type"),
+            ("primary_field_length", "primary_field_length"),
+            ("secondary_field_length", "secondary_field_length"),
+        ):
             if first(prefix + theirs) is not None:
                 check(ours, identity.get(ours), int(first(prefix + theirs)))
         if first(prefix + "primary_field") is not None and "username" in identity:
             check("username", identity["username"], first(prefix + "primary_field"))
         roles = info.get("scp_scu_role_selection", [])
         if pdu.get("dicom.userinfo.rolesel.sopclassuid"):
-            check("role_selection",
-                  [(r["sop_class_uid"], r["scu_role"], r["scp_role"]) for r in roles],
-                  [(_uid(u), _int(a), _int(b)) for u, a, b in zip(
-                      pdu["dicom.userinfo.rolesel.sopclassuid"],
-                      pdu["dicom.userinfo.rolesel.scurole"],
-                      pdu["dicom.userinfo.rolesel.scprole"])])
+            check(
+                "role_selection",
+                [(r["sop_class_uid"], r["scu_role"], r["scp_role"]) for r in roles],
+                [
+                    (_uid(u), _int(a), _int(b))
+                    for u, a, b in zip(
+                        pdu["dicom.userinfo.rolesel.sopclassuid"],
+                        pdu["dicom.userinfo.rolesel.scurole"],
+                        pdu["dicom.userinfo.rolesel.scprole"],
+                    )
+                ],
+            )
     elif pdu_type == 3:
-        for ours, theirs in (("result", "result"), ("source", "source"),
-                             ("reason_diag", "reason")):
+        for ours, theirs in (
+            ("result", "result"),
+            ("source", "source"),
+            ("reason_diag", "reason"),
+        ):
             check(ours, fields.get(ours), int(first(f"dicom.assoc.reject.{theirs}")))
     elif pdu_type == 7:
         for ours, theirs in (("source", "source"), ("reason_diag", "reason")):
@@ -195,12 +231,19 @@ def _compare_control(event: Event, fields: dict[str, Any], check) -> None:
 
 
 _COMMAND_TAGS = {
-    0x0000: "command_group_length", 0x0002: "affected_sop_class_uid",
-    0x0003: "requested_sop_class_uid", 0x0100: "command_name",
-    0x0110: "message_id", 0x0120: "message_id_being_responded_to",
-    0x0600: "move_destination", 0x0700: "priority", 0x0800: "command_data_set_type",
-    0x0900: "status", 0x1000: "affected_sop_instance_uid",
-    0x1001: "requested_sop_instance_uid", 0x1020: "number_of_remaining_sub_operations",
+    0x0000: "command_group_length",
+    0x0002: "affected_sop_class_uid",
+    0x0003: "requested_sop_class_uid",
+    0x0100: "command_name",
+    0x0110: "message_id",
+    0x0120: "message_id_being_responded_to",
+    0x0600: "move_destination",
+    0x0700: "priority",
+    0x0800: "command_data_set_type",
+    0x0900: "status",
+    0x1000: "affected_sop_instance_uid",
+    0x1001: "requested_sop_instance_uid",
+    0x1020: "number_of_remaining_sub_operations",
     0x1021: "number_of_completed_sub_operations",
     0x1022: "number_of_failed_sub_operations",
     0x1023: "number_of_warning_sub_operations",
@@ -255,8 +298,11 @@ def compare_event(event: Event, message: Message, counts: Counter) -> list[tuple
         _compare_control(event, fields, check)
         return found
     check("event", "command" if "command_field" in fields else "data", event.kind)
-    check("presentation_context_id", fields.get("presentation_context_id"),
-          event.context_id)
+    check(
+        "presentation_context_id",
+        fields.get("presentation_context_id"),
+        event.context_id,
+    )
     if event.kind == "command":
         _compare_command(event, fields, check)
     else:
@@ -285,7 +331,8 @@ class Tally:
         excluded = ", ".join(f"{k}: {v}" for k, v in sorted(self.excluded.items()))
         values = ", ".join(f"{k} {v}" for k, v in sorted(self.values_compared.items()))
         return (
-            f"{self.name}: tshark {self.tshark_frames} frames, ours {self.ours_frames}; "
+            f"{self.name}: tshark {self.tshark_frames} frames, "
+            f"ours {self.ours_frames}; "
             f"excluded {sum(self.excluded.values())} ({excluded or 'none'}); "
             f"tshark-only {self.tshark_only}, ours-only {self.ours_only}; "
             f"compared {self.compared}, agreeing {self.agreeing} "
@@ -293,8 +340,9 @@ class Tally:
         )
 
 
-def compare_capture(name: str, ours: list[Message],
-                    theirs: list[tshark_oracle.Frame]) -> Tally:
+def compare_capture(
+    name: str, ours: list[Message], theirs: list[tshark_oracle.Frame]
+) -> Tally:
     tally = Tally(name, tshark_frames=len(theirs))
     by_frame: dict[int, list[Message]] = {}
     for message in ours:
@@ -319,8 +367,15 @@ def compare_capture(name: str, ours: list[Message],
             continue
         differences = []
         if len(events) != len(mine):
-            differences.append((frame.number, -1, "message_count",
-                                [m.service for m in mine], [e.kind for e in events]))
+            differences.append(
+                (
+                    frame.number,
+                    -1,
+                    "message_count",
+                    [m.service for m in mine],
+                    [e.kind for e in events],
+                )
+            )
         for index, (event, message) in enumerate(zip(events, mine)):
             for item in compare_event(event, message, tally.values_compared):
                 differences.append((frame.number, index, *item))
@@ -334,8 +389,10 @@ def compare_capture(name: str, ours: list[Message],
 
 
 def describe(tally: Tally) -> str:
-    lines = [f"  {tally.name} frame {f} event {i}: {name}: ours {o!r} vs tshark {t!r}"
-             for f, i, name, o, t in tally.differences[:MAX_LISTED]]
+    lines = [
+        f"  {tally.name} frame {f} event {i}: {name}: ours {o!r} vs tshark {t!r}"
+        for f, i, name, o, t in tally.differences[:MAX_LISTED]
+    ]
     return "\n".join(lines)
 
 
@@ -344,8 +401,13 @@ def _captures() -> list:
     shared = sorted(SHARED.glob("*.pcap*")) if SHARED.is_dir() else []
     params += [pytest.param(p, id=p.name) for p in shared]
     if not shared:
-        params.append(pytest.param(None, id="shared-captures", marks=pytest.mark.skip(
-            reason=f"{SHARED} is absent")))
+        params.append(
+            pytest.param(
+                None,
+                id="shared-captures",
+                marks=pytest.mark.skip(reason=f"{SHARED} is absent"),
+            )
+        )
     return params
 
 
@@ -361,7 +423,9 @@ def test_agrees_with_tshark(path: Path) -> None:
 
     assert tally.compared > 0, tally.summary()
     assert not tally.tshark_only, f"frames only tshark decodes\n{tally.summary()}"
-    assert not [m for m in ours if m.status.state == "malformed"], "malformed on a clean capture"
+    assert not [m for m in ours if m.status.state == "malformed"], (
+        "malformed on a clean capture"
+    )
     assert tally.agreement >= MIN_AGREEMENT, (
         f"agreement {100 * tally.agreement:.3f} % is below {100 * MIN_AGREEMENT} %\n"
         f"{tally.summary()}\n{describe(tally)}"

@@ -1,4 +1,4 @@
-"""Patient data never leaves otdpi by default, and the inventory names the healthcare devices.
+"""Patient data never leaves otdpi by default; the inventory names healthcare devices.
 
 The patient values are taken from the captures themselves: every field and
 component of every patient segment (PID, NK1, PV1, IN1, OBX...) of every
@@ -27,9 +27,11 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "fixtures"
 SHARED = REPO.parent / "shared" / "captures"
 HL7_CAPTURES = sorted(FIXTURES.glob("hl7*.pcap")) + sorted(
-    (SHARED / "hl7").glob("*.pcap*") if (SHARED / "hl7").is_dir() else [])
+    (SHARED / "hl7").glob("*.pcap*") if (SHARED / "hl7").is_dir() else []
+)
 DICOM_CAPTURES = sorted(FIXTURES.glob("dicom*.pcap")) + sorted(
-    (SHARED / "dicom").glob("*.pcap*") if (SHARED / "dicom").is_dir() else [])
+    (SHARED / "dicom").glob("*.pcap*") if (SHARED / "dicom").is_dir() else []
+)
 DICOM_PATIENT = ["OTDPI^SYNTHETIC", "19700101", "synthetic-passcode-0001"]
 
 
@@ -58,8 +60,11 @@ def test_no_patient_value_reaches_any_output(tmp_path, monkeypatch, capsys) -> N
     assert {"1 Synthetic Way", "SYNTHETIC", "555-0100"} <= values
 
     captures = [str(p) for p in HL7_CAPTURES + DICOM_CAPTURES]
-    outputs = [tmp_path / "messages.jsonl", tmp_path / "inventory.json",
-               tmp_path / "inventory.csv"]
+    outputs = [
+        tmp_path / "messages.jsonl",
+        tmp_path / "inventory.json",
+        tmp_path / "inventory.csv",
+    ]
     assert main(["dissect", *captures, "-o", str(outputs[0])]) == 0
     assert main(["inventory", *captures, "-o", str(outputs[1])]) == 0
     assert main(["inventory", *captures, "-o", str(outputs[2])]) == 0
@@ -67,8 +72,10 @@ def test_no_patient_value_reaches_any_output(tmp_path, monkeypatch, capsys) -> N
     texts = [p.read_text(encoding="utf-8") for p in outputs]
     texts += [printed.out, printed.err]
     # JSON escapes backslashes and non-ASCII; compare on the decoded text too.
-    texts += [json.dumps(json.loads(line), ensure_ascii=False)
-              for line in texts[0].splitlines()]
+    texts += [
+        json.dumps(json.loads(line), ensure_ascii=False)
+        for line in texts[0].splitlines()
+    ]
 
     leaks = sorted({v for v in values for text in texts if v in text})
     assert not leaks, f"patient values in the output: {leaks}"
@@ -76,19 +83,29 @@ def test_no_patient_value_reaches_any_output(tmp_path, monkeypatch, capsys) -> N
 
 def test_keeping_patient_data_is_an_explicit_setting(monkeypatch) -> None:
     monkeypatch.setenv("OTDPI_KEEP_PATIENT_DATA", "1")
-    kept = [s for m in read(FIXTURES / "hl7_mllp.pcap", protocols=["hl7"])
-            for s in m.fields.get("segment_fields", []) if s["segment"] == "PID"]
+    kept = [
+        s
+        for m in read(FIXTURES / "hl7_mllp.pcap", protocols=["hl7"])
+        for s in m.fields.get("segment_fields", [])
+        if s["segment"] == "PID"
+    ]
     assert kept and all(not s.get("redacted") for s in kept)
     assert any("SYNTHETIC" in f for s in kept for f in s["fields"])
 
     monkeypatch.delenv("OTDPI_KEEP_PATIENT_DATA")
-    redacted = [s for m in read(FIXTURES / "hl7_mllp.pcap", protocols=["hl7"])
-                for s in m.fields.get("segment_fields", []) if s["segment"] == "PID"]
+    redacted = [
+        s
+        for m in read(FIXTURES / "hl7_mllp.pcap", protocols=["hl7"])
+        for s in m.fields.get("segment_fields", [])
+        if s["segment"] == "PID"
+    ]
     assert redacted and all(s.get("redacted") and "fields" not in s for s in redacted)
 
 
 def _assets(path: Path) -> dict[str, dict]:
-    return {a["ip"] if "ip" in a else a["key"]: a for a in build_inventory(path).assets()}
+    return {
+        a["ip"] if "ip" in a else a["key"]: a for a in build_inventory(path).assets()
+    }
 
 
 def _claims(asset: dict, attribute: str) -> set:
@@ -96,8 +113,15 @@ def _claims(asset: dict, attribute: str) -> set:
 
 
 def test_inventory_names_modality_pacs_and_workstation() -> None:
-    assets = {a["key"]: a for a in build_inventory(FIXTURES / "dicom_pynetdicom.pcap").assets()}
-    ct, pacs, ws = assets["ip:127.0.0.3"], assets["ip:127.0.0.2"], assets["ip:127.0.0.4"]
+    assets = {
+        a["key"]: a
+        for a in build_inventory(FIXTURES / "dicom_pynetdicom.pcap").assets()
+    }
+    ct, pacs, ws = (
+        assets["ip:127.0.0.3"],
+        assets["ip:127.0.0.2"],
+        assets["ip:127.0.0.4"],
+    )
 
     assert ct["role"] == "modality"
     assert _claims(ct, "ae_title") == {"OTDPI_CT"}
@@ -134,4 +158,5 @@ def test_inventory_of_public_dicom_capture_names_dcmtk() -> None:
     assert titles == {"ECHOSCU", "ANY-SCP"}
     assert {v for a in assets for v in _claims(a, "implementation")} == {"dcmtk"}
     assert {v for a in assets for v in _claims(a, "implementation_version_name")} == {
-        "OFFIS_DCMTK_362"}
+        "OFFIS_DCMTK_362"
+    }

@@ -43,9 +43,9 @@ LAYERS = ("hl7", "_ws.malformed")
 TSHARK_MISREADS = {
     "hl7_mllp.pcap": {
         26: "CR LF segment ends: tshark drops the last segment (OBX), whose "
-            "CR LF comes just before the end block",
+        "CR LF comes just before the end block",
         30: "second message has no trailing CR before the end block: tshark "
-            "drops its last segment (EVN)",
+        "drops its last segment (EVN)",
     },
 }
 
@@ -94,15 +94,25 @@ def compare_message(theirs: dict, ours: Message, counts: Counter) -> list[tuple]
     return found
 
 
-def compare_capture(ours: list[Message], frames: list[tshark_oracle.Frame],
-                    misreads: dict[int, str] | None = None) -> dict:
+def compare_capture(
+    ours: list[Message],
+    frames: list[tshark_oracle.Frame],
+    misreads: dict[int, str] | None = None,
+) -> dict:
     by_frame: dict[int, list[Message]] = {}
     for message in ours:
         if message.protocol == "hl7" and message.status.state != "malformed":
             by_frame.setdefault(message.frame, []).append(message)
-    tally = {"compared": 0, "agreeing": 0, "excluded": 0, "tshark_only": [],
-             "differences": [], "values": Counter(), "misread": [],
-             "misread_fixed": []}
+    tally = {
+        "compared": 0,
+        "agreeing": 0,
+        "excluded": 0,
+        "tshark_only": [],
+        "differences": [],
+        "values": Counter(),
+        "misread": [],
+        "misread_fixed": [],
+    }
     misreads = misreads or {}
     seen = set()
     for frame in frames:
@@ -119,8 +129,10 @@ def compare_capture(ours: list[Message], frames: list[tshark_oracle.Frame],
         if len(mine) != len(theirs):
             differences.append((frame.number, "message_count", len(mine), len(theirs)))
         for message, their in zip(mine, theirs):
-            differences += [(frame.number, *d) for d in
-                            compare_message(their, message, tally["values"])]
+            differences += [
+                (frame.number, *d)
+                for d in compare_message(their, message, tally["values"])
+            ]
         if frame.number in misreads:
             tally["misread" if differences else "misread_fixed"].append(frame.number)
             continue
@@ -138,8 +150,13 @@ def _captures() -> list:
     shared = sorted(SHARED.glob("*.pcap*")) if SHARED.is_dir() else []
     params += [pytest.param(p, id=p.name) for p in shared]
     if not shared:
-        params.append(pytest.param(None, id="shared-captures", marks=pytest.mark.skip(
-            reason=f"{SHARED} is absent")))
+        params.append(
+            pytest.param(
+                None,
+                id="shared-captures",
+                marks=pytest.mark.skip(reason=f"{SHARED} is absent"),
+            )
+        )
     return params
 
 
@@ -156,13 +173,18 @@ def test_agrees_with_tshark(path: Path) -> None:
         f"{path.name}: tshark {len(frames)} frames; excluded {tally['excluded']}; "
         f"tshark-only {tally['tshark_only']}, ours-only {tally['ours_only']}; "
         f"compared {tally['compared']}, agreeing {tally['agreeing']} "
-        f"({100 * agreement:.3f} %); tshark misreads {tally['misread']}; values {dict(tally['values'])}"
+        f"({100 * agreement:.3f} %); tshark misreads {tally['misread']}; "
+        f"values {dict(tally['values'])}"
     )
     print("\n" + summary)
-    listed = "\n".join(f"  frame {d[0]}: {d[1]}: ours {d[2]!r} vs tshark {d[3]!r}"
-                       for d in tally["differences"][:60])
+    listed = "\n".join(
+        f"  frame {d[0]}: {d[1]}: ours {d[2]!r} vs tshark {d[3]!r}"
+        for d in tally["differences"][:60]
+    )
     assert tally["compared"] > 0, summary
-    assert not tally["misread_fixed"], f"remove {tally['misread_fixed']} from TSHARK_MISREADS"
+    assert not tally["misread_fixed"], (
+        f"remove {tally['misread_fixed']} from TSHARK_MISREADS"
+    )
     assert not tally["tshark_only"], summary
     assert agreement >= MIN_AGREEMENT, f"{summary}\n{listed}"
 
@@ -176,8 +198,10 @@ def test_planted_difference_is_reported() -> None:
     ours = list(otdpi.read(path, protocols=["hl7"]))
     first = ours[0]
     detail = [dict(d) for d in first.fields["segment_fields"]]
-    detail[0] = {**detail[0], "fields": [*detail[0]["fields"][:2], "PLANTED",
-                                         *detail[0]["fields"][3:]]}
+    detail[0] = {
+        **detail[0],
+        "fields": [*detail[0]["fields"][:2], "PLANTED", *detail[0]["fields"][3:]],
+    }
     ours[0] = first._replace(fields={**first.fields, "segment_fields": detail})
 
     tally = compare_capture(ours, frames)

@@ -1,4 +1,4 @@
-"""Declarative construct definitions of DICOM upper-layer PDUs and items, and their codes.
+"""Declarative construct definitions of DICOM upper-layer PDUs and items, and codes.
 
 Standard: DICOM PS3.8 (Network Communication Support for Message Exchange),
 section 9.3 (PDU structure) and Annex D.3.3 (user information sub-items), with
@@ -321,9 +321,8 @@ SOP_CLASS_COMMON_EXTENDED_NEGOTIATION = cs.Struct(
     "service_class_uid_length" / cs.Int16ub,
     "service_class_uid" / cs.Bytes(this.service_class_uid_length),
     "related_general_sop_class_identification_length" / cs.Int16ub,
-    "related_general_sop_class_identification" / cs.Bytes(
-        this.related_general_sop_class_identification_length
-    ),
+    "related_general_sop_class_identification"
+    / cs.Bytes(this.related_general_sop_class_identification_length),
 )
 USER_IDENTITY_RQ = cs.Struct(
     "user_identity_type" / cs.Int8ub,
@@ -374,21 +373,30 @@ FIXED_BODY = {
 def build_item(item_type: int, value: bytes) -> bytes:
     """One variable item of ``item_type`` around ``value`` (tests, fuzzing)."""
     return ITEM.build(
-        {"item_type": item_type, "reserved": 0, "item_length": len(value),
-         "value": value}
+        {
+            "item_type": item_type,
+            "reserved": 0,
+            "item_length": len(value),
+            "value": value,
+        }
     )
 
 
 def build_pdu(pdu_type: int, body: bytes) -> bytes:
     """One PDU of ``pdu_type`` around ``body``, its length computed."""
-    return PDU_HEADER.build(
-        {"pdu_type": pdu_type, "reserved": 0, "pdu_length": len(body)}
-    ) + body
+    return (
+        PDU_HEADER.build({"pdu_type": pdu_type, "reserved": 0, "pdu_length": len(body)})
+        + body
+    )
 
 
 def build_pdv(context_id: int, control: int, fragment: bytes) -> bytes:
     """One presentation data value item (P-DATA-TF body part)."""
     return PDV_ITEM.build(
-        {"item_length": len(fragment) + 2, "presentation_context_id": context_id,
-         "message_control_header": control, "fragment": fragment}
+        {
+            "item_length": len(fragment) + 2,
+            "presentation_context_id": context_id,
+            "message_control_header": control,
+            "fragment": fragment,
+        }
     )

@@ -19,7 +19,6 @@ from typing import Any
 from pydicom.filereader import read_dataset
 from pydicom.tag import Tag
 
-from dissectors.dicom.fastpath import decode_command_set_fast, device_tags_fast
 from dissectors.dicom.definitions import (
     COMMAND_ELEMENTS,
     DEVICE_ELEMENTS,
@@ -28,6 +27,7 @@ from dissectors.dicom.definitions import (
     status_category,
     status_name,
 )
+from dissectors.dicom.fastpath import decode_command_set_fast, device_tags_fast
 
 UNDEFINED_LENGTH = 0xFFFFFFFF
 _ELEMENT_HEADER = struct.Struct("<HHI")
@@ -54,10 +54,16 @@ def _check_command_set(data: bytes) -> str | None:
     previous = -1
     while pos < end:
         if end - pos < 8:
-            return f"command set: {end - pos} bytes left at offset {pos}, too few for an element header"
+            return (
+                f"command set: {end - pos} bytes left at offset {pos}, too few for "
+                "an element header"
+            )
         group, element, length = _ELEMENT_HEADER.unpack_from(data, pos)
         if group != 0:
-            return f"command set: element ({group:04x},{element:04x}) at offset {pos} is outside group 0000"
+            return (
+                f"command set: element ({group:04x},{element:04x}) at offset {pos} "
+                "is outside group 0000"
+            )
         if length == UNDEFINED_LENGTH:
             return f"command set: element (0000,{element:04x}) has undefined length"
         if pos + 8 + length > end:
@@ -113,7 +119,10 @@ def decode_command_set_with_pydicom(data: bytes) -> tuple[dict[str, Any], str | 
                     name = f"element_0000_{element.tag.element:04x}"
                 values[name] = _plain(element.value)
     except Exception as exc:  # noqa: BLE001  (pydicom on hostile bytes)
-        return {}, f"command set: pydicom could not decode it: {type(exc).__name__}: {exc}"
+        return (
+            {},
+            f"command set: pydicom could not decode it: {type(exc).__name__}: {exc}",
+        )
 
     fields: dict[str, Any] = {}
     command_field = values.get("command_field")
@@ -138,7 +147,9 @@ def _looks_explicit(prefix: bytes) -> bool:
     return len(prefix) >= 6 and 65 <= prefix[4] <= 90 and 65 <= prefix[5] <= 90
 
 
-def device_tags(prefix: bytes, transfer_syntax: str | None) -> tuple[dict[str, str], str | None]:
+def device_tags(
+    prefix: bytes, transfer_syntax: str | None
+) -> tuple[dict[str, str], str | None]:
     """Device elements found at the start of a data set.
 
     ``prefix`` is the first bytes of the data set (the rest may be cut off);
@@ -175,7 +186,10 @@ def device_tags_with_pydicom(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             dataset = read_dataset(
-                io.BytesIO(prefix), implicit, little, stop_when=past_device_groups,
+                io.BytesIO(prefix),
+                implicit,
+                little,
+                stop_when=past_device_groups,
                 specific_tags=_DEVICE_TAGS,
             )
             found = {}

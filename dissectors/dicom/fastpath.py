@@ -32,14 +32,45 @@ _EXPLICIT_SHORT = struct.Struct("<HH2sH")
 _U32 = struct.Struct("<I")
 
 # Value representation of each command element (PS3.7 Annex E).
-_US = frozenset({0x0100, 0x0110, 0x0120, 0x0700, 0x0800, 0x0900, 0x0903, 0x1002,
-                 0x1008, 0x1020, 0x1021, 0x1022, 0x1023, 0x1031})
+_US = frozenset(
+    {
+        0x0100,
+        0x0110,
+        0x0120,
+        0x0700,
+        0x0800,
+        0x0900,
+        0x0903,
+        0x1002,
+        0x1008,
+        0x1020,
+        0x1021,
+        0x1022,
+        0x1023,
+        0x1031,
+    }
+)
 _TEXT = frozenset({0x0002, 0x0003, 0x0600, 0x0902, 0x1000, 0x1001, 0x1030})
 _AT_SINGLE = frozenset({0x0901})
 _NAMES = {tag & 0xFFFF: name for tag, name in COMMAND_ELEMENTS.items()}
 _COMMAND_NAMES = {int(c): c.name.replace("_", "-") for c in CommandField}
-_LONG_VRS = frozenset({b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UC", b"UR",
-                       b"UT", b"UN", b"SV", b"UV"})
+_LONG_VRS = frozenset(
+    {
+        b"OB",
+        b"OW",
+        b"OF",
+        b"OD",
+        b"OL",
+        b"OV",
+        b"SQ",
+        b"UC",
+        b"UR",
+        b"UT",
+        b"UN",
+        b"SV",
+        b"UV",
+    }
+)
 _TEXT_VRS = frozenset({b"CS", b"LO", b"SH"})
 
 
@@ -50,7 +81,7 @@ def _text(raw: bytes) -> str | None:
 
 
 def decode_command_set_fast(data: bytes) -> dict[str, Any] | None:
-    """The same fields as :func:`~dissectors.dicom.dimse.decode_command_set`, or None."""
+    """The fields :func:`~dissectors.dicom.dimse.decode_command_set` gives, or None."""
     pos = 0
     end = len(data)
     values: dict[str, Any] = {}

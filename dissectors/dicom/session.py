@@ -143,10 +143,19 @@ def sender_is_client(data: bytes) -> bool | None:
 class _Assembly:
     """The command set or data set being collected from PDV fragments."""
 
-    __slots__ = ("context_id", "is_command", "buffer", "size", "fragments",
-                 "keep", "first_frame")
+    __slots__ = (
+        "context_id",
+        "is_command",
+        "buffer",
+        "size",
+        "fragments",
+        "keep",
+        "first_frame",
+    )
 
-    def __init__(self, context_id: int, is_command: bool, keep: int, frame: int) -> None:
+    def __init__(
+        self, context_id: int, is_command: bool, keep: int, frame: int
+    ) -> None:
         self.context_id = context_id
         self.is_command = is_command
         self.buffer = bytearray()
@@ -159,9 +168,19 @@ class _Assembly:
 class _Direction:
     """Stream state of one direction."""
 
-    __slots__ = ("buf", "state", "pdu_length", "pdu_remaining", "pdv_remaining",
-                 "skip_remaining",
-                 "control", "context_id", "skipped", "assembly", "awaiting")
+    __slots__ = (
+        "buf",
+        "state",
+        "pdu_length",
+        "pdu_remaining",
+        "pdv_remaining",
+        "skip_remaining",
+        "control",
+        "context_id",
+        "skipped",
+        "assembly",
+        "awaiting",
+    )
 
     def __init__(self) -> None:
         self.buf = bytearray()
@@ -234,7 +253,9 @@ class DicomDissector(Dissector):
 
     # -- feeding ------------------------------------------------------------
 
-    def feed(self, data: bytes, to_server: bool, ts: float, frame: int) -> list[Message]:
+    def feed(
+        self, data: bytes, to_server: bool, ts: float, frame: int
+    ) -> list[Message]:
         """Walk the next bytes of one direction; return the messages they complete."""
         direction = self._directions[to_server]
         out: list[Message] = []
@@ -243,15 +264,27 @@ class DicomDissector(Dissector):
         except Exception as exc:  # noqa: BLE001
             # A safety net for our own bugs: tests assert it never fires.
             direction.reset()
-            out.append(self._unframed(
-                to_server, ts, frame, {},
-                f"internal dissector error: {type(exc).__name__}: {exc}",
-                (Finding("dissector_error", repr(exc)),),
-            ))
+            out.append(
+                self._unframed(
+                    to_server,
+                    ts,
+                    frame,
+                    {},
+                    f"internal dissector error: {type(exc).__name__}: {exc}",
+                    (Finding("dissector_error", repr(exc)),),
+                )
+            )
         return out
 
-    def _walk(self, d: _Direction, data: bytes, to_server: bool, ts: float,
-              frame: int, out: list[Message]) -> None:
+    def _walk(
+        self,
+        d: _Direction,
+        data: bytes,
+        to_server: bool,
+        ts: float,
+        frame: int,
+        out: list[Message],
+    ) -> None:
         buf = d.buf
         buf += data
         pos = 0
@@ -272,11 +305,16 @@ class DicomDissector(Dissector):
                     d.state = _HEADER
                     continue
                 if d.pdu_remaining < 6:
-                    out.append(self._unframed(
-                        to_server, ts, frame, {"pdu_type": 4},
-                        f"P-DATA-TF ends with {d.pdu_remaining} bytes, too few for "
-                        "a PDV item header (6 bytes)",
-                    ))
+                    out.append(
+                        self._unframed(
+                            to_server,
+                            ts,
+                            frame,
+                            {"pdu_type": 4},
+                            f"P-DATA-TF ends with {d.pdu_remaining} bytes, too few for "
+                            "a PDV item header (6 bytes)",
+                        )
+                    )
                     d.state = _SKIP
                     d.skip_remaining = d.pdu_remaining
                     continue
@@ -284,12 +322,17 @@ class DicomDissector(Dissector):
                     break
                 pdv_length = _U32.unpack_from(buf, pos)[0]
                 if not 2 <= pdv_length <= d.pdu_remaining - 4:
-                    out.append(self._unframed(
-                        to_server, ts, frame, {"pdu_type": 4, "pdv_length": pdv_length},
-                        f"PDV item length {pdv_length} does not fit the "
-                        f"{d.pdu_remaining - 4} bytes its P-DATA-TF has left; "
-                        "looking for the next PDU header",
-                    ))
+                    out.append(
+                        self._unframed(
+                            to_server,
+                            ts,
+                            frame,
+                            {"pdu_type": 4, "pdv_length": pdv_length},
+                            f"PDV item length {pdv_length} does not fit the "
+                            f"{d.pdu_remaining - 4} bytes its P-DATA-TF has left; "
+                            "looking for the next PDU header",
+                        )
+                    )
                     self._drop_assembly(d, to_server, ts, frame, out)
                     d.state = _HEADER
                     continue
@@ -342,10 +385,15 @@ class DicomDissector(Dissector):
         direction.skipped = 0
         if not dropped:
             return []
-        return [self._unframed(
-            to_server, ts, frame, {"dropped_bytes": dropped},
-            f"capture gap: dropped {dropped} bytes of an unfinished PDU",
-        )]
+        return [
+            self._unframed(
+                to_server,
+                ts,
+                frame,
+                {"dropped_bytes": dropped},
+                f"capture gap: dropped {dropped} bytes of an unfinished PDU",
+            )
+        ]
 
     def close(self, ts: float, frame: int) -> list[Message]:
         """Report what each direction left unfinished."""
@@ -359,17 +407,23 @@ class DicomDissector(Dissector):
                 buffered = len(d.buf)
                 missing = d.pdv_remaining + d.pdu_remaining
                 d.reset()
-                out.append(self._unframed(
-                    to_server, ts, frame, {"buffered_bytes": buffered},
-                    f"flow ended inside a PDU ({buffered} bytes buffered, at least "
-                    f"{missing} more were announced)",
-                ))
+                out.append(
+                    self._unframed(
+                        to_server,
+                        ts,
+                        frame,
+                        {"buffered_bytes": buffered},
+                        f"flow ended inside a PDU ({buffered} bytes buffered, at least "
+                        f"{missing} more were announced)",
+                    )
+                )
         return out
 
     # -- PDV fragments ------------------------------------------------------
 
-    def _fragment_start(self, d: _Direction, to_server: bool, ts: float,
-                        frame: int, out: list[Message]) -> None:
+    def _fragment_start(
+        self, d: _Direction, to_server: bool, ts: float, frame: int, out: list[Message]
+    ) -> None:
         is_command = bool(d.control & PDV_COMMAND)
         assembly = d.assembly
         if assembly is not None and (
@@ -387,15 +441,18 @@ class DicomDissector(Dissector):
             d.assembly = _Assembly(d.context_id, is_command, keep, frame)
         d.assembly.fragments += 1
 
-    def _fragment_bytes(self, d: _Direction, buf: bytearray, pos: int, take: int) -> None:
+    def _fragment_bytes(
+        self, d: _Direction, buf: bytearray, pos: int, take: int
+    ) -> None:
         assembly = d.assembly
         room = assembly.keep - len(assembly.buffer)
         if room > 0:
             assembly.buffer += buf[pos : pos + min(take, room)]
         assembly.size += take
 
-    def _fragment_done(self, d: _Direction, to_server: bool, ts: float,
-                       frame: int, out: list[Message]) -> None:
+    def _fragment_done(
+        self, d: _Direction, to_server: bool, ts: float, frame: int, out: list[Message]
+    ) -> None:
         if not d.control & PDV_LAST:
             return
         assembly = d.assembly
@@ -405,20 +462,28 @@ class DicomDissector(Dissector):
         else:
             out.append(self._data_set(d, assembly, to_server, ts, frame))
 
-    def _drop_assembly(self, d: _Direction, to_server: bool, ts: float,
-                       frame: int, out: list[Message]) -> None:
+    def _drop_assembly(
+        self, d: _Direction, to_server: bool, ts: float, frame: int, out: list[Message]
+    ) -> None:
         assembly = d.assembly
         d.assembly = None
         if assembly is None or not assembly.fragments:
             return
         what = "command set" if assembly.is_command else "data set"
-        out.append(self._unframed(
-            to_server, ts, frame,
-            {"presentation_context_id": assembly.context_id,
-             "fragments": assembly.fragments, "size": assembly.size},
-            f"{what} on presentation context {assembly.context_id} was cut off "
-            f"after {assembly.fragments} fragments without its last fragment",
-        ))
+        out.append(
+            self._unframed(
+                to_server,
+                ts,
+                frame,
+                {
+                    "presentation_context_id": assembly.context_id,
+                    "fragments": assembly.fragments,
+                    "size": assembly.size,
+                },
+                f"{what} on presentation context {assembly.context_id} was cut off "
+                f"after {assembly.fragments} fragments without its last fragment",
+            )
+        )
 
     # -- DIMSE messages -----------------------------------------------------
 
@@ -426,26 +491,59 @@ class DicomDissector(Dissector):
         title = self._ae_titles.get(to_server)
         return {"ae_title": title} if title else {}
 
-    def _command(self, d: _Direction, assembly: _Assembly, to_server: bool,
-                 ts: float, frame: int) -> Message:
+    def _command(
+        self, d: _Direction, assembly: _Assembly, to_server: bool, ts: float, frame: int
+    ) -> Message:
         src, dst = self.endpoints(to_server)
-        base = {"pdu_type": 4, "pdu_length": d.pdu_length,
-                "presentation_context_id": assembly.context_id,
-                "fragments": assembly.fragments, "size": assembly.size}
+        base = {
+            "pdu_type": 4,
+            "pdu_length": d.pdu_length,
+            "presentation_context_id": assembly.context_id,
+            "fragments": assembly.fragments,
+            "size": assembly.size,
+        }
         kind = "request" if to_server else "response"
         if assembly.size > MAX_COMMAND_SET:
-            return Message(ts, frame, self._flow_id, src, dst, PROTOCOL, kind,
-                           "unknown", None, "other", (), base, {}, malformed(
-                               f"command set of {assembly.size} bytes exceeds the "
-                               f"{MAX_COMMAND_SET}-byte limit"))
+            return Message(
+                ts,
+                frame,
+                self._flow_id,
+                src,
+                dst,
+                PROTOCOL,
+                kind,
+                "unknown",
+                None,
+                "other",
+                (),
+                base,
+                {},
+                malformed(
+                    f"command set of {assembly.size} bytes exceeds the "
+                    f"{MAX_COMMAND_SET}-byte limit"
+                ),
+            )
         fields, problem = decode_command_set(bytes(assembly.buffer))
         fields = {**base, **fields}
         code = fields.get("command_field")
         if problem is not None or not isinstance(code, int):
             d.awaiting = None
-            return Message(ts, frame, self._flow_id, src, dst, PROTOCOL, kind,
-                           "unknown", None, "other", (), fields, {},
-                           malformed(problem or "no command field"))
+            return Message(
+                ts,
+                frame,
+                self._flow_id,
+                src,
+                dst,
+                PROTOCOL,
+                kind,
+                "unknown",
+                None,
+                "other",
+                (),
+                fields,
+                {},
+                malformed(problem or "no command field"),
+            )
         is_response = bool(code & RESPONSE_BIT) and code != 0x0FFF
         kind = "response" if is_response else "request"
         operation, action = _OPERATIONS.get(code & ~RESPONSE_BIT, ("other", "other"))
@@ -471,14 +569,30 @@ class DicomDissector(Dissector):
         category = fields.get("status_category")
         if category in ("failure", "cancel"):
             status = Status("exception", fields["status"], fields["status_name"])
-        return Message(ts, frame, self._flow_id, src, dst, PROTOCOL, kind,
-                       command_name(code), code, action, (), fields, identity, status)
+        return Message(
+            ts,
+            frame,
+            self._flow_id,
+            src,
+            dst,
+            PROTOCOL,
+            kind,
+            command_name(code),
+            code,
+            action,
+            (),
+            fields,
+            identity,
+            status,
+        )
 
     def _role(self, code: int, to_server: bool, fields: dict[str, Any]) -> str | None:
         from_requestor = to_server == self._requestor_to_server
         base = code & ~RESPONSE_BIT
         response = bool(code & RESPONSE_BIT)
-        sop_class = fields.get("affected_sop_class_uid") or fields.get("abstract_syntax")
+        sop_class = fields.get("affected_sop_class_uid") or fields.get(
+            "abstract_syntax"
+        )
         if base == 0x0001:  # storage: SCU sends the request
             if response:
                 return "PACS" if not from_requestor else "workstation"
@@ -489,12 +603,16 @@ class DicomDissector(Dissector):
             return "PACS" if response else "workstation"
         return None
 
-    def _data_set(self, d: _Direction, assembly: _Assembly, to_server: bool,
-                  ts: float, frame: int) -> Message:
+    def _data_set(
+        self, d: _Direction, assembly: _Assembly, to_server: bool, ts: float, frame: int
+    ) -> Message:
         src, dst = self.endpoints(to_server)
         fields: dict[str, Any] = {
-            "pdu_type": 4, "pdu_length": d.pdu_length,
-            "presentation_context_id": assembly.context_id, "fragments": assembly.fragments, "size": assembly.size,
+            "pdu_type": 4,
+            "pdu_length": d.pdu_length,
+            "presentation_context_id": assembly.context_id,
+            "fragments": assembly.fragments,
+            "size": assembly.size,
         }
         awaiting = d.awaiting
         d.awaiting = None
@@ -503,18 +621,27 @@ class DicomDissector(Dissector):
         if awaiting is None:
             code, kind, action = None, "request" if to_server else "response", "data"
             service = "data_set"
-            findings = (Finding("data_set_without_command",
-                                "a data set arrived with no command announcing it"),)
+            findings = (
+                Finding(
+                    "data_set_without_command",
+                    "a data set arrived with no command announcing it",
+                ),
+            )
         else:
             command, command_frame = awaiting
             code = command["command_field"]
             kind = "response" if code & RESPONSE_BIT and code != 0x0FFF else "request"
             service = command_name(code) + "_data_set"
-            operation, action = _OPERATIONS.get(code & ~RESPONSE_BIT, ("other", "other"))
+            operation, action = _OPERATIONS.get(
+                code & ~RESPONSE_BIT, ("other", "other")
+            )
             fields["dimse_operation"] = operation
             fields["command_frame"] = command_frame
-            for key in ("message_id", "message_id_being_responded_to",
-                        "affected_sop_class_uid"):
+            for key in (
+                "message_id",
+                "message_id_being_responded_to",
+                "affected_sop_class_uid",
+            ):
                 if key in command:
                     fields[key] = command[key]
             # Device elements describe the sender only when it made the image:
@@ -535,12 +662,29 @@ class DicomDissector(Dissector):
                 if awaiting is not None and originates:
                     identity.update(found)
                     identity["role"] = "modality"
-        return Message(ts, frame, self._flow_id, src, dst, PROTOCOL, kind, service,
-                       code, action, (), fields, identity, STATUS_OK, findings)
+        return Message(
+            ts,
+            frame,
+            self._flow_id,
+            src,
+            dst,
+            PROTOCOL,
+            kind,
+            service,
+            code,
+            action,
+            (),
+            fields,
+            identity,
+            STATUS_OK,
+            findings,
+        )
 
     # -- association-control PDUs --------------------------------------------
 
-    def _control_pdu(self, pdu: bytes, to_server: bool, ts: float, frame: int) -> Message:
+    def _control_pdu(
+        self, pdu: bytes, to_server: bool, ts: float, frame: int
+    ) -> Message:
         pdu_type = pdu[0]
         src, dst = self.endpoints(to_server)
         service, kind = _PDU_SERVICES[pdu_type]
@@ -562,11 +706,27 @@ class DicomDissector(Dissector):
             status = Status("exception", fields["reason_diag"], fields["reason_name"])
         else:
             status = STATUS_OK
-        return Message(ts, frame, self._flow_id, src, dst, PROTOCOL, kind, service,
-                       pdu_type, "session", (), fields, identity, status, findings)
+        return Message(
+            ts,
+            frame,
+            self._flow_id,
+            src,
+            dst,
+            PROTOCOL,
+            kind,
+            service,
+            pdu_type,
+            "session",
+            (),
+            fields,
+            identity,
+            status,
+            findings,
+        )
 
-    def _learn_association(self, fields: dict[str, Any], to_server: bool,
-                           is_rq: bool) -> dict[str, Any]:
+    def _learn_association(
+        self, fields: dict[str, Any], to_server: bool, is_rq: bool
+    ) -> dict[str, Any]:
         if is_rq:
             self._requestor_to_server = to_server
             self._proposed = {
@@ -574,14 +734,17 @@ class DicomDissector(Dissector):
             }
             self._accepted = {}
             # The calling AE is the sender's own title; the called one its peer's.
-            self._ae_titles = {to_server: fields["calling_ae_title"],
-                               not to_server: fields["called_ae_title"]}
+            self._ae_titles = {
+                to_server: fields["calling_ae_title"],
+                not to_server: fields["called_ae_title"],
+            }
             title = fields["calling_ae_title"]
         else:
             for context in fields["presentation_contexts"]:
                 if context.get("result") == 0:
                     self._accepted[context["presentation_context_id"]] = context.get(
-                        "transfer_syntax")
+                        "transfer_syntax"
+                    )
             title = fields["called_ae_title"]
             self._ae_titles[to_server] = title
         info = fields["user_information"]
@@ -599,20 +762,45 @@ class DicomDissector(Dissector):
 
     # -- bytes that are not a PDU ------------------------------------------
 
-    def _skipped_message(self, d: _Direction, to_server: bool, ts: float,
-                         frame: int) -> Message:
+    def _skipped_message(
+        self, d: _Direction, to_server: bool, ts: float, frame: int
+    ) -> Message:
         size = d.skipped
         d.skipped = 0
         return self._unframed(
-            to_server, ts, frame, {"skipped_bytes": size},
+            to_server,
+            ts,
+            frame,
+            {"skipped_bytes": size},
             f"skipped {size} bytes that start no PDU (type 1 to 7, reserved byte 0, "
             "a length the type allows)",
         )
 
-    def _unframed(self, to_server: bool, ts: float, frame: int,
-                  fields: dict[str, Any], reason: str,
-                  findings: tuple[Finding, ...] = ()) -> Message:
+    def _unframed(
+        self,
+        to_server: bool,
+        ts: float,
+        frame: int,
+        fields: dict[str, Any],
+        reason: str,
+        findings: tuple[Finding, ...] = (),
+    ) -> Message:
         src, dst = self.endpoints(to_server)
         kind = "request" if to_server else "response"
-        return Message(ts, frame, self._flow_id, src, dst, PROTOCOL, kind, "unknown",
-                       None, "other", (), fields, {}, malformed(reason), findings)
+        return Message(
+            ts,
+            frame,
+            self._flow_id,
+            src,
+            dst,
+            PROTOCOL,
+            kind,
+            "unknown",
+            None,
+            "other",
+            (),
+            fields,
+            {},
+            malformed(reason),
+            findings,
+        )

@@ -167,7 +167,9 @@ def _user_information(value: bytes, is_rq: bool) -> tuple[dict, list[str]]:
         kind, raw = sub.item_type, sub.value
         try:
             if kind == ItemType.MAXIMUM_LENGTH:
-                out["maximum_length"] = MAXIMUM_LENGTH.parse(raw).maximum_length_received
+                out["maximum_length"] = MAXIMUM_LENGTH.parse(
+                    raw
+                ).maximum_length_received
             elif kind == ItemType.IMPLEMENTATION_CLASS_UID:
                 out["implementation_class_uid"] = text(raw)
             elif kind == ItemType.IMPLEMENTATION_VERSION_NAME:
@@ -175,28 +177,39 @@ def _user_information(value: bytes, is_rq: bool) -> tuple[dict, list[str]]:
             elif kind == ItemType.ASYNCHRONOUS_OPERATIONS_WINDOW:
                 window = ASYNCHRONOUS_OPERATIONS_WINDOW.parse(raw)
                 out["asynchronous_operations_window"] = {
-                    "maximum_number_operations_invoked":
-                        window.maximum_number_operations_invoked,
-                    "maximum_number_operations_performed":
-                        window.maximum_number_operations_performed,
+                    key: window[key]
+                    for key in (
+                        "maximum_number_operations_invoked",
+                        "maximum_number_operations_performed",
+                    )
                 }
             elif kind == ItemType.SCP_SCU_ROLE_SELECTION:
                 role = SCP_SCU_ROLE_SELECTION.parse(raw)
-                roles.append({"sop_class_uid": text(role.sop_class_uid),
-                              "scu_role": role.scu_role, "scp_role": role.scp_role})
+                roles.append(
+                    {
+                        "sop_class_uid": text(role.sop_class_uid),
+                        "scu_role": role.scu_role,
+                        "scp_role": role.scp_role,
+                    }
+                )
             elif kind == ItemType.SOP_CLASS_EXTENDED_NEGOTIATION:
                 ext = SOP_CLASS_EXTENDED_NEGOTIATION.parse(raw)
-                extended.append({
-                    "sop_class_uid": text(ext.sop_class_uid),
-                    "service_class_application_information":
-                        ext.service_class_application_information.hex(),
-                })
+                extended.append(
+                    {
+                        "sop_class_uid": text(ext.sop_class_uid),
+                        "service_class_application_information": (
+                            ext.service_class_application_information.hex()
+                        ),
+                    }
+                )
             elif kind == ItemType.SOP_CLASS_COMMON_EXTENDED_NEGOTIATION:
                 ext = SOP_CLASS_COMMON_EXTENDED_NEGOTIATION.parse(raw)
-                common.append({
-                    "sop_class_uid": text(ext.sop_class_uid),
-                    "service_class_uid": text(ext.service_class_uid),
-                })
+                common.append(
+                    {
+                        "sop_class_uid": text(ext.sop_class_uid),
+                        "service_class_uid": text(ext.service_class_uid),
+                    }
+                )
             elif kind == ItemType.USER_IDENTITY_RQ:
                 out["user_identity"] = _user_identity_rq(raw)
             elif kind == ItemType.USER_IDENTITY_AC:
@@ -226,9 +239,13 @@ def decode_associate(pdu: bytes, is_rq: bool) -> Decoded:
     fields: dict[str, Any] = {"pdu_type": pdu[0], "pdu_length": len(pdu) - 6}
     body = pdu[PDU_HEADER_SIZE:]
     if len(body) < A_ASSOCIATE_FIXED_SIZE:
-        return fields, (), (
-            f"{len(body)}-byte A-ASSOCIATE body is shorter than its "
-            f"{A_ASSOCIATE_FIXED_SIZE}-byte fixed part"
+        return (
+            fields,
+            (),
+            (
+                f"{len(body)}-byte A-ASSOCIATE body is shorter than its "
+                f"{A_ASSOCIATE_FIXED_SIZE}-byte fixed part"
+            ),
         )
     fixed = _A_ASSOCIATE.parse(body)
     fields["protocol_version"] = fixed.protocol_version
@@ -237,16 +254,20 @@ def decode_associate(pdu: bytes, is_rq: bool) -> Decoded:
     findings = []
     for key in ("called_ae_title", "calling_ae_title"):
         if not fields[key]:
-            findings.append(Finding(
-                "ae_title_blank",
-                f"{key} is all spaces; PS3.8 does not allow a blank AE title",
-            ))
+            findings.append(
+                Finding(
+                    "ae_title_blank",
+                    f"{key} is all spaces; PS3.8 does not allow a blank AE title",
+                )
+            )
     if not fixed.protocol_version & 1:
-        findings.append(Finding(
-            "protocol_version_unsupported",
-            f"protocol version 0x{fixed.protocol_version:04x} lacks bit 0 "
-            "(version 1), the only one PS3.8 defines",
-        ))
+        findings.append(
+            Finding(
+                "protocol_version_unsupported",
+                f"protocol version 0x{fixed.protocol_version:04x} lacks bit 0 "
+                "(version 1), the only one PS3.8 defines",
+            )
+        )
 
     items, problem = _items(fixed.variable_items, "A-ASSOCIATE")
     problems = [problem] if problem else []
@@ -257,8 +278,10 @@ def decode_associate(pdu: bytes, is_rq: bool) -> Decoded:
         try:
             if kind == ItemType.APPLICATION_CONTEXT:
                 fields["application_context_name"] = text(item.value)
-            elif kind in (ItemType.PRESENTATION_CONTEXT_RQ,
-                          ItemType.PRESENTATION_CONTEXT_AC):
+            elif kind in (
+                ItemType.PRESENTATION_CONTEXT_RQ,
+                ItemType.PRESENTATION_CONTEXT_AC,
+            ):
                 context, found = _sub_items_of_context(item.value, is_rq)
                 contexts.append(context)
                 problems += found
@@ -275,16 +298,20 @@ def decode_associate(pdu: bytes, is_rq: bool) -> Decoded:
     fields["presentation_contexts"] = contexts
     fields["user_information"] = user_information or {}
     if "application_context_name" not in fields:
-        findings.append(Finding(
-            "application_context_missing",
-            "A-ASSOCIATE carries no application context item",
-        ))
+        findings.append(
+            Finding(
+                "application_context_missing",
+                "A-ASSOCIATE carries no application context item",
+            )
+        )
     if user_information is None:
-        findings.append(Finding(
-            "user_information_missing",
-            "A-ASSOCIATE carries no user information item (maximum length is "
-            "mandatory in it)",
-        ))
+        findings.append(
+            Finding(
+                "user_information_missing",
+                "A-ASSOCIATE carries no user information item (maximum length is "
+                "mandatory in it)",
+            )
+        )
     return fields, tuple(findings), "; ".join(problems) or None
 
 
@@ -294,9 +321,13 @@ def decode_fixed(pdu: bytes) -> Decoded:
     fields: dict[str, Any] = {"pdu_type": pdu_type, "pdu_length": len(pdu) - 6}
     body = pdu[PDU_HEADER_SIZE:]
     if len(body) != 4:
-        return fields, (), (
-            f"{PduType(pdu_type).name.replace('_', '-')} body has {len(body)} bytes; "
-            "PS3.8 gives it 4"
+        return (
+            fields,
+            (),
+            (
+                f"{PduType(pdu_type).name.replace('_', '-')} body has "
+                f"{len(body)} bytes; PS3.8 gives it 4"
+            ),
         )
     parsed = _FIXED_BODY[pdu_type].parse(body)
     if pdu_type == PduType.A_ASSOCIATE_RJ:

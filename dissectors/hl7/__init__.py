@@ -1,4 +1,4 @@
-"""HL7 v2 over MLLP dissector: framing deviations tolerated, MSH/SFT/MSA, patient data redacted.
+"""HL7 v2 over MLLP dissector: lenient framing, MSH/SFT/MSA, patient data redacted.
 
 Standards: HL7 Version 2.x chapter 2 (message control: MSH, SFT, MSA, ERR,
 EVN, batch segments) and the Minimal Lower Layer Protocol. Left out: HL7 v3

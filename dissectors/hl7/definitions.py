@@ -1,4 +1,4 @@
-"""HL7 v2 over MLLP: the frame, the segments decoded, message families, acknowledgement codes.
+"""HL7 v2 over MLLP: the frame, decoded segments, message families, acknowledgements.
 
 Standards: HL7 Version 2.x (2.3 to 2.8; chapter 2 control segments MSH, SFT,
 MSA, ERR, EVN, and the batch segments FHS, BHS, BTS, FTS) and the Minimal

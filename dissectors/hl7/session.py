@@ -1,4 +1,4 @@
-"""The HL7 plugin: MLLP framing with real-world deviations, MSH/SFT/MSA decoding, redaction.
+"""The HL7 plugin: lenient MLLP framing, MSH/SFT/MSA decoding, patient data redaction.
 
 Strategy
 --------
@@ -47,20 +47,22 @@ _STARTS = (b"MSH", b"FHS", b"BHS")
 
 
 def looks_like_hl7(data: bytes) -> bool:
-    """The probe: a start block then MSH, FHS or BHS (as far as present), or bare ``MSH|``."""
+    """The probe: a start block then MSH, FHS or BHS (as far as seen), or ``MSH|``."""
     stripped = data.lstrip(b"\r\n \t")
     if not stripped:
         return False
     if stripped[0] == START_BLOCK:
         head = stripped[1:4]
-        return bool(head) and any(s.startswith(head) for s in _STARTS) and (
-            len(stripped) < 5 or len(head) < 3 or 33 <= stripped[4] <= 126
+        return (
+            bool(head)
+            and any(s.startswith(head) for s in _STARTS)
+            and (len(stripped) < 5 or len(head) < 3 or 33 <= stripped[4] <= 126)
         )
     return stripped.startswith(_BARE_START)
 
 
 def sender_is_client(data: bytes) -> bool | None:
-    """A side whose first message acknowledges (MSA) is the receiver, else the sender."""
+    """A side whose first message acknowledges (MSA) is the receiver, else a sender."""
     if not looks_like_hl7(data):
         return None
     head = data[:4096]
@@ -108,7 +110,9 @@ def split_fields_fast(lines: list[str], separator: str) -> list[list[str]] | Non
         # The library drops a lone empty MSH-3; let it say so itself.
         return None
     escape = encoding[2]
-    if escape in lines[0][4 + len(encoding):] or any(escape in line for line in lines[1:]):
+    if escape in lines[0][4 + len(encoding) :] or any(
+        escape in line for line in lines[1:]
+    ):
         return None
     out = [["MSH", separator, *msh[1:]]]
     out += [line.split(separator) for line in lines[1:]]
@@ -117,7 +121,9 @@ def split_fields_fast(lines: list[str], separator: str) -> list[list[str]] | Non
 
 def split_fields_with_library(lines: list[str]) -> list[list[str]]:
     """The same lists as :func:`split_fields_fast`, through ``hl7.parse``."""
-    return [[str(field) for field in segment] for segment in hl7.parse("\r".join(lines))]
+    return [
+        [str(field) for field in segment] for segment in hl7.parse("\r".join(lines))
+    ]
 
 
 def _component(segment: Any, index: int, component: int, encoding: str) -> str:
@@ -178,7 +184,9 @@ class Hl7Dissector(Dissector):
 
     # -- framing ------------------------------------------------------------
 
-    def feed(self, data: bytes, to_server: bool, ts: float, frame: int) -> list[Message]:
+    def feed(
+        self, data: bytes, to_server: bool, ts: float, frame: int
+    ) -> list[Message]:
         """Frame and decode the next bytes of one direction."""
         d = self._directions[to_server]
         out: list[Message] = []
@@ -188,13 +196,27 @@ class Hl7Dissector(Dissector):
         except Exception as exc:  # noqa: BLE001
             d.buf = bytearray()
             d.start, d.scan = -1, 0
-            out.append(self._unframed(to_server, ts, frame, {},
-                                      f"internal dissector error: {type(exc).__name__}",
-                                      (Finding("dissector_error", repr(exc)),)))
+            out.append(
+                self._unframed(
+                    to_server,
+                    ts,
+                    frame,
+                    {},
+                    f"internal dissector error: {type(exc).__name__}",
+                    (Finding("dissector_error", repr(exc)),),
+                )
+            )
         return out
 
-    def _frame(self, d: _Direction, to_server: bool, ts: float, frame: int,
-               out: list[Message], closing: bool) -> None:
+    def _frame(
+        self,
+        d: _Direction,
+        to_server: bool,
+        ts: float,
+        frame: int,
+        out: list[Message],
+        closing: bool,
+    ) -> None:
         buf = d.buf
         pos = 0
         while True:
@@ -228,21 +250,36 @@ class Hl7Dissector(Dissector):
             stop = buf.find(END_BLOCK, d.scan)
             # Only bytes not yet looked at are searched, so a long message
             # arriving in small pieces costs linear time.
-            next_start = buf.find(START_BLOCK, max(d.scan, body_start),
-                                  stop if stop >= 0 else len(buf))
+            next_start = buf.find(
+                START_BLOCK, max(d.scan, body_start), stop if stop >= 0 else len(buf)
+            )
             if next_start >= 0:
                 # A start block inside a message: the previous one lost its end.
-                out.append(self._message(bytes(buf[body_start:next_start]), to_server,
-                                         ts, frame, not bare, "missing"))
+                out.append(
+                    self._message(
+                        bytes(buf[body_start:next_start]),
+                        to_server,
+                        ts,
+                        frame,
+                        not bare,
+                        "missing",
+                    )
+                )
                 d.start, d.scan = next_start, next_start + 1
                 pos = next_start
                 continue
             if stop < 0:
                 if len(buf) - start > MAX_MESSAGE:
-                    out.append(self._unframed(
-                        to_server, ts, frame, {"buffered_bytes": len(buf) - start},
-                        f"message exceeds {MAX_MESSAGE} bytes without an end block; "
-                        "dropped up to the next start block"))
+                    out.append(
+                        self._unframed(
+                            to_server,
+                            ts,
+                            frame,
+                            {"buffered_bytes": len(buf) - start},
+                            f"message exceeds {MAX_MESSAGE} bytes without an end "
+                            "block; dropped up to the next start block",
+                        )
+                    )
                     d.start = -1
                     d.skipped = 0
                     pos = len(buf)
@@ -252,8 +289,16 @@ class Hl7Dissector(Dissector):
                 d.scan = stop  # the carriage return may come in the next segment
                 break
             has_cr = stop + 1 < len(buf) and buf[stop + 1] == 0x0D
-            out.append(self._message(bytes(buf[body_start:stop]), to_server, ts, frame,
-                                     not bare, "1c0d" if has_cr else "1c"))
+            out.append(
+                self._message(
+                    bytes(buf[body_start:stop]),
+                    to_server,
+                    ts,
+                    frame,
+                    not bare,
+                    "1c0d" if has_cr else "1c",
+                )
+            )
             pos = stop + (2 if has_cr else 1)
             d.start, d.scan = -1, 0
         # Keep only what is unread; offsets move with it.
@@ -267,15 +312,22 @@ class Hl7Dissector(Dissector):
             d.scan = 0
 
     def gap(self, to_server: bool, ts: float, frame: int) -> list[Message]:
-        """Bytes were lost: drop the partial message and resume at the next start block."""
+        """Bytes were lost: drop the partial message, resume at the next start block."""
         d = self._directions[to_server]
         dropped = len(d.buf) if d.start >= 0 else 0
         d.buf = bytearray()
         d.start, d.scan, d.skipped = -1, 0, 0
         if not dropped:
             return []
-        return [self._unframed(to_server, ts, frame, {"dropped_bytes": dropped},
-                               f"capture gap: dropped {dropped} bytes of an unfinished message")]
+        return [
+            self._unframed(
+                to_server,
+                ts,
+                frame,
+                {"dropped_bytes": dropped},
+                f"capture gap: dropped {dropped} bytes of an unfinished message",
+            )
+        ]
 
     def close(self, ts: float, frame: int) -> list[Message]:
         """Decode what each direction left unfinished, marked malformed."""
@@ -287,11 +339,12 @@ class Hl7Dissector(Dissector):
                 out.append(self._skipped(d, to_server, ts, frame))
             if d.start >= 0:
                 bare = d.buf[d.start] != START_BLOCK
-                body = bytes(d.buf[d.start + (0 if bare else 1):])
+                body = bytes(d.buf[d.start + (0 if bare else 1) :])
                 message = self._message(body, to_server, ts, frame, not bare, "missing")
                 if message.status.state != "malformed":
-                    message = message._replace(status=malformed(
-                        "flow ended before the end block (0x1c 0x0d)"))
+                    message = message._replace(
+                        status=malformed("flow ended before the end block (0x1c 0x0d)")
+                    )
                 out.append(message)
             d.buf = bytearray()
             d.start, d.scan = -1, 0
@@ -300,48 +353,97 @@ class Hl7Dissector(Dissector):
 
     # -- one message ----------------------------------------------------------
 
-    def _message(self, raw: bytes, to_server: bool, ts: float, frame: int,
-                 start_block: bool, end_block: str) -> Message:
+    def _message(
+        self,
+        raw: bytes,
+        to_server: bool,
+        ts: float,
+        frame: int,
+        start_block: bool,
+        end_block: str,
+    ) -> Message:
         src, dst = self.endpoints(to_server)
         findings: list[Finding] = []
         if not start_block:
-            findings.append(Finding("mllp_start_block_missing",
-                                    "message sent without the 0x0b start block"))
+            findings.append(
+                Finding(
+                    "mllp_start_block_missing",
+                    "message sent without the 0x0b start block",
+                )
+            )
         if end_block != "1c0d":
-            findings.append(Finding(
-                "mllp_end_block_" + ("missing" if end_block == "missing" else "without_cr"),
-                "message not closed by 0x1c 0x0d" if end_block == "missing"
-                else "end block 0x1c not followed by a carriage return"))
+            findings.append(
+                Finding(
+                    "mllp_end_block_"
+                    + ("missing" if end_block == "missing" else "without_cr"),
+                    "message not closed by 0x1c 0x0d"
+                    if end_block == "missing"
+                    else "end block 0x1c not followed by a carriage return",
+                )
+            )
         text = _text(raw)
         has_crlf = "\r\n" in text
         bare = text.replace("\r\n", "")
-        kinds = [name for name, present in (("CRLF", has_crlf), ("CR", "\r" in bare),
-                                            ("LF", "\n" in bare)) if present]
+        kinds = [
+            name
+            for name, present in (
+                ("CRLF", has_crlf),
+                ("CR", "\r" in bare),
+                ("LF", "\n" in bare),
+            )
+            if present
+        ]
         terminator = kinds[0] if len(kinds) == 1 else ("none" if not kinds else "mixed")
-        lines = [line for line in text.replace("\r\n", "\r").replace("\n", "\r").split("\r")
-                 if line.strip()]
+        lines = [
+            line
+            for line in text.replace("\r\n", "\r").replace("\n", "\r").split("\r")
+            if line.strip()
+        ]
         fields: dict[str, Any] = {
             "mllp": {"start_block": start_block, "end_block": end_block},
             "size": len(raw),
             "segment_terminator": terminator,
         }
         if terminator not in ("CR", "none"):
-            findings.append(Finding("segment_terminator_not_cr",
-                                    f"segments end with {terminator}, not CR"))
+            findings.append(
+                Finding(
+                    "segment_terminator_not_cr",
+                    f"segments end with {terminator}, not CR",
+                )
+            )
         if len(lines) > MAX_SEGMENTS:
             lines = lines[:MAX_SEGMENTS]
-            findings.append(Finding("segments_truncated",
-                                    f"only the first {MAX_SEGMENTS} segments are read"))
+            findings.append(
+                Finding(
+                    "segments_truncated",
+                    f"only the first {MAX_SEGMENTS} segments are read",
+                )
+            )
         # Limitation: a batch (FHS/BHS with several MSH in one frame) gives one
         # message, decoded from its first MSH; the later messages show only
         # in the segment list. Cutting the batch at each MSH would lift it.
-        msh_index = next((i for i, line in enumerate(lines) if line.startswith("MSH")), -1)
+        msh_index = next(
+            (i for i, line in enumerate(lines) if line.startswith("MSH")), -1
+        )
         if msh_index < 0 or len(lines[msh_index]) < 8:
             fields["segments"] = [line[:3] for line in lines]
-            return Message(ts, frame, self._flow_id, src, dst, PROTOCOL,
-                           "request" if to_server else "response", "unknown", None,
-                           "other", (), fields, {}, malformed("no MSH segment"),
-                           tuple(findings))
+            return Message(
+                ts,
+                frame,
+                self._flow_id,
+                src,
+                dst,
+                PROTOCOL,
+                "request" if to_server else "response",
+                "unknown",
+                None,
+                "other",
+                (),
+                fields,
+                {},
+                malformed("no MSH segment"),
+                tuple(findings),
+            )
 
         ids = [line[:3] for line in lines]
         fields["segments"] = ids
@@ -350,19 +452,33 @@ class Hl7Dissector(Dissector):
             counts[segment_id] = counts.get(segment_id, 0) + 1
         fields["segment_counts"] = counts
         separator = lines[msh_index][3]
-        decoded_lines = [line for line in lines[msh_index:]
-                         if self._keep or line[:3] in CONTROL_SEGMENTS]
+        decoded_lines = [
+            line
+            for line in lines[msh_index:]
+            if self._keep or line[:3] in CONTROL_SEGMENTS
+        ]
         split = split_fields_fast(decoded_lines, separator)
         if split is None:
             try:
                 split = split_fields_with_library(decoded_lines)
             except Exception as exc:  # noqa: BLE001  (the library on hostile text)
-                return Message(ts, frame, self._flow_id, src, dst, PROTOCOL,
-                               "request" if to_server else "response", "unknown", None,
-                               "other", (), fields, {},
-                               malformed(f"hl7 could not parse the message: "
-                                         f"{type(exc).__name__}"),
-                               tuple(findings))
+                return Message(
+                    ts,
+                    frame,
+                    self._flow_id,
+                    src,
+                    dst,
+                    PROTOCOL,
+                    "request" if to_server else "response",
+                    "unknown",
+                    None,
+                    "other",
+                    (),
+                    fields,
+                    {},
+                    malformed(f"hl7 could not parse the message: {type(exc).__name__}"),
+                    tuple(findings),
+                )
         by_id: dict[str, list] = {}
         detail = []
         parsed_iter = iter(split)
@@ -371,8 +487,9 @@ class Hl7Dissector(Dissector):
             if segment_id in CONTROL_SEGMENTS or self._keep:
                 if index < msh_index:
                     # Batch headers before the MSH: split by hand, same separator.
-                    detail.append({"segment": segment_id,
-                                   "fields": line.split(separator)[1:]})
+                    detail.append(
+                        {"segment": segment_id, "fields": line.split(separator)[1:]}
+                    )
                     continue
                 segment = next(parsed_iter, None)
                 if segment is None:
@@ -380,8 +497,13 @@ class Hl7Dissector(Dissector):
                 by_id.setdefault(segment_id, []).append(segment)
                 detail.append({"segment": segment_id, "fields": segment[1:]})
             else:
-                detail.append({"segment": segment_id, "redacted": True,
-                               "field_count": line.count(separator)})
+                detail.append(
+                    {
+                        "segment": segment_id,
+                        "redacted": True,
+                        "field_count": line.count(separator),
+                    }
+                )
         fields["segment_fields"] = detail
         redacted = sum(1 for item in detail if item.get("redacted"))
         fields["redacted_segments"] = redacted
@@ -390,11 +512,17 @@ class Hl7Dissector(Dissector):
         fields["field_separator"] = separator
         encoding = _field(msh, 2)
         fields["encoding_characters"] = encoding
-        for key, index in (("sending_application", 3), ("sending_facility", 4),
-                           ("receiving_application", 5), ("receiving_facility", 6),
-                           ("date_time_of_message", 7), ("message_control_id", 10),
-                           ("processing_id", 11), ("version_id", 12),
-                           ("character_set", 18)):
+        for key, index in (
+            ("sending_application", 3),
+            ("sending_facility", 4),
+            ("receiving_application", 5),
+            ("receiving_facility", 6),
+            ("date_time_of_message", 7),
+            ("message_control_id", 10),
+            ("processing_id", 11),
+            ("version_id", 12),
+            ("character_set", 18),
+        ):
             fields[key] = _field(msh, index)
         message_type = _component(msh, 9, 0, encoding)
         trigger = _component(msh, 9, 1, encoding)
@@ -406,12 +534,14 @@ class Hl7Dissector(Dissector):
 
         software = []
         for sft in by_id.get("SFT", []):
-            software.append({
-                "software_vendor_organization": _component(sft, 1, 0, encoding),
-                "software_certified_version_or_release_number": _field(sft, 2),
-                "software_product_name": _field(sft, 3),
-                "software_binary_id": _field(sft, 4),
-            })
+            software.append(
+                {
+                    "software_vendor_organization": _component(sft, 1, 0, encoding),
+                    "software_certified_version_or_release_number": _field(sft, 2),
+                    "software_product_name": _field(sft, 3),
+                    "software_binary_id": _field(sft, 4),
+                }
+            )
         if software:
             fields["software"] = software
 
@@ -448,21 +578,64 @@ class Hl7Dissector(Dissector):
             identity["software_vendor"] = software[0]["software_vendor_organization"]
             identity["software_product"] = software[0]["software_product_name"]
             identity["software_version"] = software[0][
-                "software_certified_version_or_release_number"]
+                "software_certified_version_or_release_number"
+            ]
         identity = {k: v for k, v in identity.items() if v}
-        return Message(ts, frame, self._flow_id, src, dst, PROTOCOL,
-                       "response" if is_ack else "request", service, None, action, (),
-                       fields, identity, status, tuple(findings))
+        return Message(
+            ts,
+            frame,
+            self._flow_id,
+            src,
+            dst,
+            PROTOCOL,
+            "response" if is_ack else "request",
+            service,
+            None,
+            action,
+            (),
+            fields,
+            identity,
+            status,
+            tuple(findings),
+        )
 
-    def _skipped(self, d: _Direction, to_server: bool, ts: float, frame: int) -> Message:
+    def _skipped(
+        self, d: _Direction, to_server: bool, ts: float, frame: int
+    ) -> Message:
         size = d.skipped
         d.skipped = 0
-        return self._unframed(to_server, ts, frame, {"skipped_bytes": size},
-                              f"skipped {size} bytes outside any MLLP frame")
+        return self._unframed(
+            to_server,
+            ts,
+            frame,
+            {"skipped_bytes": size},
+            f"skipped {size} bytes outside any MLLP frame",
+        )
 
-    def _unframed(self, to_server: bool, ts: float, frame: int, fields: dict[str, Any],
-                  reason: str, findings: tuple[Finding, ...] = ()) -> Message:
+    def _unframed(
+        self,
+        to_server: bool,
+        ts: float,
+        frame: int,
+        fields: dict[str, Any],
+        reason: str,
+        findings: tuple[Finding, ...] = (),
+    ) -> Message:
         src, dst = self.endpoints(to_server)
-        return Message(ts, frame, self._flow_id, src, dst, PROTOCOL,
-                       "request" if to_server else "response", "unknown", None, "other",
-                       (), fields, {}, malformed(reason), findings)
+        return Message(
+            ts,
+            frame,
+            self._flow_id,
+            src,
+            dst,
+            PROTOCOL,
+            "request" if to_server else "response",
+            "unknown",
+            None,
+            "other",
+            (),
+            fields,
+            {},
+            malformed(reason),
+            findings,
+        )

@@ -1,4 +1,4 @@
-"""Tests of the DICOM dissector: association items, PDV reassembly, streaming, robustness.
+"""Tests of the DICOM dissector: association items, PDV reassembly, streaming, fuzzing.
 
 PDUs are built here with the construct definitions' helpers from values
 chosen by hand after PS3.8 section 9.3 and Annex D; the expected fields are
@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 
 from dissectors.dicom import DicomDissector, looks_like_dicom
 from dissectors.dicom.definitions import (
-    ItemType,
     PduType,
     build_item,
     build_pdu,
@@ -36,24 +35,43 @@ def new() -> DicomDissector:
     return DicomDissector(FlowContext(1, CLIENT, SERVER, "tcp"))
 
 
-def associate_rq(called: bytes = b"PACS", calling: bytes = b"CT1",
-                 user_items: bytes | None = None) -> bytes:
-    context = build_item(0x20, bytes([1, 0, 0, 0]) + build_item(0x30, CT_STORAGE)
-                         + build_item(0x40, IMPLICIT))
+def associate_rq(
+    called: bytes = b"PACS", calling: bytes = b"CT1", user_items: bytes | None = None
+) -> bytes:
+    context = build_item(
+        0x20,
+        bytes([1, 0, 0, 0]) + build_item(0x30, CT_STORAGE) + build_item(0x40, IMPLICIT),
+    )
     if user_items is None:
         user_items = (
             build_item(0x51, struct.pack(">I", 16384))
             + build_item(0x52, b"1.2.826.0.1.3680043.9.3811.3.0.4")
             + build_item(0x53, struct.pack(">HH", 3, 2))
-            + build_item(0x54, struct.pack(">H", len(CT_STORAGE)) + CT_STORAGE + b"\x00\x01")
+            + build_item(
+                0x54, struct.pack(">H", len(CT_STORAGE)) + CT_STORAGE + b"\x00\x01"
+            )
             + build_item(0x55, b"PYNETDICOM_304")
-            + build_item(0x56, struct.pack(">H", len(CT_STORAGE)) + CT_STORAGE + b"\x01\x02")
-            + build_item(0x58, b"\x02\x01" + struct.pack(">H", 4) + b"user"
-                         + struct.pack(">H", len(PASSCODE)) + PASSCODE)
+            + build_item(
+                0x56, struct.pack(">H", len(CT_STORAGE)) + CT_STORAGE + b"\x01\x02"
+            )
+            + build_item(
+                0x58,
+                b"\x02\x01"
+                + struct.pack(">H", 4)
+                + b"user"
+                + struct.pack(">H", len(PASSCODE))
+                + PASSCODE,
+            )
         )
-    body = (struct.pack(">HH", 1, 0) + called.ljust(16) + calling.ljust(16) + bytes(32)
-            + build_item(0x10, b"1.2.840.10008.3.1.1.1") + context
-            + build_item(0x50, user_items))
+    body = (
+        struct.pack(">HH", 1, 0)
+        + called.ljust(16)
+        + calling.ljust(16)
+        + bytes(32)
+        + build_item(0x10, b"1.2.840.10008.3.1.1.1")
+        + context
+        + build_item(0x50, user_items)
+    )
     return build_pdu(PduType.A_ASSOCIATE_RQ, body)
 
 
@@ -61,8 +79,12 @@ def element(tag_element: int, value: bytes) -> bytes:
     return struct.pack("<HHI", 0, tag_element, len(value)) + value
 
 
-ECHO_RQ = (element(0x0002, b"1.2.840.10008.1.1\x00") + element(0x0100, b"\x30\x00")
-           + element(0x0110, b"\x07\x00") + element(0x0800, b"\x01\x01"))
+ECHO_RQ = (
+    element(0x0002, b"1.2.840.10008.1.1\x00")
+    + element(0x0100, b"\x30\x00")
+    + element(0x0110, b"\x07\x00")
+    + element(0x0800, b"\x01\x01")
+)
 ECHO_RQ = element(0x0000, struct.pack("<I", len(ECHO_RQ))) + ECHO_RQ
 
 
@@ -72,21 +94,36 @@ def test_associate_rq_every_item_and_no_passcode() -> None:
     info = message.fields["user_information"]
     assert message.service == "a_associate_rq" and message.status.state == "ok"
     assert message.fields["called_ae_title"] == "PACS"
-    assert message.fields["presentation_contexts"] == [{
-        "presentation_context_id": 1, "abstract_syntax": CT_STORAGE.decode(),
-        "abstract_syntax_name": "CT Image Storage",
-        "transfer_syntaxes": [IMPLICIT.decode()]}]
+    assert message.fields["presentation_contexts"] == [
+        {
+            "presentation_context_id": 1,
+            "abstract_syntax": CT_STORAGE.decode(),
+            "abstract_syntax_name": "CT Image Storage",
+            "transfer_syntaxes": [IMPLICIT.decode()],
+        }
+    ]
     assert info["maximum_length"] == 16384
     assert info["asynchronous_operations_window"] == {
-        "maximum_number_operations_invoked": 3, "maximum_number_operations_performed": 2}
+        "maximum_number_operations_invoked": 3,
+        "maximum_number_operations_performed": 2,
+    }
     assert info["scp_scu_role_selection"] == [
-        {"sop_class_uid": CT_STORAGE.decode(), "scu_role": 0, "scp_role": 1}]
-    assert info["sop_class_extended_negotiation"][0]["service_class_application_information"] == "0102"
+        {"sop_class_uid": CT_STORAGE.decode(), "scu_role": 0, "scp_role": 1}
+    ]
+    assert (
+        info["sop_class_extended_negotiation"][0][
+            "service_class_application_information"
+        ]
+        == "0102"
+    )
     assert info["user_identity"]["username"] == "user"
     assert info["user_identity"]["secondary_field_length"] == len(PASSCODE)
     assert message.identity == {
-        "ae_title": "CT1", "implementation_class_uid": "1.2.826.0.1.3680043.9.3811.3.0.4",
-        "implementation_version_name": "PYNETDICOM_304", "implementation": "pynetdicom"}
+        "ae_title": "CT1",
+        "implementation_class_uid": "1.2.826.0.1.3680043.9.3811.3.0.4",
+        "implementation_version_name": "PYNETDICOM_304",
+        "implementation": "pynetdicom",
+    }
     dumped = json.dumps(message.to_dict())
     assert PASSCODE.decode() not in dumped and PASSCODE.hex() not in dumped
 
@@ -101,7 +138,9 @@ def test_missing_implementation_items_are_absent_not_guessed() -> None:
 
 
 def test_blank_ae_title_and_zero_length_items() -> None:
-    rq = associate_rq(called=b" " * 16, user_items=build_item(0x52, b"") + build_item(0x55, b""))
+    rq = associate_rq(
+        called=b" " * 16, user_items=build_item(0x52, b"") + build_item(0x55, b"")
+    )
     [message] = new().feed(rq, True, 1.0, 5)
 
     assert message.fields["called_ae_title"] == ""
@@ -111,12 +150,16 @@ def test_blank_ae_title_and_zero_length_items() -> None:
 
 def test_command_fragmented_across_pdus_and_bytes() -> None:
     half = len(ECHO_RQ) // 2
-    stream = (build_pdu(4, build_pdv(1, 0x01, ECHO_RQ[:half]))
-              + build_pdu(4, build_pdv(1, 0x03, ECHO_RQ[half:])))
+    stream = build_pdu(4, build_pdv(1, 0x01, ECHO_RQ[:half])) + build_pdu(
+        4, build_pdv(1, 0x03, ECHO_RQ[half:])
+    )
     whole = new().feed(stream, True, 1.0, 9)
     dissector = new()
-    piecewise = [m for i, b in enumerate(stream)
-                 for m in dissector.feed(bytes([b]), True, 1.0, 9)]
+    piecewise = [
+        m
+        for i, b in enumerate(stream)
+        for m in dissector.feed(bytes([b]), True, 1.0, 9)
+    ]
 
     assert [m.service for m in whole] == ["c_echo_rq"]
     assert whole[0].fields["message_id"] == 7 and whole[0].fields["fragments"] == 2
@@ -126,8 +169,12 @@ def test_command_fragmented_across_pdus_and_bytes() -> None:
 
 def test_several_pdvs_in_one_pdu() -> None:
     data_set = struct.pack("<HHI", 0x0008, 0x0070, 4) + b"ACME"
-    store = (element(0x0002, CT_STORAGE + b"\x00") + element(0x0100, b"\x01\x00")
-             + element(0x0110, b"\x01\x00") + element(0x0800, b"\x00\x00"))
+    store = (
+        element(0x0002, CT_STORAGE + b"\x00")
+        + element(0x0100, b"\x01\x00")
+        + element(0x0110, b"\x01\x00")
+        + element(0x0800, b"\x00\x00")
+    )
     pdu = build_pdu(4, build_pdv(1, 0x03, store) + build_pdv(1, 0x02, data_set))
     messages = new().feed(pdu, True, 1.0, 3)
 
@@ -177,21 +224,30 @@ def test_probe() -> None:
 
 
 def _valid_stream() -> bytes:
-    return (associate_rq() + build_pdu(4, build_pdv(1, 0x03, ECHO_RQ))
-            + build_pdu(5, bytes(4)))
+    return (
+        associate_rq()
+        + build_pdu(4, build_pdv(1, 0x03, ECHO_RQ))
+        + build_pdu(5, bytes(4))
+    )
 
 
 @settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow], deadline=None)
-@given(st.one_of(
-    st.binary(max_size=600),
-    st.tuples(st.integers(0, 400), st.binary(min_size=1, max_size=8)).map(
-        lambda cut: _valid_stream()[: cut[0]] + cut[1] + _valid_stream()[cut[0]:]),
-    st.tuples(st.integers(0, 400), st.integers(0, 255)).map(
-        lambda m: bytes(b if i != m[0] else m[1] for i, b in enumerate(_valid_stream()))),
-))
+@given(
+    st.one_of(
+        st.binary(max_size=600),
+        st.tuples(st.integers(0, 400), st.binary(min_size=1, max_size=8)).map(
+            lambda cut: _valid_stream()[: cut[0]] + cut[1] + _valid_stream()[cut[0] :]
+        ),
+        st.tuples(st.integers(0, 400), st.integers(0, 255)).map(
+            lambda m: bytes(
+                b if i != m[0] else m[1] for i, b in enumerate(_valid_stream())
+            )
+        ),
+    )
+)
 def test_any_bytes_whole_or_byte_by_byte_never_raise(data: bytes) -> None:
     started = time.monotonic()
-    for pieces in ([data], [data[i:i + 1] for i in range(len(data))]):
+    for pieces in ([data], [data[i : i + 1] for i in range(len(data))]):
         dissector = new()
         out = []
         for piece in pieces:
@@ -222,7 +278,10 @@ def _recorded_inputs(monkeypatch) -> tuple[list[bytes], list[tuple[bytes, str | 
     import otdpi
 
     commands, data_sets = [], []
-    real_command, real_tags = dicom_session.decode_command_set, dicom_session.device_tags
+    real_command, real_tags = (
+        dicom_session.decode_command_set,
+        dicom_session.device_tags,
+    )
 
     def command(data):
         commands.append(data)
@@ -261,11 +320,13 @@ _TEXT_ELEMENTS = [0x0002, 0x0600, 0x1000, 0x1030]
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.dictionaries(
-    st.sampled_from(_US_ELEMENTS + _TEXT_ELEMENTS),
-    st.one_of(st.integers(0, 0xFFFF), st.text("0123456789. ABCxyz", max_size=20)),
-    min_size=1,
-))
+@given(
+    st.dictionaries(
+        st.sampled_from(_US_ELEMENTS + _TEXT_ELEMENTS),
+        st.one_of(st.integers(0, 0xFFFF), st.text("0123456789. ABCxyz", max_size=20)),
+        min_size=1,
+    )
+)
 def test_fast_command_decoder_equals_pydicom_on_generated_sets(chosen) -> None:
     chosen.setdefault(0x0100, 0x0030)
     data = b""
@@ -283,9 +344,12 @@ def test_fast_command_decoder_equals_pydicom_on_generated_sets(chosen) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.binary(max_size=64) | st.lists(
-    st.tuples(st.integers(0, 255), st.binary(max_size=20)), max_size=5).map(
-        lambda items: b"".join(build_item(t, v) for t, v in items)))
+@given(
+    st.binary(max_size=64)
+    | st.lists(st.tuples(st.integers(0, 255), st.binary(max_size=20)), max_size=5).map(
+        lambda items: b"".join(build_item(t, v) for t, v in items)
+    )
+)
 def test_item_cutter_equals_the_items_struct(data: bytes) -> None:
     from dissectors.dicom.definitions import ITEMS
     from dissectors.dicom.upper_layer import cut_items
@@ -293,7 +357,8 @@ def test_item_cutter_equals_the_items_struct(data: bytes) -> None:
     parsed = ITEMS.parse(data)
     items, trailing = cut_items(data)
     assert [(i.item_type, i.value) for i in items] == [
-        (i.item_type, i.value) for i in parsed["items"]]
+        (i.item_type, i.value) for i in parsed["items"]
+    ]
     assert trailing == parsed.trailing
 
 
@@ -310,15 +375,26 @@ def test_device_elements_of_a_deflated_data_set() -> None:
     dissector = new()
     dissector.feed(associate_rq(), True, 1.0, 1)
     ac_context = build_item(0x21, bytes([1, 0, 0, 0]) + build_item(0x40, deflated))
-    body = (struct.pack(">HH", 1, 0) + b"PACS".ljust(16) + b"CT1".ljust(16) + bytes(32)
-            + build_item(0x10, b"1.2.840.10008.3.1.1.1") + ac_context
-            + build_item(0x50, build_item(0x51, struct.pack(">I", 0))))
+    body = (
+        struct.pack(">HH", 1, 0)
+        + b"PACS".ljust(16)
+        + b"CT1".ljust(16)
+        + bytes(32)
+        + build_item(0x10, b"1.2.840.10008.3.1.1.1")
+        + ac_context
+        + build_item(0x50, build_item(0x51, struct.pack(">I", 0)))
+    )
     dissector.feed(build_pdu(2, body), False, 1.0, 2)
-    store = (element(0x0002, CT_STORAGE + b"\x00") + element(0x0100, b"\x01\x00")
-             + element(0x0110, b"\x01\x00") + element(0x0800, b"\x00\x00"))
+    store = (
+        element(0x0002, CT_STORAGE + b"\x00")
+        + element(0x0100, b"\x01\x00")
+        + element(0x0110, b"\x01\x00")
+        + element(0x0800, b"\x00\x00")
+    )
     raw = struct.pack("<HH2sH", 0x0008, 0x0070, b"LO", 4) + b"ACME"
     packer = zlib.compressobj(wbits=-15)
     data_set = packer.compress(raw) + packer.flush()
-    messages = dissector.feed(build_pdu(4, build_pdv(1, 3, store) + build_pdv(1, 2, data_set)),
-                              True, 1.0, 3)
+    messages = dissector.feed(
+        build_pdu(4, build_pdv(1, 3, store) + build_pdv(1, 2, data_set)), True, 1.0, 3
+    )
     assert messages[-1].identity.get("manufacturer") == "ACME"
