@@ -25,7 +25,6 @@ name the sender of every DIMSE message).
 
 from __future__ import annotations
 
-import os
 import struct
 from typing import Any, ClassVar
 
@@ -208,15 +207,6 @@ class _Direction:
         self.awaiting = None
         self.pdu_remaining = self.pdv_remaining = self.skip_remaining = 0
         return dropped
-
-
-def keep_patient_data() -> bool:
-    """Whether the user asked to keep patient data (``OTDPI_KEEP_PATIENT_DATA=1``).
-
-    The DICOM dissector never decodes patient data whatever this says; the
-    setting is read here only so that both healthcare plugins share it.
-    """
-    return os.environ.get("OTDPI_KEEP_PATIENT_DATA", "") == "1"
 
 
 class DicomDissector(Dissector):
