@@ -51,7 +51,7 @@ _US = frozenset(
     }
 )
 _TEXT = frozenset({0x0002, 0x0003, 0x0600, 0x0902, 0x1000, 0x1001, 0x1030})
-_AT_SINGLE = frozenset({0x0901})
+_AT = frozenset({0x0901, 0x1005})
 _NAMES = {tag & 0xFFFF: name for tag, name in COMMAND_ELEMENTS.items()}
 _COMMAND_NAMES = {int(c): c.name.replace("_", "-") for c in CommandField}
 _LONG_VRS = frozenset(
@@ -108,11 +108,12 @@ def decode_command_set_fast(data: bytes) -> dict[str, Any] | None:
             if length != 4:
                 return None
             value = _U32.unpack(raw)[0]
-        elif element in _AT_SINGLE:
-            if length != 4:
+        elif element in _AT:
+            if not length or length % 4:
                 return None
-            low_group, low_element = struct.unpack("<HH", raw)
-            value = low_group << 16 | low_element
+            pairs = struct.unpack(f"<{length // 2}H", raw)
+            tags = [pairs[i] << 16 | pairs[i + 1] for i in range(0, len(pairs), 2)]
+            value = tags[0] if len(tags) == 1 else tags
         else:
             return None
         values[_NAMES[element]] = value

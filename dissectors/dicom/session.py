@@ -70,6 +70,7 @@ _OPERATIONS = {
     0x0FFF: ("cancel", "control"),
 }
 _MODALITY_WORKLIST = "1.2.840.10008.5.1.4.31"
+_PERFORMED_PROCEDURE_STEP = "1.2.840.10008.3.1.2.3.3"
 
 _PDU_SERVICES = {
     PduType.A_ASSOCIATE_RQ: ("a_associate_rq", "request"),
@@ -580,8 +581,10 @@ class DicomDissector(Dissector):
         from_requestor = to_server == self._requestor_to_server
         base = code & ~RESPONSE_BIT
         response = bool(code & RESPONSE_BIT)
-        sop_class = fields.get("affected_sop_class_uid") or fields.get(
-            "abstract_syntax"
+        sop_class = (
+            fields.get("affected_sop_class_uid")
+            or fields.get("requested_sop_class_uid")
+            or fields.get("abstract_syntax")
         )
         if base == 0x0001:  # storage: SCU sends the request
             if response:
@@ -591,6 +594,8 @@ class DicomDissector(Dissector):
             if sop_class == _MODALITY_WORKLIST:
                 return None if response else "modality"
             return "PACS" if response else "workstation"
+        if sop_class == _PERFORMED_PROCEDURE_STEP and from_requestor and not response:
+            return "modality"  # a modality reports the procedure steps it performs
         return None
 
     def _data_set(
