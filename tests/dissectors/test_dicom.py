@@ -398,3 +398,60 @@ def test_device_elements_of_a_deflated_data_set() -> None:
         build_pdu(4, build_pdv(1, 3, store) + build_pdv(1, 2, data_set)), True, 1.0, 3
     )
     assert messages[-1].identity.get("manufacturer") == "ACME"
+
+
+_EDGE_LENGTHS = st.sampled_from(
+    [
+        0,
+        1,
+        2,
+        4,
+        5,
+        6,
+        67,
+        68,
+        0xFFFF,
+        1 << 20,
+        (1 << 20) + 1,
+        1 << 31,
+        (1 << 32) - 2,
+        (1 << 32) - 1,
+    ]
+) | st.integers(0, (1 << 32) - 1)
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 8), _EDGE_LENGTHS, st.binary(max_size=80)),
+        min_size=1,
+        max_size=4,
+    ),
+    st.sampled_from([0, 0xFFFF, 0xFFFE, 1]),
+)
+def test_lengths_near_2_32_and_item_lengths_stay_bounded(pdus, item_length) -> None:
+    import tracemalloc
+
+    item = struct.pack(">BBH", 0x50, 0, item_length) + bytes(4)
+    stream = (
+        b"".join(
+            struct.pack(">BBI", kind, 0, length) + (item if kind <= 2 else b"") + body
+            for kind, length, body in pdus
+        )
+        + associate_rq()
+    )
+    tracemalloc.start()
+    try:
+        for pieces in ([stream], [stream[i : i + 7] for i in range(0, len(stream), 7)]):
+            dissector = new()
+            out = []
+            for piece in pieces:
+                out += dissector.feed(piece, True, 1.0, 1)
+            out += dissector.close(1.0, 2)
+            assert not [
+                f for m in out for f in m.findings if f.code == "dissector_error"
+            ]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20, f"{peak} bytes allocated for a {len(stream)}-byte stream"
