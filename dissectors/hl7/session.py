@@ -512,6 +512,17 @@ class Hl7Dissector(Dissector):
         fields["field_separator"] = separator
         encoding = _field(msh, 2)
         fields["encoding_characters"] = encoding
+        # MSH-2 names, in order, the component, repetition, escape and
+        # subcomponent separators, and from v2.7 the truncation character.
+        fields["separators"] = {
+            "field": separator,
+            **dict(
+                zip(
+                    ("component", "repetition", "escape", "subcomponent", "truncation"),
+                    encoding[:5],
+                )
+            ),
+        }
         for key, index in (
             ("sending_application", 3),
             ("sending_facility", 4),

@@ -50,6 +50,13 @@ def test_msh_sft_and_redaction() -> None:
     ) == ("ADT", "A04", "ADT_A01")
     assert fields["message_control_id"] == "CTRL-9" and fields["version_id"] == "2.6"
     assert fields["character_set"] == "8859/1"
+    assert fields["separators"] == {
+        "field": "|",
+        "component": "^",
+        "repetition": "~",
+        "escape": "\\",
+        "subcomponent": "&",
+    }
     assert fields["segments"] == ["MSH", "SFT", "PID"]
     assert fields["segment_fields"][2] == {
         "segment": "PID",
