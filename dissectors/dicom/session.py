@@ -196,10 +196,14 @@ class _Direction:
         # The command whose data set is expected: (fields, frame).
         self.awaiting: tuple[dict[str, Any], int] | None = None
 
+    @property
+    def unfinished(self) -> bool:
+        """Whether a PDU or a reassembled message is under way."""
+        return self.state != _HEADER or bool(self.buf) or self.assembly is not None
+
     def reset(self) -> int:
+        """Forget the PDU and message under way; return the bytes held for them."""
         dropped = len(self.buf)
-        if self.state == _PDV:
-            dropped += 1
         if self.assembly is not None:
             dropped += self.assembly.size
         self.buf = bytearray()
@@ -372,10 +376,11 @@ class DicomDissector(Dissector):
     def gap(self, to_server: bool, ts: float, frame: int) -> list[Message]:
         """Bytes were lost: forget the partial PDU and look for the next header."""
         direction = self._directions[to_server]
+        if not direction.unfinished:
+            direction.skipped = 0
+            return []
         dropped = direction.reset()
         direction.skipped = 0
-        if not dropped:
-            return []
         return [
             self._unframed(
                 to_server,
@@ -393,10 +398,14 @@ class DicomDissector(Dissector):
             d = self._directions[to_server]
             if d.skipped:
                 out.append(self._skipped_message(d, to_server, ts, frame))
-            unfinished = d.state != _HEADER or d.buf or d.assembly is not None
-            if unfinished:
+            if d.unfinished:
                 buffered = len(d.buf)
-                missing = d.pdv_remaining + d.pdu_remaining
+                if d.state == _HEADER and buffered >= 6:
+                    missing = 6 + _U32.unpack_from(d.buf, 2)[0] - buffered
+                elif d.state == _HEADER:
+                    missing = 6 - buffered  # the rest of a PDU header at least
+                else:
+                    missing = d.pdv_remaining + d.pdu_remaining
                 d.reset()
                 out.append(
                     self._unframed(
@@ -404,8 +413,8 @@ class DicomDissector(Dissector):
                         ts,
                         frame,
                         {"buffered_bytes": buffered},
-                        f"flow ended inside a PDU ({buffered} bytes buffered, at least "
-                        f"{missing} more were announced)",
+                        f"flow ended inside a PDU ({buffered} bytes buffered, "
+                        f"{missing} more bytes expected at least)",
                     )
                 )
         return out

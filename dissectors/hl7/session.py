@@ -335,6 +335,9 @@ class Hl7Dissector(Dissector):
         for to_server in (True, False):
             d = self._directions[to_server]
             self._frame(d, to_server, ts, frame, out, closing=True)
+            if d.start < 0:
+                # A few bytes held back as the possible start of a bare "MSH|".
+                d.skipped += len(d.buf.strip(b"\r\n \t\x00"))
             if d.skipped:
                 out.append(self._skipped(d, to_server, ts, frame))
             if d.start >= 0:

@@ -110,6 +110,14 @@ def test_deviations_split_several_lf_no_end() -> None:
     assert "mllp_end_block_missing" in [f.code for f in cut.findings]
 
 
+def test_partial_bare_header_at_the_end_is_reported() -> None:
+    dissector = new()
+    out = dissector.feed(build_frame(ACK) + b"MS", True, 1.0, 1)
+    out += dissector.close(1.0, 2)
+    assert [m.status.state for m in out] == ["exception", "malformed"]
+    assert out[1].fields == {"skipped_bytes": 2}
+
+
 def test_start_block_closes_a_message_without_end_bytes() -> None:
     messages = new().feed(b"\x0b" + ADT + build_frame(ACK), True, 1.0, 1)
     assert [m.service for m in messages] == ["adt_a04", "ack_a04"]
