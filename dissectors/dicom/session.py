@@ -666,6 +666,9 @@ class DicomDissector(Dissector):
                 if awaiting is not None and originates:
                     identity.update(found)
                     identity["role"] = "modality"
+                    # The generic names every protocol's inventory columns read.
+                    if "manufacturer" in found:
+                        identity["vendor"] = found["manufacturer"]
         return Message(
             ts,
             frame,

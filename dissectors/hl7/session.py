@@ -594,6 +594,8 @@ class Hl7Dissector(Dissector):
             identity["software_version"] = software[0][
                 "software_certified_version_or_release_number"
             ]
+            # The generic name every protocol's inventory column reads.
+            identity["vendor"] = identity["software_vendor"]
         identity = {k: v for k, v in identity.items() if v}
         return Message(
             ts,

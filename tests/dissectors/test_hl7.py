@@ -71,6 +71,7 @@ def test_msh_sft_and_redaction() -> None:
         "software_vendor": "Acme Health",
         "software_product": "Acme Interface Engine",
         "software_version": "4.2",
+        "vendor": "Acme Health",
     }
     dumped = json.dumps(message.to_dict())
     assert "SECRET-ID-4711" not in dumped and "JANE" not in dumped
