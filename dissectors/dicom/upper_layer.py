@@ -344,5 +344,10 @@ def decode_fixed(pdu: bytes) -> Decoded:
         fields["source"] = parsed.source
         fields["source_name"] = ABORT_SOURCES.get(parsed.source, "unknown")
         fields["reason_diag"] = parsed.reason_diag
-        fields["reason_name"] = ABORT_REASONS.get(parsed.reason_diag, "reserved")
+        # The reason is the provider's; a service user's abort carries none.
+        if parsed.source == 2:
+            reason = ABORT_REASONS.get(parsed.reason_diag, "reserved")
+        else:
+            reason = "not_significant"
+        fields["reason_name"] = reason
     return fields, (), None
