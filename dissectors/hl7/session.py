@@ -135,6 +135,102 @@ def _component(segment: Any, index: int, component: int, encoding: str) -> str:
     return parts[component] if component < len(parts) else ""
 
 
+def _framing_findings(start_block: bool, end_block: str) -> list[Finding]:
+    found = []
+    if not start_block:
+        found.append(
+            Finding("mllp_start_block_missing", "message sent without 0x0b start block")
+        )
+    if end_block == "missing":
+        found.append(
+            Finding("mllp_end_block_missing", "message not closed by 0x1c 0x0d")
+        )
+    elif end_block == "1c":
+        found.append(
+            Finding("mllp_end_block_without_cr", "end block 0x1c without a CR after it")
+        )
+    return found
+
+
+def _segment_terminator(text: str) -> str:
+    """``CR``, ``LF``, ``CRLF``, ``mixed`` or ``none`` (a single segment)."""
+    bare = text.replace("\r\n", "")
+    kinds = [
+        name
+        for name, present in (
+            ("CRLF", "\r\n" in text),
+            ("CR", "\r" in bare),
+            ("LF", "\n" in bare),
+        )
+        if present
+    ]
+    if not kinds:
+        return "none"
+    return kinds[0] if len(kinds) == 1 else "mixed"
+
+
+def _header_fields(fields: dict[str, Any], msh: list[str], separator: str) -> None:
+    """MSH into ``fields``: separators, routing, type, control id, version."""
+    encoding = _field(msh, 2)
+    fields["field_separator"] = separator
+    fields["encoding_characters"] = encoding
+    # MSH-2 names, in order, the component, repetition, escape and
+    # subcomponent separators, and from v2.7 the truncation character.
+    names = ("component", "repetition", "escape", "subcomponent", "truncation")
+    fields["separators"] = {"field": separator, **dict(zip(names, encoding[:5]))}
+    for key, index in (
+        ("sending_application", 3),
+        ("sending_facility", 4),
+        ("receiving_application", 5),
+        ("receiving_facility", 6),
+        ("date_time_of_message", 7),
+        ("message_control_id", 10),
+        ("processing_id", 11),
+        ("version_id", 12),
+        ("character_set", 18),
+    ):
+        fields[key] = _field(msh, index)
+    fields["message_type"] = _component(msh, 9, 0, encoding)
+    fields["trigger_event"] = _component(msh, 9, 1, encoding)
+    fields["message_structure"] = _component(msh, 9, 2, encoding)
+    fields["message_family"] = FAMILIES.get(fields["message_type"], "other")
+
+
+def _software(segments: list[list[str]], encoding: str) -> list[dict[str, str]]:
+    """Each SFT segment's vendor, version, product and binary id."""
+    return [
+        {
+            "software_vendor_organization": _component(sft, 1, 0, encoding),
+            "software_certified_version_or_release_number": _field(sft, 2),
+            "software_product_name": _field(sft, 3),
+            "software_binary_id": _field(sft, 4),
+        }
+        for sft in segments
+    ]
+
+
+def _identity(
+    fields: dict[str, Any], software: list[dict[str, str]], is_ack: bool
+) -> dict[str, Any]:
+    """What the message says of its sender."""
+    identity = {
+        "role": "HL7 receiver" if is_ack else "HL7 sender",
+        "application": fields["sending_application"],
+        "facility": fields["sending_facility"],
+        "hl7_version": fields["version_id"],
+    }
+    if software:
+        first = software[0]
+        identity["software_vendor"] = first["software_vendor_organization"]
+        identity["software_product"] = first["software_product_name"]
+        identity["software_version"] = first[
+            "software_certified_version_or_release_number"
+        ]
+        # The generic name every protocol's inventory column reads.
+        identity["vendor"] = identity["software_vendor"]
+    return {k: v for k, v in identity.items() if v}
+
+
 class _Direction:
     __slots__ = ("buf", "start", "scan", "skipped")
 
@@ -365,38 +461,10 @@ class Hl7Dissector(Dissector):
         start_block: bool,
         end_block: str,
     ) -> Message:
-        src, dst = self.endpoints(to_server)
-        findings: list[Finding] = []
-        if not start_block:
-            findings.append(
-                Finding(
-                    "mllp_start_block_missing",
-                    "message sent without the 0x0b start block",
-                )
-            )
-        if end_block != "1c0d":
-            findings.append(
-                Finding(
-                    "mllp_end_block_"
-                    + ("missing" if end_block == "missing" else "without_cr"),
-                    "message not closed by 0x1c 0x0d"
-                    if end_block == "missing"
-                    else "end block 0x1c not followed by a carriage return",
-                )
-            )
+        """Decode the bytes between the MLLP blocks of one message."""
+        findings = _framing_findings(start_block, end_block)
         text = _text(raw)
-        has_crlf = "\r\n" in text
-        bare = text.replace("\r\n", "")
-        kinds = [
-            name
-            for name, present in (
-                ("CRLF", has_crlf),
-                ("CR", "\r" in bare),
-                ("LF", "\n" in bare),
-            )
-            if present
-        ]
-        terminator = kinds[0] if len(kinds) == 1 else ("none" if not kinds else "mixed")
+        terminator = _segment_terminator(text)
         lines = [
             line
             for line in text.replace("\r\n", "\r").replace("\n", "\r").split("\r")
@@ -409,19 +477,16 @@ class Hl7Dissector(Dissector):
         }
         if terminator not in ("CR", "none"):
             findings.append(
-                Finding(
-                    "segment_terminator_not_cr",
-                    f"segments end with {terminator}, not CR",
-                )
+                Finding("segment_terminator_not_cr", f"segments end with {terminator}")
             )
         if len(lines) > MAX_SEGMENTS:
             lines = lines[:MAX_SEGMENTS]
             findings.append(
-                Finding(
-                    "segments_truncated",
-                    f"only the first {MAX_SEGMENTS} segments are read",
-                )
+                Finding("segments_truncated", f"only {MAX_SEGMENTS} segments are read")
             )
+        fields["segments"] = [line[:3] for line in lines]
+        default_kind = "request" if to_server else "response"
+
         # Limitation: a batch (FHS/BHS with several MSH in one frame) gives one
         # message, decoded from its first MSH; the later messages show only
         # in the segment list. Cutting the batch at each MSH would lift it.
@@ -429,32 +494,55 @@ class Hl7Dissector(Dissector):
             (i for i, line in enumerate(lines) if line.startswith("MSH")), -1
         )
         if msh_index < 0 or len(lines[msh_index]) < 8:
-            fields["segments"] = [line[:3] for line in lines]
-            return Message(
-                ts,
-                frame,
-                self._flow_id,
-                src,
-                dst,
-                PROTOCOL,
-                "request" if to_server else "response",
-                "unknown",
-                None,
-                "other",
-                (),
-                fields,
-                {},
-                malformed("no MSH segment"),
-                tuple(findings),
-            )
+            return self._build(
+                to_server, ts, frame, default_kind, "unknown", "other", fields, {},
+                malformed("no MSH segment"), findings,
+            )  # fmt: skip
 
-        ids = [line[:3] for line in lines]
-        fields["segments"] = ids
         counts: dict[str, int] = {}
-        for segment_id in ids:
+        for segment_id in fields["segments"]:
             counts[segment_id] = counts.get(segment_id, 0) + 1
         fields["segment_counts"] = counts
         separator = lines[msh_index][3]
+        try:
+            by_id, detail = self._segments(lines, msh_index, separator)
+        except Exception as exc:  # noqa: BLE001  (the library on hostile text)
+            reason = f"hl7 could not parse the message: {type(exc).__name__}"
+            return self._build(
+                to_server, ts, frame, default_kind, "unknown", "other", fields, {},
+                malformed(reason), findings,
+            )  # fmt: skip
+        fields["segment_fields"] = detail
+        fields["redacted_segments"] = sum(1 for item in detail if item.get("redacted"))
+
+        _header_fields(fields, by_id["MSH"][0], separator)
+        software = _software(by_id.get("SFT", []), fields["encoding_characters"])
+        if software:
+            fields["software"] = software
+        action = FAMILY_ACTIONS.get(fields["message_family"], "other")
+        status = STATUS_OK
+        msa = by_id.get("MSA", [None])[0]
+        if msa is not None:
+            action, status = self._acknowledgement(fields, msa, action)
+        else:
+            pending = self._pending
+            if len(pending) >= MAX_PENDING:
+                del pending[next(iter(pending))]
+            pending[fields["message_control_id"]] = action
+        is_ack = msa is not None or fields["message_type"] in ("ACK", "MCF")
+        parts = (fields["message_type"], fields["trigger_event"])
+        service = "_".join(p for p in parts if p).lower() or "unknown"
+        identity = _identity(fields, software, is_ack)
+        kind = "response" if is_ack else "request"
+        return self._build(
+            to_server, ts, frame, kind, service, action, fields, identity, status,
+            findings,
+        )  # fmt: skip
+
+    def _segments(
+        self, lines: list[str], msh_index: int, separator: str
+    ) -> tuple[dict[str, list[list[str]]], list[dict[str, Any]]]:
+        """Decoded segments by id, and the per-segment detail with redactions."""
         decoded_lines = [
             line
             for line in lines[msh_index:]
@@ -462,158 +550,68 @@ class Hl7Dissector(Dissector):
         ]
         split = split_fields_fast(decoded_lines, separator)
         if split is None:
-            try:
-                split = split_fields_with_library(decoded_lines)
-            except Exception as exc:  # noqa: BLE001  (the library on hostile text)
-                return Message(
-                    ts,
-                    frame,
-                    self._flow_id,
-                    src,
-                    dst,
-                    PROTOCOL,
-                    "request" if to_server else "response",
-                    "unknown",
-                    None,
-                    "other",
-                    (),
-                    fields,
-                    {},
-                    malformed(f"hl7 could not parse the message: {type(exc).__name__}"),
-                    tuple(findings),
-                )
-        by_id: dict[str, list] = {}
-        detail = []
-        parsed_iter = iter(split)
+            split = split_fields_with_library(decoded_lines)
+        by_id: dict[str, list[list[str]]] = {}
+        detail: list[dict[str, Any]] = []
+        decoded = iter(split)
         for index, line in enumerate(lines):
             segment_id = line[:3]
-            if segment_id in CONTROL_SEGMENTS or self._keep:
-                if index < msh_index:
-                    # Batch headers before the MSH: split by hand, same separator.
-                    detail.append(
-                        {"segment": segment_id, "fields": line.split(separator)[1:]}
-                    )
-                    continue
-                segment = next(parsed_iter, None)
-                if segment is None:
-                    continue
-                by_id.setdefault(segment_id, []).append(segment)
-                detail.append({"segment": segment_id, "fields": segment[1:]})
-            else:
+            if not (self._keep or segment_id in CONTROL_SEGMENTS):
+                field_count = line.count(separator)
                 detail.append(
                     {
                         "segment": segment_id,
                         "redacted": True,
-                        "field_count": line.count(separator),
+                        "field_count": field_count,
                     }
                 )
-        fields["segment_fields"] = detail
-        redacted = sum(1 for item in detail if item.get("redacted"))
-        fields["redacted_segments"] = redacted
-
-        msh = by_id["MSH"][0]
-        fields["field_separator"] = separator
-        encoding = _field(msh, 2)
-        fields["encoding_characters"] = encoding
-        # MSH-2 names, in order, the component, repetition, escape and
-        # subcomponent separators, and from v2.7 the truncation character.
-        fields["separators"] = {
-            "field": separator,
-            **dict(
-                zip(
-                    ("component", "repetition", "escape", "subcomponent", "truncation"),
-                    encoding[:5],
+                continue
+            if index < msh_index:
+                # Batch headers before the MSH: split by hand, same separator.
+                detail.append(
+                    {"segment": segment_id, "fields": line.split(separator)[1:]}
                 )
-            ),
-        }
-        for key, index in (
-            ("sending_application", 3),
-            ("sending_facility", 4),
-            ("receiving_application", 5),
-            ("receiving_facility", 6),
-            ("date_time_of_message", 7),
-            ("message_control_id", 10),
-            ("processing_id", 11),
-            ("version_id", 12),
-            ("character_set", 18),
-        ):
-            fields[key] = _field(msh, index)
-        message_type = _component(msh, 9, 0, encoding)
-        trigger = _component(msh, 9, 1, encoding)
-        fields["message_type"] = message_type
-        fields["trigger_event"] = trigger
-        fields["message_structure"] = _component(msh, 9, 2, encoding)
-        family = FAMILIES.get(message_type, "other")
-        fields["message_family"] = family
+                continue
+            segment = next(decoded, None)
+            if segment is not None:
+                by_id.setdefault(segment_id, []).append(segment)
+                detail.append({"segment": segment_id, "fields": segment[1:]})
+        return by_id, detail
 
-        software = []
-        for sft in by_id.get("SFT", []):
-            software.append(
-                {
-                    "software_vendor_organization": _component(sft, 1, 0, encoding),
-                    "software_certified_version_or_release_number": _field(sft, 2),
-                    "software_product_name": _field(sft, 3),
-                    "software_binary_id": _field(sft, 4),
-                }
-            )
-        if software:
-            fields["software"] = software
-
+    def _acknowledgement(
+        self, fields: dict[str, Any], msa: list[str], action: str
+    ) -> tuple[str, Status]:
+        """Read MSA into ``fields``; the action of the acknowledged message, status."""
+        code = _field(msa, 1)
+        acknowledged = _field(msa, 2)
+        fields["acknowledgment_code"] = code
+        fields["acknowledgment_name"] = ACKNOWLEDGMENT_CODES.get(code, "unknown")
+        fields["acknowledged_control_id"] = acknowledged
+        asked = self._pending.pop(acknowledged, None)
+        fields["matched"] = asked is not None
         status = STATUS_OK
-        msa = by_id.get("MSA", [None])[0]
-        is_ack = msa is not None or message_type in ("ACK", "MCF")
-        action = FAMILY_ACTIONS.get(family, "other")
-        if msa is not None:
-            code = _field(msa, 1)
-            acknowledged = _field(msa, 2)
-            fields["acknowledgment_code"] = code
-            fields["acknowledgment_name"] = ACKNOWLEDGMENT_CODES.get(code, "unknown")
-            fields["acknowledged_control_id"] = acknowledged
-            asked = self._pending.pop(acknowledged, None)
-            fields["matched"] = asked is not None
-            if asked is not None:
-                action = asked
-            if code in NEGATIVE_ACKNOWLEDGMENTS:
-                status = Status("exception", None, ACKNOWLEDGMENT_CODES[code])
-        else:
-            pending = self._pending
-            if len(pending) >= MAX_PENDING:
-                del pending[next(iter(pending))]
-            pending[fields["message_control_id"]] = action
+        if code in NEGATIVE_ACKNOWLEDGMENTS:
+            status = Status("exception", None, ACKNOWLEDGMENT_CODES[code])
+        return (asked if asked is not None else action), status
 
-        service = "_".join(p for p in (message_type, trigger) if p).lower() or "unknown"
-        identity: dict[str, Any] = {
-            "role": "HL7 receiver" if is_ack else "HL7 sender",
-            "application": fields["sending_application"],
-            "facility": fields["sending_facility"],
-            "hl7_version": fields["version_id"],
-        }
-        if software:
-            identity["software_vendor"] = software[0]["software_vendor_organization"]
-            identity["software_product"] = software[0]["software_product_name"]
-            identity["software_version"] = software[0][
-                "software_certified_version_or_release_number"
-            ]
-            # The generic name every protocol's inventory column reads.
-            identity["vendor"] = identity["software_vendor"]
-        identity = {k: v for k, v in identity.items() if v}
+    def _build(
+        self,
+        to_server: bool,
+        ts: float,
+        frame: int,
+        kind: str,
+        service: str,
+        action: str,
+        fields: dict[str, Any],
+        identity: dict[str, Any],
+        status: Status,
+        findings: list[Finding],
+    ) -> Message:
+        src, dst = self.endpoints(to_server)
         return Message(
-            ts,
-            frame,
-            self._flow_id,
-            src,
-            dst,
-            PROTOCOL,
-            "response" if is_ack else "request",
-            service,
-            None,
-            action,
-            (),
-            fields,
-            identity,
-            status,
-            tuple(findings),
-        )
+            ts, frame, self._flow_id, src, dst, PROTOCOL, kind, service, None, action,
+            (), fields, identity, status, tuple(findings),
+        )  # fmt: skip
 
     def _skipped(
         self, d: _Direction, to_server: bool, ts: float, frame: int
