@@ -494,7 +494,6 @@ class DicomDissector(Dissector):
     def _command(
         self, d: _Direction, assembly: _Assembly, to_server: bool, ts: float, frame: int
     ) -> Message:
-        src, dst = self.endpoints(to_server)
         base = {
             "pdu_type": 4,
             "pdu_length": d.pdu_length,
@@ -502,48 +501,19 @@ class DicomDissector(Dissector):
             "fragments": assembly.fragments,
             "size": assembly.size,
         }
-        kind = "request" if to_server else "response"
         if assembly.size > MAX_COMMAND_SET:
-            return Message(
-                ts,
-                frame,
-                self._flow_id,
-                src,
-                dst,
-                PROTOCOL,
-                kind,
-                "unknown",
-                None,
-                "other",
-                (),
-                base,
-                {},
-                malformed(
-                    f"command set of {assembly.size} bytes exceeds the "
-                    f"{MAX_COMMAND_SET}-byte limit"
-                ),
+            reason = (
+                f"command set of {assembly.size} bytes exceeds the "
+                f"{MAX_COMMAND_SET}-byte limit"
             )
+            return self._unframed(to_server, ts, frame, base, reason)
         fields, problem = decode_command_set(bytes(assembly.buffer))
         fields = {**base, **fields}
         code = fields.get("command_field")
         if problem is not None or not isinstance(code, int):
             d.awaiting = None
-            return Message(
-                ts,
-                frame,
-                self._flow_id,
-                src,
-                dst,
-                PROTOCOL,
-                kind,
-                "unknown",
-                None,
-                "other",
-                (),
-                fields,
-                {},
-                malformed(problem or "no command field"),
-            )
+            reason = problem or "no command field"
+            return self._unframed(to_server, ts, frame, fields, reason)
         is_response = bool(code & RESPONSE_BIT) and code != 0x0FFF
         kind = "response" if is_response else "request"
         operation, action = _OPERATIONS.get(code & ~RESPONSE_BIT, ("other", "other"))
@@ -569,22 +539,10 @@ class DicomDissector(Dissector):
         category = fields.get("status_category")
         if category in ("failure", "cancel"):
             status = Status("exception", fields["status"], fields["status_name"])
-        return Message(
-            ts,
-            frame,
-            self._flow_id,
-            src,
-            dst,
-            PROTOCOL,
-            kind,
-            command_name(code),
-            code,
-            action,
-            (),
-            fields,
-            identity,
-            status,
-        )
+        return self._build(
+            to_server, ts, frame, kind, command_name(code), code, action, fields,
+            identity, status,
+        )  # fmt: skip
 
     def _role(self, code: int, to_server: bool, fields: dict[str, Any]) -> str | None:
         from_requestor = to_server == self._requestor_to_server
@@ -610,7 +568,6 @@ class DicomDissector(Dissector):
     def _data_set(
         self, d: _Direction, assembly: _Assembly, to_server: bool, ts: float, frame: int
     ) -> Message:
-        src, dst = self.endpoints(to_server)
         fields: dict[str, Any] = {
             "pdu_type": 4,
             "pdu_length": d.pdu_length,
@@ -669,23 +626,10 @@ class DicomDissector(Dissector):
                     # The generic names every protocol's inventory columns read.
                     if "manufacturer" in found:
                         identity["vendor"] = found["manufacturer"]
-        return Message(
-            ts,
-            frame,
-            self._flow_id,
-            src,
-            dst,
-            PROTOCOL,
-            kind,
-            service,
-            code,
-            action,
-            (),
-            fields,
-            identity,
-            STATUS_OK,
-            findings,
-        )
+        return self._build(
+            to_server, ts, frame, kind, service, code, action, fields, identity,
+            STATUS_OK, findings,
+        )  # fmt: skip
 
     # -- association-control PDUs --------------------------------------------
 
@@ -693,7 +637,6 @@ class DicomDissector(Dissector):
         self, pdu: bytes, to_server: bool, ts: float, frame: int
     ) -> Message:
         pdu_type = pdu[0]
-        src, dst = self.endpoints(to_server)
         service, kind = _PDU_SERVICES[pdu_type]
         if kind is None:
             kind = "request" if to_server else "response"
@@ -713,23 +656,10 @@ class DicomDissector(Dissector):
             status = Status("exception", fields["reason_diag"], fields["reason_name"])
         else:
             status = STATUS_OK
-        return Message(
-            ts,
-            frame,
-            self._flow_id,
-            src,
-            dst,
-            PROTOCOL,
-            kind,
-            service,
-            pdu_type,
-            "session",
-            (),
-            fields,
-            identity,
-            status,
-            findings,
-        )
+        return self._build(
+            to_server, ts, frame, kind, service, pdu_type, "session", fields, identity,
+            status, findings,
+        )  # fmt: skip
 
     def _learn_association(
         self, fields: dict[str, Any], to_server: bool, is_rq: bool
@@ -767,6 +697,26 @@ class DicomDissector(Dissector):
             identity["implementation"] = toolkit
         return {k: v for k, v in identity.items() if v}
 
+    def _build(
+        self,
+        to_server: bool,
+        ts: float,
+        frame: int,
+        kind: str,
+        service: str,
+        code: int | None,
+        action: str,
+        fields: dict[str, Any],
+        identity: dict[str, Any],
+        status: Status,
+        findings: tuple[Finding, ...] = (),
+    ) -> Message:
+        src, dst = self.endpoints(to_server)
+        return Message(
+            ts, frame, self._flow_id, src, dst, PROTOCOL, kind, service, code, action,
+            (), fields, identity, status, findings,
+        )  # fmt: skip
+
     # -- bytes that are not a PDU ------------------------------------------
 
     def _skipped_message(
@@ -792,22 +742,8 @@ class DicomDissector(Dissector):
         reason: str,
         findings: tuple[Finding, ...] = (),
     ) -> Message:
-        src, dst = self.endpoints(to_server)
         kind = "request" if to_server else "response"
-        return Message(
-            ts,
-            frame,
-            self._flow_id,
-            src,
-            dst,
-            PROTOCOL,
-            kind,
-            "unknown",
-            None,
-            "other",
-            (),
-            fields,
-            {},
-            malformed(reason),
-            findings,
-        )
+        return self._build(
+            to_server, ts, frame, kind, "unknown", None, "other", fields, {},
+            malformed(reason), findings,
+        )  # fmt: skip
