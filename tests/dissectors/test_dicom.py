@@ -455,3 +455,27 @@ def test_lengths_near_2_32_and_item_lengths_stay_bounded(pdus, item_length) -> N
     finally:
         tracemalloc.stop()
     assert peak < 4 << 20, f"{peak} bytes allocated for a {len(stream)}-byte stream"
+
+
+_HOSTILE_ELEMENT = st.tuples(
+    st.sampled_from([0x0008, 0x0010, 0x0018, 0xFFFE, 0x0000]),
+    st.sampled_from([0x0060, 0x0070, 0x1090, 0xE000, 0xE00D, 0xE0DD, 0x0100]),
+    st.sampled_from([0, 1, 4, 0xFFFFFFFF, 0xFFFFFFF0, 8]),
+    st.binary(max_size=12),
+).map(lambda e: struct.pack("<HHI", e[0], e[1], e[2]) + e[3])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(_HOSTILE_ELEMENT, max_size=12).map(b"".join),
+    st.sampled_from(
+        [None, "1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"]
+    ),
+)
+def test_device_elements_and_command_sets_on_hostile_bytes(data, syntax) -> None:
+    started = time.monotonic()
+    found, problem = device_tags(data, syntax)
+    assert isinstance(found, dict) and (problem is None or isinstance(problem, str))
+    fields, problem = dicom_session.decode_command_set(data)
+    assert isinstance(fields, dict)
+    assert time.monotonic() - started < 2
