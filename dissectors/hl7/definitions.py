@@ -29,6 +29,12 @@ CONTROL_SEGMENTS = frozenset(
     {"MSH", "SFT", "MSA", "ERR", "EVN", "QAK", "DSC", "FHS", "FTS", "BHS", "BTS"}
 )
 
+# Free-text fields of the control segments, where a sender may write anything,
+# a patient's name included: MSA-3 text message, ERR-7 diagnostic information,
+# ERR-8 user message, EVN-5 operator id (a person). Blanked unless patient
+# data is kept; ``redacted_fields`` lists the ones that had a value.
+FREE_TEXT_FIELDS = {"MSA": (3,), "ERR": (7, 8), "EVN": (5,)}
+
 ACKNOWLEDGMENT_CODES = {
     "AA": "application_accept",
     "AE": "application_error",

@@ -32,6 +32,7 @@ from dissectors.hl7.definitions import (
     END_BLOCK,
     FAMILIES,
     FAMILY_ACTIONS,
+    FREE_TEXT_FIELDS,
     NEGATIVE_ACKNOWLEDGMENTS,
     START_BLOCK,
 )
@@ -573,9 +574,22 @@ class Hl7Dissector(Dissector):
                 )
                 continue
             segment = next(decoded, None)
-            if segment is not None:
-                by_id.setdefault(segment_id, []).append(segment)
-                detail.append({"segment": segment_id, "fields": segment[1:]})
+            if segment is None:
+                continue
+            item: dict[str, Any] = {"segment": segment_id}
+            blanked = [
+                n
+                for n in FREE_TEXT_FIELDS.get(segment_id, ())
+                if not self._keep and n < len(segment) and segment[n]
+            ]
+            if blanked:
+                segment = [
+                    "" if n in blanked else value for n, value in enumerate(segment)
+                ]
+                item["redacted_fields"] = blanked
+            item["fields"] = segment[1:]
+            by_id.setdefault(segment_id, []).append(segment)
+            detail.append(item)
         return by_id, detail
 
     def _acknowledgement(

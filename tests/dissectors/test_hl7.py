@@ -91,6 +91,13 @@ def test_negative_acknowledgement_matches_request() -> None:
     assert ack.fields["acknowledgment_code"] == "AE" and ack.fields["matched"]
     assert ack.status.state == "exception" and ack.status.name == "application_error"
     assert ack.identity["role"] == "HL7 receiver"
+    # MSA-3 is free text, which may name a patient: blanked by default.
+    msa = ack.fields["segment_fields"][1]
+    assert msa == {
+        "segment": "MSA",
+        "redacted_fields": [3],
+        "fields": ["AE", "CTRL-9", ""],
+    }
 
 
 def test_deviations_split_several_lf_no_end() -> None:
