@@ -226,7 +226,14 @@ def _summary_columns(asset: dict[str, Any]) -> dict[str, str]:
         "unit_ids": ",".join(str(u) for u in unit_ids),
         "vendor": str(summary.get("vendor", "")),
         "product": str(product),
-        "revision": str(summary.get("revision", "")),
+        # Protocols name a revision as the standard does: "revision" (Modbus
+        # MajorMinorRevision), "software_revision" (SECS SOFTREV), "firmware".
+        "revision": str(
+            summary.get("revision")
+            or summary.get("software_revision")
+            or summary.get("firmware")
+            or ""
+        ),
         "peers": str(len({p["ip"] for p in asset["peers"]})),
     }
 
