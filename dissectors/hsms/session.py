@@ -139,7 +139,8 @@ def looks_like_hsms(data: bytes) -> bool:
     other than 0 and carry the W-bit only on a primary (odd function), and a
     message present whole must hold exactly one well-formed SECS-II item (or
     none). A first message cut short must show at least its first item's
-    header, which must fit in the declared length. Up to 8 messages are
+    header: an array must fill the declared text exactly, a list must have
+    room for its items and start with a known format byte. Up to 8 messages are
     checked. This turns away TLS, TPKT (S7, MMS), DNP3, HTTP and Modbus/TCP,
     whose first four bytes are not a big-endian length of 10 to 16 MiB, or
     whose following bytes break the header rules.
@@ -177,7 +178,9 @@ def looks_like_hsms(data: bytes) -> bool:
 
 
 def _plausible_partial_text(data: bytes, start: int, end: int) -> bool:
-    # The first item's header must be present and fit in the declared text.
+    # The text is one item, so a top item that is not a list must fill the
+    # declared text exactly; a list must have room for its items, and its
+    # first item (if present) must start with a known format byte.
     if len(data) <= start:
         return False
     length_bytes = data[start] & 3
@@ -185,9 +188,14 @@ def _plausible_partial_text(data: bytes, start: int, end: int) -> bool:
     if len(data) < header_end:
         return False
     length = int.from_bytes(data[start + 1 : header_end], "big")
-    if data[start] >> 2 == 0:
-        return length * 2 <= end - header_end
-    return header_end + length <= end
+    if data[start] >> 2:
+        return header_end + length == end
+    if not length or length * 2 > end - header_end:
+        return False
+    if len(data) > header_end:
+        first = data[header_end]
+        return bool(first & 3) and first >> 2 in _FORMAT_CODES
+    return True
 
 
 def sender_is_client(data: bytes) -> bool | None:
