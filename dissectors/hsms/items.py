@@ -83,7 +83,12 @@ def decode_item(
     start = pos + 1 + length_bytes
     if start > end:
         raise ItemError("item length runs past the message", pos)
-    length = int.from_bytes(buf[pos + 1 : start], "big")
+    if length_bytes == 1:
+        length = buf[pos + 1]
+    elif length_bytes == 2:
+        length = buf[pos + 1] << 8 | buf[pos + 2]
+    else:
+        length = buf[pos + 1] << 16 | buf[pos + 2] << 8 | buf[pos + 3]
 
     if code == 0:
         # Each child takes at least two bytes, so a count beyond that is a lie
@@ -97,7 +102,7 @@ def decode_item(
             child, at = decode_item(buf, at, end, depth + 1)
             append(child)
         item: dict[str, Any] = {"type": "L", "value": children}
-        if length_bytes != least_length_bytes(length):
+        if length_bytes > 1 and length_bytes != least_length_bytes(length):
             item["length_bytes"] = length_bytes
         return item, at
 
@@ -128,7 +133,7 @@ def decode_item(
             codec = C2_ENCODINGS.get(encoding)
             if codec is not None:
                 item["text"] = data[2:].decode(codec, errors="replace")
-    if length_bytes != least_length_bytes(length):
+    if length_bytes > 1 and length_bytes != least_length_bytes(length):
         item["length_bytes"] = length_bytes
     return item, stop
 
@@ -170,21 +175,27 @@ def to_sml(item: dict[str, Any] | None, indent: int = 0) -> str:
     if kind in ("A", "J"):
         return f"{pad}<{kind} {_quote(value)}>"
     if kind in ("B", "C2"):
-        octets = [f"0x{value[i:i + 2]}" for i in range(0, len(value), 2)]
         if kind == "C2" and "text" in item:
             return f"{pad}<C2 {_quote(item['text'])}>"
-        return f"{pad}<{kind}{_elements(octets)}>"
+        shown = value[: 2 * SML_MAX_ELEMENTS]
+        octets = [f"0x{shown[i:i + 2]}" for i in range(0, len(shown), 2)]
+        return f"{pad}<{kind}{_elements(octets, len(value) // 2)}>"
+    shown = value[:SML_MAX_ELEMENTS]
     if kind == "BOOLEAN":
-        return f"{pad}<BOOLEAN{_elements(['TRUE' if v else 'FALSE' for v in value])}>"
-    return f"{pad}<{kind}{_elements([repr(v) if isinstance(v, float) else str(v) for v in value])}>"
+        words = ["TRUE" if v else "FALSE" for v in shown]
+    elif kind[0] == "F":
+        words = [repr(v) for v in shown]
+    else:
+        words = [str(v) for v in shown]
+    return f"{pad}<{kind}{_elements(words, len(value))}>"
 
 
-def _elements(words: list[str]) -> str:
+def _elements(words: list[str], count: int) -> str:
+    # ``words`` holds at most SML_MAX_ELEMENTS of the ``count`` elements.
     if not words:
         return ""
-    if len(words) > SML_MAX_ELEMENTS:
-        shown = " ".join(words[:SML_MAX_ELEMENTS])
-        return f" {shown} ...({len(words)} in all)"
+    if count > len(words):
+        return f" {' '.join(words)} ...({count} in all)"
     return " " + " ".join(words)
 
 

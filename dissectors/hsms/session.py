@@ -402,6 +402,12 @@ _REFUSALS = {
     "ackc10": ({0}, {1: "message will not be displayed", 2: "terminal not available"}),
 }  # fmt: skip
 
+# Replies whose item carries one of those codes.
+_ACKNOWLEDGES = frozenset(
+    {(1, 14), (2, 16), (2, 42), (2, 50), (5, 2), (5, 4), (6, 12), (7, 4), (7, 18),
+     (10, 4)}
+)  # fmt: skip
+
 _TARGET_SPACES = {
     (1, 3): ("svids", "status_variables"),
     (1, 11): ("svids", "status_variables"),
@@ -619,7 +625,8 @@ class HsmsDissector(Dissector):
                     ),
                 )
             else:
-                status = _refusal(fields)
+                if (stream, function) in _ACKNOWLEDGES:
+                    status = _refusal(fields)
                 identity = _identity(stream, function, fields, session_id)
         if stream == 9 and function & 1:
             findings += (Finding("secs_error", f"{service}: {fields['name']}"),)
