@@ -66,8 +66,9 @@ SV_VALUES = L(
     {"type": "I4", "value": [-70000]}, {"type": "I8", "value": [-(2**40)]},
     {"type": "U1", "value": [7]}, {"type": "U2", "value": [6000]},
     {"type": "U8", "value": [2**50]}, {"type": "BOOLEAN", "value": [True, False]},
-    {"type": "B", "value": "00ff10"}, A("ETCH-A"), {"type": "J", "value": "LOT"},
-    L(U4(1, 2, 3), A("")),
+    {"type": "B", "value": "00ff10"}, A("ETCH-A"), L(U4(1, 2, 3), A("")),
+    # Last, because tshark 4.0 decodes no JIS-8 item and stops at the first.
+    {"type": "J", "value": "LOT"},
 )  # fmt: skip
 
 

@@ -59,6 +59,9 @@ class Request(NamedTuple):
     layers: tuple[str, ...]
     display_filter: str
     preferences: tuple[tuple[str, str], ...] = ()
+    # "Decode As" rules (tshark -d), e.g. "tcp.port==5000,hsms", for
+    # dissectors that have no port preference of their own.
+    decode_as: tuple[str, ...] = ()
 
 
 class TsharkError(RuntimeError):
@@ -85,10 +88,12 @@ def request(
     layers: Iterable[str],
     display_filter: str,
     preferences: Mapping[str, str] | None = None,
+    decode_as: Iterable[str] = (),
 ) -> Request:
-    """Build a :class:`Request`; ``preferences`` are tshark ``-o`` settings."""
+    """Build a :class:`Request`; ``preferences`` are tshark ``-o`` settings and
+    ``decode_as`` its ``-d`` rules."""
     prefs = tuple(sorted((preferences or {}).items()))
-    return Request(os.fspath(path), tuple(layers), display_filter, prefs)
+    return Request(os.fspath(path), tuple(layers), display_filter, prefs, tuple(decode_as))
 
 
 def decode(req: Request) -> list[Frame]:
@@ -122,6 +127,8 @@ def _run(req: Request) -> list[Frame]:
     command += ["-J", " ".join(("frame", *req.layers))]
     for name, value in req.preferences:
         command += ["-o", f"{name}:{value}"]
+    for rule in req.decode_as:
+        command += ["-d", rule]
     done = subprocess.run(command, capture_output=True, check=False)
     if done.returncode != 0:
         message = done.stderr.decode(errors="replace").strip()
