@@ -164,22 +164,35 @@ def to_sml(item: dict[str, Any] | None, indent: int = 0) -> str:
     """Render a plain item as SML (``<L [2] <A "START"> ...>``), one item a line."""
     if item is None:
         return ""
-    pad = "  " * indent
+    lines: list[str] = []
+    _sml_lines(item, "  " * indent, lines)
+    return "\n".join(lines)
+
+
+def _sml_lines(item: dict[str, Any], pad: str, lines: list[str]) -> None:
     kind = item["type"]
     value = item["value"]
     if kind == "L":
         if not value:
-            return f"{pad}<L [0]>"
-        inner = "\n".join(to_sml(child, indent + 1) for child in value)
-        return f"{pad}<L [{len(value)}]\n{inner}\n{pad}>"
+            lines.append(f"{pad}<L [0]>")
+            return
+        lines.append(f"{pad}<L [{len(value)}]")
+        inner = pad + "  "
+        for child in value:
+            _sml_lines(child, inner, lines)
+        lines.append(f"{pad}>")
+        return
     if kind in ("A", "J"):
-        return f"{pad}<{kind} {_quote(value)}>"
+        lines.append(f"{pad}<{kind} {_quote(value)}>")
+        return
     if kind in ("B", "C2"):
         if kind == "C2" and "text" in item:
-            return f"{pad}<C2 {_quote(item['text'])}>"
+            lines.append(f"{pad}<C2 {_quote(item['text'])}>")
+            return
         shown = value[: 2 * SML_MAX_ELEMENTS]
         octets = [f"0x{shown[i:i + 2]}" for i in range(0, len(shown), 2)]
-        return f"{pad}<{kind}{_elements(octets, len(value) // 2)}>"
+        lines.append(f"{pad}<{kind}{_elements(octets, len(value) // 2)}>")
+        return
     shown = value[:SML_MAX_ELEMENTS]
     if kind == "BOOLEAN":
         words = ["TRUE" if v else "FALSE" for v in shown]
@@ -187,7 +200,7 @@ def to_sml(item: dict[str, Any] | None, indent: int = 0) -> str:
         words = [repr(v) for v in shown]
     else:
         words = [str(v) for v in shown]
-    return f"{pad}<{kind}{_elements(words, len(value))}>"
+    lines.append(f"{pad}<{kind}{_elements(words, len(value))}>")
 
 
 def _elements(words: list[str], count: int) -> str:
@@ -200,6 +213,9 @@ def _elements(words: list[str], count: int) -> str:
 
 
 def _quote(text: str) -> str:
+    if text.isprintable() and '"' not in text and "\\" not in text:
+        if len(text) <= 4 * SML_MAX_ELEMENTS:
+            return f'"{text}"'
     if len(text) > 4 * SML_MAX_ELEMENTS:
         text = text[: 4 * SML_MAX_ELEMENTS] + f"...({len(text)} characters in all)"
     escaped = text.replace("\\", "\\\\").replace('"', '\\"')
