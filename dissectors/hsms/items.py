@@ -45,6 +45,9 @@ _STRUCT_CODES = {
 _NUMERIC = {int(code): (ELEMENT_SIZE[code], ">" + fmt) for code, fmt in _STRUCT_CODES.items()}
 
 # C2 encoding codes whose text is decoded here (E5, 2-byte character items).
+# Limitation: only these two encodings get a ``text``; items in the others
+# (JIS, EUC, Big5...) keep their bytes as hex. Mapping the remaining E5
+# encoding codes to Python codecs would lift it.
 C2_ENCODINGS = {1: "utf-16-be", 2: "utf-8"}
 
 
