@@ -42,7 +42,11 @@ _STRUCT_CODES = {
     FormatCode.F8: "d", FormatCode.F4: "f", FormatCode.U8: "Q", FormatCode.U1: "B",
     FormatCode.U2: "H", FormatCode.U4: "I",
 }  # fmt: skip
-_NUMERIC = {int(code): (ELEMENT_SIZE[code], ">" + fmt) for code, fmt in _STRUCT_CODES.items()}
+_NUMERIC = {int(code): (ELEMENT_SIZE[code], fmt) for code, fmt in _STRUCT_CODES.items()}
+# Most arrays hold one element; their Structs are made once.
+_SINGLE = {code: struct.Struct(">" + fmt) for code, (_, fmt) in _NUMERIC.items()}
+_A, _B, _BOOLEAN, _J = (int(c) for c in (FormatCode.A, FormatCode.B, FormatCode.BOOLEAN,
+                                          FormatCode.J))
 
 # C2 encoding codes whose text is decoded here (E5, 2-byte character items).
 # Limitation: only these two encodings get a ``text``; items in the others
@@ -112,21 +116,27 @@ def decode_item(
     stop = start + length
     if stop > end:
         raise ItemError(f"{name} item of {length} bytes runs past the message", pos)
-    data = buf[start:stop]
     numeric = _NUMERIC.get(code)
     if numeric is not None:
         size, fmt = numeric
-        if length % size:
+        if length == size:
+            item = {"type": name, "value": list(_SINGLE[code].unpack_from(buf, start))}
+        elif length % size:
             raise ItemError(f"{name} item of {length} bytes, not a multiple of {size}", pos)
-        value: Any = list(struct.unpack(f">{length // size}{fmt[1]}", data))
-        item = {"type": name, "value": value}
-    elif code == FormatCode.A:
+        else:
+            value = list(struct.unpack_from(f">{length // size}{fmt}", buf, start))
+            item = {"type": name, "value": value}
+        if length_bytes > 1 and length_bytes != least_length_bytes(length):
+            item["length_bytes"] = length_bytes
+        return item, stop
+    data = buf[start:stop]
+    if code == _A:
         item = {"type": name, "value": data.decode("latin-1")}
-    elif code == FormatCode.B:
+    elif code == _B:
         item = {"type": name, "value": data.hex()}
-    elif code == FormatCode.BOOLEAN:
+    elif code == _BOOLEAN:
         item = {"type": name, "value": [b != 0 for b in data]}
-    elif code == FormatCode.J:
+    elif code == _J:
         item = {"type": name, "value": _jis8(data)}
     else:  # C2
         item = {"type": name, "value": data.hex()}
@@ -196,13 +206,14 @@ def _sml_lines(item: dict[str, Any], pad: str, lines: list[str]) -> None:
         octets = [f"0x{shown[i:i + 2]}" for i in range(0, len(shown), 2)]
         lines.append(f"{pad}<{kind}{_elements(octets, len(value) // 2)}>")
         return
-    shown = value[:SML_MAX_ELEMENTS]
     if kind == "BOOLEAN":
-        words = ["TRUE" if v else "FALSE" for v in shown]
-    elif kind[0] == "F":
-        words = [repr(v) for v in shown]
+        words = ["TRUE" if v else "FALSE" for v in value[:SML_MAX_ELEMENTS]]
+    elif len(value) == 1:  # the common case, written out
+        lines.append(f"{pad}<{kind} {value[0]}>")
+        return
     else:
-        words = [str(v) for v in shown]
+        # str() of a float is its shortest round-tripping form, as repr().
+        words = [str(v) for v in value[:SML_MAX_ELEMENTS]]
     lines.append(f"{pad}<{kind}{_elements(words, len(value))}>")
 
 
