@@ -1,4 +1,4 @@
-"""Write a synthetic, protocol-correct HSMS (SECS/GEM) capture of any length, for benchmarks.
+"""Write a synthetic, protocol-correct HSMS (SECS/GEM) capture of any length.
 
 Traffic model
 -------------
@@ -101,7 +101,9 @@ class Writer:
         header = header[:24] + struct.pack("!H", checksum) + header[26:]
         data = header + payload
         self.out.write(
-            RECORD.pack(self.clock // 1_000_000, self.clock % 1_000_000, len(data), len(data))
+            RECORD.pack(
+                self.clock // 1_000_000, self.clock % 1_000_000, len(data), len(data)
+            )
         )
         self.out.write(data)
         self.packets += 1
@@ -123,21 +125,35 @@ class Connection:
         sport, dport = (self.port, PORT) if to_tool else (PORT, self.port)
         for start in range(0, len(payload), MSS):
             piece = payload[start : start + MSS]
-            self.w.frame(src, dst, sport, dport, self.seq[to_tool], self.seq[not to_tool],
-                         PSH | ACK, piece)
+            self.w.frame(
+                src,
+                dst,
+                sport,
+                dport,
+                self.seq[to_tool],
+                self.seq[not to_tool],
+                PSH | ACK,
+                piece,
+            )
             self.seq[to_tool] += len(piece)
 
     def open(self) -> None:
         h, t = self.host, self.tool
         self.w.frame(h, t, self.port, PORT, self.seq[True] - 1, 0, SYN)
-        self.w.frame(t, h, PORT, self.port, self.seq[False] - 1, self.seq[True], SYN | ACK)
+        self.w.frame(
+            t, h, PORT, self.port, self.seq[False] - 1, self.seq[True], SYN | ACK
+        )
         self.w.frame(h, t, self.port, PORT, self.seq[True], self.seq[False], ACK)
 
     def close(self) -> None:
         h, t = self.host, self.tool
         self.w.frame(h, t, self.port, PORT, self.seq[True], self.seq[False], FIN | ACK)
-        self.w.frame(t, h, PORT, self.port, self.seq[False], self.seq[True] + 1, FIN | ACK)
-        self.w.frame(h, t, self.port, PORT, self.seq[True] + 1, self.seq[False] + 1, ACK)
+        self.w.frame(
+            t, h, PORT, self.port, self.seq[False], self.seq[True] + 1, FIN | ACK
+        )
+        self.w.frame(
+            h, t, self.port, PORT, self.seq[True] + 1, self.seq[False] + 1, ACK
+        )
 
     def next_system(self) -> int:
         self.system = (self.system + 1) & 0xFFFFFFFF
@@ -148,7 +164,9 @@ class Connection:
         self.send(to_tool, _data(stream, function, item, True, system))
         self.messages += 1
         if answered:
-            self.send(not to_tool, _data(stream, function + 1, reply_item, False, system))
+            self.send(
+                not to_tool, _data(stream, function + 1, reply_item, False, system)
+            )
             self.messages += 1
 
 
@@ -209,20 +227,33 @@ def _session(conn: Connection, rng: random.Random, stats: dict) -> None:
             event = L(U4(rng.randrange(1000)), U4(6001), L(L(U4(8001), L(A("W-0042")))))
             if rng.random() < 0.2:  # two reports in one segment, answered together
                 first, second = conn.next_system(), conn.next_system()
-                conn.send(False, _data(6, 11, event, True, first) + _data(6, 11, event, True, second))
-                conn.send(True, _data(6, 12, {"type": "B", "value": "00"}, False, first)
-                          + _data(6, 12, {"type": "B", "value": "00"}, False, second))
+                conn.send(
+                    False,
+                    _data(6, 11, event, True, first)
+                    + _data(6, 11, event, True, second),
+                )
+                conn.send(
+                    True,
+                    _data(6, 12, {"type": "B", "value": "00"}, False, first)
+                    + _data(6, 12, {"type": "B", "value": "00"}, False, second),
+                )
                 conn.messages += 4
             else:
                 conn.transaction(False, 6, 11, event, {"type": "B", "value": "00"})
         elif roll < 0.75:
-            alarm = L({"type": "B", "value": "84"}, U4(7001), A("chamber pressure over limit"))
+            alarm = L(
+                {"type": "B", "value": "84"}, U4(7001), A("chamber pressure over limit")
+            )
             conn.transaction(False, 5, 1, alarm, {"type": "B", "value": "00"})
         elif roll < 0.85:
-            command = L(A("START"), L(L(A("LOTID"), A("LOT-17")), L(A("RECIPE"), A("ETCH-A"))))
+            command = L(
+                A("START"), L(L(A("LOTID"), A("LOT-17")), L(A("RECIPE"), A("ETCH-A")))
+            )
             conn.transaction(True, 2, 41, command, L({"type": "B", "value": "04"}, L()))
         elif roll < 0.92:
-            conn.transaction(True, 2, 15, L(L(U4(4001), U4(250))), {"type": "B", "value": "00"})
+            conn.transaction(
+                True, 2, 15, L(L(U4(4001), U4(250))), {"type": "B", "value": "00"}
+            )
         elif roll < 0.97:
             system = conn.next_system()
             conn.send(True, control_message(SType.LINKTEST_REQ, system))

@@ -1,4 +1,4 @@
-"""Time tshark and otdpi on one synthetic HSMS capture, in one run; print a Markdown table.
+"""Time tshark and otdpi on one synthetic HSMS capture in one run; print a table.
 
 The capture comes from ``make_hsms_capture.py`` (cached under the temporary
 directory by packet count and seed). Each tool runs as its own child process,
@@ -52,7 +52,9 @@ def measure(command: list[str]) -> tuple[float, float, int]:
     env.pop("PYTHONUNBUFFERED", None)
     with open(os.devnull, "wb") as out:
         started = time.perf_counter()
-        child = subprocess.Popen(command, stdout=out, stderr=subprocess.DEVNULL, env=env)
+        child = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.DEVNULL, env=env
+        )
         _, status, usage = os.wait4(child.pid, 0)
         seconds = time.perf_counter() - started
     return seconds, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
@@ -90,7 +92,9 @@ def main() -> None:
             rows.append((name, None, None, None))
             continue
         seconds = statistics.median(run[0] for run in runs)
-        rows.append((name, seconds, stats["packets"] / seconds, max(r[1] for r in runs)))
+        rows.append(
+            (name, seconds, stats["packets"] / seconds, max(r[1] for r in runs))
+        )
 
     tshark_rate = rows[0][2]
     print(
@@ -106,8 +110,10 @@ def main() -> None:
             continue
         ratio = f"{rate / tshark_rate:.2f}x" if tshark_rate else ""
         print(f"| {name} | {seconds:.2f} | {rate:,.0f} | {ratio} | {peak:.0f} |")
-    print(f"\ncommand: python benchmarks/run_hsms.py --packets {args.packets} "
-          f"--seed {args.seed} --repeat {args.repeat}")
+    print(
+        f"\ncommand: python benchmarks/run_hsms.py --packets {args.packets} "
+        f"--seed {args.seed} --repeat {args.repeat}"
+    )
 
 
 if __name__ == "__main__":

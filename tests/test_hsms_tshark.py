@@ -57,7 +57,9 @@ PORT = 5000
 MIN_AGREEMENT = 0.999
 MAX_LISTED = 40
 
-pytestmark = pytest.mark.skipif(not tshark_oracle.available(), reason="tshark not installed")
+pytestmark = pytest.mark.skipif(
+    not tshark_oracle.available(), reason="tshark not installed"
+)
 
 VALUE_FIELDS = {
     "A": "hsms.data.item.value.string", "B": "hsms.data.item.value.binary",
@@ -87,7 +89,7 @@ def _shared() -> list[tuple[Path, int]]:
     return [(path, PORT) for path in sorted(SHARED_HSMS.glob("*.pcap*"))]
 
 
-# --- our side ----------------------------------------------------------------------------
+# --- our side -------------------------------------------------------------------------
 
 
 def _walk(item: dict[str, Any] | None, out: list[dict[str, Any]]) -> bool:
@@ -156,7 +158,7 @@ def ours_expected(message) -> tuple[dict[str, list[str]], bool]:
     return expected, whole
 
 
-# --- comparing ----------------------------------------------------------------------------
+# --- comparing ------------------------------------------------------------------------
 
 
 def _same(name: str, ours: Any, theirs: str) -> bool:
@@ -172,7 +174,9 @@ def _same(name: str, ours: Any, theirs: str) -> bool:
     return int(theirs, 0) == ours
 
 
-def compare_message(expected: dict[str, list[Any]], theirs: dict[str, list[str]]) -> list[str]:
+def compare_message(
+    expected: dict[str, list[Any]], theirs: dict[str, list[str]]
+) -> list[str]:
     problems = []
     names = set(expected) | {n for n in theirs if n.startswith("hsms.data.item.value")}
     for name in sorted(names):
@@ -219,7 +223,9 @@ def agreement(path: Path, port: int) -> dict[str, Any]:
             for index, (message, fields) in enumerate(zip(mine, other)):
                 expected, whole = ours_expected(message)
                 cut_by_tshark += not whole
-                problems += [f"message {index}: {p}" for p in compare_message(expected, fields)]
+                problems += [
+                    f"message {index}: {p}" for p in compare_message(expected, fields)
+                ]
         if problems:
             differing.append(f"frame {number}: " + "; ".join(problems[:4]))
         else:
@@ -246,7 +252,9 @@ def _check(name: str, result: dict[str, Any]) -> None:
     )
     assert compared > 0, f"{name}: no frame decoded by both"
     listed = "\n".join(result["differing"][:MAX_LISTED])
-    assert share >= MIN_AGREEMENT, f"{name}: {share:.4%} agree; differing frames:\n{listed}"
+    assert share >= MIN_AGREEMENT, (
+        f"{name}: {share:.4%} agree; differing frames:\n{listed}"
+    )
     assert result["tshark_only"] == 0, f"{name}: frames only tshark decodes"
 
 
@@ -264,6 +272,8 @@ def test_synthetic_capture_agrees_with_tshark(tmp_path_factory):
 
 
 @pytest.mark.skipif(not _shared(), reason="no ../shared/captures/hsms/ captures")
-@pytest.mark.parametrize(("path", "port"), _shared(), ids=lambda v: getattr(v, "name", v))
+@pytest.mark.parametrize(
+    ("path", "port"), _shared(), ids=lambda v: getattr(v, "name", v)
+)
 def test_shared_captures_agree_with_tshark(path, port):
     _check(path.name, agreement(path, port))

@@ -119,7 +119,9 @@ def _numbers(code: FormatCode) -> cs.Construct:
 # E5 item: format byte (6-bit code, 2-bit count of length bytes), length, data.
 ITEM = cs.Struct(
     "format_byte"
-    / cs.BitStruct("format_code" / cs.BitsInteger(6), "length_bytes" / cs.BitsInteger(2)),
+    / cs.BitStruct(
+        "format_code" / cs.BitsInteger(6), "length_bytes" / cs.BitsInteger(2)
+    ),
     cs.Check(this.format_byte.length_bytes > 0),  # 0 length bytes is not allowed
     "length"
     / cs.Switch(
@@ -144,8 +146,7 @@ ITEM = cs.Struct(
 # E37 message header, after the 4-byte length.
 HEADER = cs.Struct(
     "session_id" / cs.Int16ub,
-    "header_byte_2"
-    / cs.BitStruct("w_bit" / cs.Flag, "stream" / cs.BitsInteger(7)),
+    "header_byte_2" / cs.BitStruct("w_bit" / cs.Flag, "stream" / cs.BitsInteger(7)),
     "header_byte_3" / cs.Int8ub,  # function, or a control message's status
     "p_type" / cs.Int8ub,
     "s_type" / cs.Int8ub,
@@ -229,7 +230,10 @@ def build_message(
 
 
 def control_message(
-    s_type: SType, system_bytes: int, status: int = 0, session_id: int = 0xFFFF,
+    s_type: SType,
+    system_bytes: int,
+    status: int = 0,
+    session_id: int = 0xFFFF,
     byte_2: int = 0,
 ) -> bytes:
     """A control message; ``status`` goes in header byte 3, ``byte_2`` in byte 2."""

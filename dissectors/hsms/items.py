@@ -45,8 +45,9 @@ _STRUCT_CODES = {
 _NUMERIC = {int(code): (ELEMENT_SIZE[code], fmt) for code, fmt in _STRUCT_CODES.items()}
 # Most arrays hold one element; their Structs are made once.
 _SINGLE = {code: struct.Struct(">" + fmt) for code, (_, fmt) in _NUMERIC.items()}
-_A, _B, _BOOLEAN, _J = (int(c) for c in (FormatCode.A, FormatCode.B, FormatCode.BOOLEAN,
-                                          FormatCode.J))
+_A, _B, _BOOLEAN, _J = (
+    int(c) for c in (FormatCode.A, FormatCode.B, FormatCode.BOOLEAN, FormatCode.J)
+)
 
 # C2 encoding codes whose text is decoded here (E5, 2-byte character items).
 # Limitation: only these two encodings get a ``text``; items in the others
@@ -122,7 +123,9 @@ def decode_item(
         if length == size:
             item = {"type": name, "value": list(_SINGLE[code].unpack_from(buf, start))}
         elif length % size:
-            raise ItemError(f"{name} item of {length} bytes, not a multiple of {size}", pos)
+            raise ItemError(
+                f"{name} item of {length} bytes, not a multiple of {size}", pos
+            )
         else:
             value = list(struct.unpack_from(f">{length // size}{fmt}", buf, start))
             item = {"type": name, "value": value}
@@ -203,7 +206,7 @@ def _sml_lines(item: dict[str, Any], pad: str, lines: list[str]) -> None:
             lines.append(f"{pad}<C2 {_quote(item['text'])}>")
             return
         shown = value[: 2 * SML_MAX_ELEMENTS]
-        octets = [f"0x{shown[i:i + 2]}" for i in range(0, len(shown), 2)]
+        octets = [f"0x{shown[i : i + 2]}" for i in range(0, len(shown), 2)]
         lines.append(f"{pad}<{kind}{_elements(octets, len(value) // 2)}>")
         return
     if kind == "BOOLEAN":
@@ -233,7 +236,11 @@ def _quote(text: str) -> str:
     if len(text) > 4 * SML_MAX_ELEMENTS:
         text = text[: 4 * SML_MAX_ELEMENTS] + f"...({len(text)} characters in all)"
     escaped = text.replace("\\", "\\\\").replace('"', '\\"')
-    return '"' + "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in escaped) + '"'
+    return (
+        '"'
+        + "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in escaped)
+        + '"'
+    )
 
 
 def from_construct(parsed: Any) -> dict[str, Any]:

@@ -86,8 +86,13 @@ def measure_message(buf: bytes, pos: int) -> int:
     :mod:`otdpi.framing` for what 0 and -1 mean.
     """
     available = len(buf) - pos
-    if available >= 15 or (available >= 14 and buf[pos + 3] == 10 and not
-                            buf[pos + 2] and not buf[pos + 1] and not buf[pos]):
+    if available >= 15 or (
+        available >= 14
+        and buf[pos + 3] == 10
+        and not buf[pos + 2]
+        and not buf[pos + 1]
+        and not buf[pos]
+    ):
         length = buf[pos] << 24 | buf[pos + 1] << 16 | buf[pos + 2] << 8 | buf[pos + 3]
         if length < HEADER_SIZE or length > MAX_LENGTH or buf[pos + 8]:
             return -1
@@ -502,9 +507,12 @@ class HsmsDissector(Dissector):
     ) -> list[Message]:
         """Frame and decode the next bytes of one direction."""
         framer = self._framers[to_server]
-        if not framer.pending and len(data) >= UNIT_HEADER and (
-            int.from_bytes(data[:4], "big") + LENGTH_SIZE == len(data)
-        ) and measure_message(data, 0) == len(data):
+        if (
+            not framer.pending
+            and len(data) >= UNIT_HEADER
+            and (int.from_bytes(data[:4], "big") + LENGTH_SIZE == len(data))
+            and measure_message(data, 0) == len(data)
+        ):
             return self._decode(data, to_server, ts, frame)
         out: list[Message] = []
         for unit in framer.feed(data):
@@ -520,7 +528,9 @@ class HsmsDissector(Dissector):
         if not dropped:
             return []
         reason = f"capture gap: dropped {dropped} bytes of an unfinished message"
-        return [self._unframed(to_server, ts, frame, {"dropped_bytes": dropped}, reason)]
+        return [
+            self._unframed(to_server, ts, frame, {"dropped_bytes": dropped}, reason)
+        ]
 
     def close(self, ts: float, frame: int) -> list[Message]:
         """Report unfinished messages and requests that were never answered."""
@@ -534,7 +544,9 @@ class HsmsDissector(Dissector):
             if left:
                 reason = f"flow ended with {left} bytes of an unfinished message"
                 out.append(
-                    self._unframed(to_server, ts, frame, {"buffered_bytes": left}, reason)
+                    self._unframed(
+                        to_server, ts, frame, {"buffered_bytes": left}, reason
+                    )
                 )
         for key, entry in self._pending.items():
             if entry[5]:  # the W-bit: a reply was asked for
@@ -596,7 +608,11 @@ class HsmsDissector(Dissector):
         findings: tuple[Finding, ...] = ()
         src, dst = self.endpoints(to_server)
         if function & 1:
-            kind = "event" if stream == 9 or (stream, function) in EVENT_MESSAGES else "request"
+            kind = (
+                "event"
+                if stream == 9 or (stream, function) in EVENT_MESSAGES
+                else "request"
+            )
         else:
             kind = "response"
 
@@ -641,7 +657,9 @@ class HsmsDissector(Dissector):
         if stream == 9 and function & 1:
             findings += (Finding("secs_error", f"{service}: {fields['name']}"),)
         if w_bit and not function & 1:
-            findings += (Finding("w_bit_on_reply", f"{service} is a reply but asks for one"),)
+            findings += (
+                Finding("w_bit_on_reply", f"{service} is a reply but asks for one"),
+            )
         targets = _targets(stream, function, fields)
         return [Message(
             ts, frame, self._flow_id, src, dst, PROTOCOL, kind, service, code, act,
@@ -669,7 +687,9 @@ class HsmsDissector(Dissector):
         identity: dict[str, Any] = {}
         kind = "request"
         if s_type in _CONTROL_REQUESTS:
-            findings += self._remember((to_server, system), (0, 0, frame, ts, s_type, True))
+            findings += self._remember(
+                (to_server, system), (0, 0, frame, ts, s_type, True)
+            )
             if s_type == SType.SELECT_REQ and to_server:
                 # The side that opens the TCP connection and selects is the
                 # active entity, in GEM practice the host.
@@ -799,7 +819,9 @@ class HsmsDissector(Dissector):
             f"skipped {skipped.size} bytes that start no HSMS header (length 10 to "
             f"{MAX_LENGTH}, PType 0, a defined SType, a known item format)"
         )
-        return self._unframed(to_server, ts, frame, {"skipped_bytes": skipped.size}, reason)
+        return self._unframed(
+            to_server, ts, frame, {"skipped_bytes": skipped.size}, reason
+        )
 
     def _unframed(
         self, to_server: bool, ts: float, frame: int, fields: dict[str, Any],

@@ -1,4 +1,4 @@
-"""Tests of the HSMS dissector: framing, SECS-II items, meaning, pairing, identity, robustness."""
+"""Tests of the HSMS dissector: framing, items, meaning, pairing, identity, bounds."""
 
 from __future__ import annotations
 
@@ -59,14 +59,14 @@ def data_message(stream, function, item=None, *, w_bit=False, system=1, session=
     )  # fmt: skip
 
 
-# --- Golden bytes -------------------------------------------------------------------
+# --- Golden bytes ---------------------------------------------------------------------
 
 # Select.req, session 0xFFFF, system bytes 1: length 10, header, no text.
-SELECT_REQ = bytes.fromhex("0000000a" "ffff" "0000" "00" "01" "00000001")
+SELECT_REQ = bytes.fromhex("0000000affff0000000100000001")
 # S1F1 W, session 7, system bytes 2 (are you there), no text.
-S1F1_W = bytes.fromhex("0000000a" "0007" "8101" "00" "00" "00000002")
+S1F1_W = bytes.fromhex("0000000a00078101000000000002")
 # S1F2, session 7, system bytes 2: <L [2] <A "MDL"> <A "1.0">>.
-S1F2 = bytes.fromhex("00000016" "0007" "0102" "0000" "00000002" "0102" "41034d444c" "4103312e30")
+S1F2 = bytes.fromhex("0000001600070102000000000002010241034d444c4103312e30")
 
 
 def test_golden_bytes_are_what_construct_builds():
@@ -78,7 +78,11 @@ def test_golden_bytes_are_what_construct_builds():
 def test_select_and_s1f1_s1f2_exchange():
     flow = new_flow()
     select = flow.feed(SELECT_REQ, True, 1.0, 1)[0]
-    assert (select.service, select.kind, select.action) == ("select_req", "request", "session")
+    assert (select.service, select.kind, select.action) == (
+        "select_req",
+        "request",
+        "session",
+    )
     assert select.identity == {"role": "host"}
     answer = flow.feed(control_message(SType.SELECT_RSP, 1), False, 1.1, 2)[0]
     assert answer.fields["matched"] and answer.fields["response_to_frame"] == 1
@@ -86,13 +90,20 @@ def test_select_and_s1f1_s1f2_exchange():
     assert answer.status.state == "ok"
 
     request = flow.feed(S1F1_W, True, 2.0, 3)[0]
-    assert (request.service, request.kind, request.action) == ("S1F1", "request", "identify")
+    assert (request.service, request.kind, request.action) == (
+        "S1F1",
+        "request",
+        "identify",
+    )
     assert request.fields["w_bit"] and request.fields["name"] == "are you there request"
     reply = flow.feed(S1F2, False, 2.5, 4)[0]
     assert reply.kind == "response" and reply.fields["matched"]
     assert reply.fields["response_time"] == 0.5
     assert reply.identity == {
-        "role": "equipment", "model": "MDL", "software_revision": "1.0", "hsms_address": 7,
+        "role": "equipment",
+        "model": "MDL",
+        "software_revision": "1.0",
+        "hsms_address": 7,
     }  # fmt: skip
     assert reply.fields["sml"] == 'S1F2\n  <L [2]\n    <A "MDL">\n    <A "1.0">\n  >\n.'
     assert flow.close(3.0, 5) == []
@@ -109,7 +120,9 @@ def test_select_and_s1f1_s1f2_exchange():
 )
 def test_control_reply_status_codes(s_type, status, name, state):
     flow = new_flow()
-    request_type = SType.SELECT_REQ if s_type == SType.SELECT_RSP else SType.DESELECT_REQ
+    request_type = (
+        SType.SELECT_REQ if s_type == SType.SELECT_RSP else SType.DESELECT_REQ
+    )
     flow.feed(control_message(request_type, 9), True, 0.0, 1)
     message = flow.feed(control_message(s_type, 9, status), False, 0.1, 2)[0]
     assert message.status.state == state
@@ -129,7 +142,9 @@ def test_reject_linktest_and_separate():
     assert reject.fields["response_to_frame"] == 1
     link = flow.feed(control_message(SType.LINKTEST_REQ, 6), True, 1.0, 3)[0]
     assert link.action == "session"
-    assert flow.feed(control_message(SType.LINKTEST_RSP, 6), False, 1.1, 4)[0].fields["matched"]
+    assert flow.feed(control_message(SType.LINKTEST_RSP, 6), False, 1.1, 4)[0].fields[
+        "matched"
+    ]
     separate = flow.feed(control_message(SType.SEPARATE_REQ, 7), True, 2.0, 5)[0]
     assert separate.service == "separate_req"
     assert flow.close(3.0, 6) == []  # the rejected request is no longer waited for
@@ -163,7 +178,11 @@ def test_several_messages_in_one_segment_and_one_split_byte_by_byte():
     whole = new_flow().feed(stream, True, 0.0, 1)
     assert [m.service for m in whole] == ["select_req", "S1F1", "S2F41"]
     flow = new_flow()
-    pieces = [m for i in range(len(stream)) for m in flow.feed(stream[i : i + 1], True, 0.0, i)]
+    pieces = [
+        m
+        for i in range(len(stream))
+        for m in flow.feed(stream[i : i + 1], True, 0.0, i)
+    ]
     assert [m.service for m in pieces] == ["select_req", "S1F1", "S2F41"]
     assert [m.frame for m in pieces] == [13, 27, len(stream) - 1]
 
@@ -175,7 +194,7 @@ def test_junk_between_messages_is_skipped_not_fatal():
     assert out[1].status.state == "malformed" and out[1].fields["skipped_bytes"] == 3
 
 
-# --- SECS-II items ---------------------------------------------------------------------
+# --- SECS-II items --------------------------------------------------------------------
 
 EVERY_FORMAT = [
     L(),
@@ -252,17 +271,23 @@ def test_nesting_deeper_than_the_limit_is_malformed():
     assert "nested deeper" in message.status.reason
     assert message.fields["stream"] == 6  # the header survives
     ok = b"\x01\x01" * (MAX_DEPTH - 1) + b"\x01\x00"
-    assert dissect_message(build_message(stream=6, function=11, text=ok)).status.state == "ok"
+    assert (
+        dissect_message(build_message(stream=6, function=11, text=ok)).status.state
+        == "ok"
+    )
 
 
-# --- Meaning ---------------------------------------------------------------------------
+# --- Meaning --------------------------------------------------------------------------
 
 
 def test_actions_and_fields_of_gem_messages():
     cases = [
         (1, 3, L(U4(3001), U4(3002)), "read", {"svids": [3001, 3002]}),
         (2, 13, L(U4(4001)), "read", {"ecids": [4001]}),
-        (2, 15, L(L(U4(4001), U4(250))), "write", {"ecs": [{"ecid": 4001, "ecv": 250}]}),
+        (
+            2, 15, L(L(U4(4001), U4(250))), "write",
+            {"ecs": [{"ecid": 4001, "ecv": 250}]},
+        ),
         (
             2, 41, L(A("START"), L(L(A("LOTID"), A("L1")))), "control",
             {"rcmd": "START", "parameters": [{"cpname": "LOTID", "cpval": "L1"}]},
@@ -277,7 +302,8 @@ def test_actions_and_fields_of_gem_messages():
         ),
         (
             6, 11, L(U4(1), U4(6001), L(L(U4(8001), L(A("W-1"))))), "data",
-            {"dataid": 1, "ceid": 6001, "reports": [{"rptid": 8001, "values": ["W-1"]}]},
+            {"dataid": 1, "ceid": 6001,
+             "reports": [{"rptid": 8001, "values": ["W-1"]}]},
         ),
         (1, 13, L(A("M"), A("R")), "identify", {"mdln": "M", "softrev": "R"}),
     ]  # fmt: skip
@@ -313,7 +339,7 @@ def test_host_answers_without_mdln():
 
 
 def test_s9_error_names_the_offending_header():
-    mhead = bytes.fromhex("000781630000" "12345678")
+    mhead = bytes.fromhex("00078163000012345678")
     message = dissect_message(data_message(9, 5, {"type": "B", "value": mhead.hex()}))
     assert message.kind == "event" and message.findings[0].code == "secs_error"
     assert message.fields["mhead"] == {
@@ -322,7 +348,7 @@ def test_s9_error_names_the_offending_header():
     }  # fmt: skip
 
 
-# --- Probe -----------------------------------------------------------------------------
+# --- Probe ----------------------------------------------------------------------------
 
 
 def test_probe_accepts_hsms_openings():
@@ -344,7 +370,7 @@ def test_probe_accepts_hsms_openings():
         bytes.fromhex("160301020001"),  # TLS handshake
         b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
         bytes.fromhex("056405c401000200"),  # DNP3
-        bytes.fromhex("0000000aff" "ff00000200000001"),  # PType 2
+        bytes.fromhex("0000000affff00000200000001"),  # PType 2
         bytes.fromhex("0000000bffff0000000100000001ff"),  # control with text
         bytes.fromhex("0000000a00070002000000000001"),  # stream 0
         bytes.fromhex("0000000a00078102000000000001"),  # W-bit on a reply
@@ -372,7 +398,7 @@ def test_measure_message():
     assert measure_message(bytes.fromhex("00000009"), 0) == -1
 
 
-# --- Fixture from a real peer ------------------------------------------------------------
+# --- Fixture from a real peer ---------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -384,13 +410,27 @@ def test_fixture_decodes_cleanly(fixture_messages):
     assert fixture_messages and {m.protocol for m in fixture_messages} == {"hsms"}
     assert not [m for m in fixture_messages if m.status.state == "malformed"]
     services = Counter(m.service for m in fixture_messages)
-    for service in ("select_req", "S1F13", "S1F1", "S1F3", "S2F41", "S5F1", "S6F11",
-                    "S7F3", "S7F5", "S7F17", "linktest_req", "separate_req"):
+    for service in (
+        "select_req",
+        "S1F13",
+        "S1F1",
+        "S1F3",
+        "S2F41",
+        "S5F1",
+        "S6F11",
+        "S7F3",
+        "S7F5",
+        "S7F17",
+        "linktest_req",
+        "separate_req",
+    ):
         assert services[service], service
     replies = [m for m in fixture_messages if m.kind == "response"]
     assert all(m.fields.get("matched") for m in replies)
     timeouts = [m for m in fixture_messages if m.findings]
-    assert [(m.service, m.findings[0].code) for m in timeouts] == [("S1F17", "reply_timeout")]
+    assert [(m.service, m.findings[0].code) for m in timeouts] == [
+        ("S1F17", "reply_timeout")
+    ]
 
 
 def test_fixture_items_equal_construct(fixture_messages):
@@ -415,14 +455,17 @@ def test_cli_inventory_shows_mdln_and_softrev(capsys, monkeypatch):
 
     monkeypatch.setenv("COLUMNS", "240")  # so that rich cuts no column
     assert main(["inventory", str(FIXTURE)]) in (0, None)
-    rows = {line.split("│")[2].strip(): line for line in capsys.readouterr().out.splitlines()
-            if line.count("│") > 5}
+    rows = {
+        line.split("│")[2].strip(): line
+        for line in capsys.readouterr().out.splitlines()
+        if line.count("│") > 5
+    }
     assert "equipment" in rows["127.0.0.2"]
     assert "OTDPI-ETCH-SIM" in rows["127.0.0.2"] and "2.4.1" in rows["127.0.0.2"]
     assert "host" in rows["127.0.0.1"]
 
 
-# --- No false positives on the public captures ---------------------------------------------
+# --- No false positives on the public captures ----------------------------------------
 
 
 def public_captures() -> list[Path]:
@@ -448,7 +491,7 @@ def test_probe_calls_no_public_flow_hsms():
     assert not false_positives, sorted(false_positives)[:20]
 
 
-# --- Robustness --------------------------------------------------------------------------
+# --- Robustness -----------------------------------------------------------------------
 
 ROBUST = settings(
     max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -463,12 +506,16 @@ def _leaf():
         "U8": (0, 2**64 - 1),
     }  # fmt: skip
     choices = [
-        st.lists(st.integers(lo, hi), max_size=4).map(lambda v, k=k: {"type": k, "value": v})
+        st.lists(st.integers(lo, hi), max_size=4).map(
+            lambda v, k=k: {"type": k, "value": v}
+        )
         for k, (lo, hi) in ints.items()
     ]
     choices += [
         st.binary(max_size=8).map(lambda b: {"type": "B", "value": b.hex()}),
-        st.lists(st.booleans(), max_size=4).map(lambda v: {"type": "BOOLEAN", "value": v}),
+        st.lists(st.booleans(), max_size=4).map(
+            lambda v: {"type": "BOOLEAN", "value": v}
+        ),
         st.text(st.characters(max_codepoint=255), max_size=12).map(A),
         st.text("ABCXYZ019-_ ", max_size=8).map(lambda t: {"type": "J", "value": t}),
         st.lists(st.floats(width=32, allow_nan=False), max_size=3).map(
@@ -481,8 +528,9 @@ def _leaf():
     return st.one_of(choices)
 
 
-ITEMS = st.recursive(_leaf(), lambda kids: st.lists(kids, max_size=4).map(lambda v: L(*v)),
-                     max_leaves=12)
+ITEMS = st.recursive(
+    _leaf(), lambda kids: st.lists(kids, max_size=4).map(lambda v: L(*v)), max_leaves=12
+)
 
 
 @ROBUST
@@ -497,7 +545,11 @@ def _never_raises(stream: bytes) -> list:
     flow = new_flow()
     whole = flow.feed(stream, True, 0.0, 1) + flow.close(0.0, 2)
     bytewise = new_flow()
-    pieces = [m for i in range(len(stream)) for m in bytewise.feed(stream[i : i + 1], True, 0.0, i)]
+    pieces = [
+        m
+        for i in range(len(stream))
+        for m in bytewise.feed(stream[i : i + 1], True, 0.0, i)
+    ]
     pieces += bytewise.close(0.0, 0)
     for message in whole + pieces:
         assert not any(f.code == "dissector_error" for f in message.findings), message
@@ -508,10 +560,15 @@ def _never_raises(stream: bytes) -> list:
 
 
 def _framed(messages) -> tuple[list, int]:
-    units = [(m.service, m.fields.get("system_bytes")) for m in messages
-             if "skipped_bytes" not in m.fields and "buffered_bytes" not in m.fields]
-    junk = sum(m.fields.get("skipped_bytes", 0) + m.fields.get("buffered_bytes", 0)
-               for m in messages)
+    units = [
+        (m.service, m.fields.get("system_bytes"))
+        for m in messages
+        if "skipped_bytes" not in m.fields and "buffered_bytes" not in m.fields
+    ]
+    junk = sum(
+        m.fields.get("skipped_bytes", 0) + m.fields.get("buffered_bytes", 0)
+        for m in messages
+    )
     return units, junk
 
 
@@ -524,8 +581,17 @@ def test_random_bytes_never_raise(data):
 @ROBUST
 @given(
     ITEMS,
-    st.sampled_from(["length_bytes_3", "past_end", "deep", "zero", "unknown_format",
-                     "truncate", "flip"]),
+    st.sampled_from(
+        [
+            "length_bytes_3",
+            "past_end",
+            "deep",
+            "zero",
+            "unknown_format",
+            "truncate",
+            "flip",
+        ]
+    ),
     st.integers(0, 1000),
 )
 def test_mutated_messages_are_messages_or_malformed(item, mutation, seed):
@@ -534,7 +600,11 @@ def test_mutated_messages_are_messages_or_malformed(item, mutation, seed):
         text = build_item(item, 3)
     elif mutation == "past_end":
         # A length field claiming more than the message holds.
-        text = bytes([text[0] & 0xFC | 3]) + (len(text) + 50 + seed).to_bytes(3, "big") + text[2:]
+        text = (
+            bytes([text[0] & 0xFC | 3])
+            + (len(text) + 50 + seed).to_bytes(3, "big")
+            + text[2:]
+        )
     elif mutation == "deep":
         text = b"\x01\x01" * (MAX_DEPTH + seed % 40) + text
     elif mutation == "zero":
@@ -546,17 +616,23 @@ def test_mutated_messages_are_messages_or_malformed(item, mutation, seed):
     else:
         at = seed % len(text)
         text = text[:at] + bytes([text[at] ^ (1 << seed % 8)]) + text[at + 1 :]
-    unit = build_message(session_id=7, stream=6, function=11, system_bytes=seed, text=text)
+    unit = build_message(
+        session_id=7, stream=6, function=11, system_bytes=seed, text=text
+    )
     out = _never_raises(unit + S1F1_W)
     assert out and out[-1].service in ("S1F1", "unknown") or out[-1].findings
 
 
 @ROBUST
-@given(st.lists(st.sampled_from([SELECT_REQ, S1F1_W, S1F2]), min_size=1, max_size=6),
-       st.binary(max_size=20))
+@given(
+    st.lists(st.sampled_from([SELECT_REQ, S1F1_W, S1F2]), min_size=1, max_size=6),
+    st.binary(max_size=20),
+)
 def test_stream_survives_junk_between_messages(units, junk):
     stream = junk.join(units)
-    services = [m.service for m in _never_raises(stream) if m.status.state != "malformed"]
+    services = [
+        m.service for m in _never_raises(stream) if m.status.state != "malformed"
+    ]
     assert services.count("S1F2") <= units.count(S1F2)
 
 
@@ -565,7 +641,9 @@ def test_length_past_the_end_of_the_flow_is_malformed_at_close():
     unit = build_message(stream=6, function=11, text=build_item(L(A("x" * 100))))
     assert flow.feed(unit[:50], True, 0.0, 1) == []
     left = flow.close(1.0, 2)
-    assert left[0].status.state == "malformed" and left[0].fields["buffered_bytes"] == 50
+    assert (
+        left[0].status.state == "malformed" and left[0].fields["buffered_bytes"] == 50
+    )
 
 
 def test_huge_declared_list_is_bounded():
