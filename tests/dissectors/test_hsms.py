@@ -487,8 +487,37 @@ def test_probe_calls_no_public_flow_hsms():
         for message in engine.messages(path):
             false_positives.add((path.name, message.flow))
     engine_counts.update(engine.counters)
+    print(
+        f"\n{engine_counts['files']} public captures, {engine_counts['flows']} flows, "
+        f"{len(false_positives)} called HSMS"
+    )
     assert engine_counts["files"] == len(public_captures())
+    assert engine_counts["flows"] > 1000
     assert not false_positives, sorted(false_positives)[:20]
+
+
+def test_benchmark_generator_is_deterministic_and_decodes_cleanly(tmp_path):
+    import importlib.util
+    import sys
+
+    path = FIXTURES.parent / "benchmarks" / "make_hsms_capture.py"
+    spec = importlib.util.spec_from_file_location("make_hsms_capture", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    first, second = tmp_path / "a.pcap", tmp_path / "b.pcap"
+    stats = module.write_capture(str(first), 3000, seed=5)
+    module.write_capture(str(second), 3000, seed=5)
+    assert first.read_bytes() == second.read_bytes()
+    assert stats["packets"] == 3000 and stats["connections"] >= 1
+    messages = list(otdpi.read(first))
+    malformed = [m for m in messages if m.status.state == "malformed"]
+    # Only the message the packet limit cut short, if any.
+    assert len(malformed) <= 1
+    timeouts = [
+        m for m in messages if m.findings and m.findings[0].code == "reply_timeout"
+    ]
+    assert len(timeouts) == stats["unanswered"]
 
 
 # --- Robustness -----------------------------------------------------------------------
