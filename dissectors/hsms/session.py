@@ -29,6 +29,7 @@ from dissectors.hsms.definitions import (
     LENGTH_SIZE,
     MAX_LENGTH,
     DeselectStatus,
+    FormatCode,
     RejectReason,
     SelectStatus,
     SType,
@@ -62,12 +63,9 @@ _CONTROL_REPLY_TO = {
     SType.DESELECT_RSP: SType.DESELECT_REQ,
     SType.LINKTEST_RSP: SType.LINKTEST_REQ,
 }
-# The least and greatest item format byte (format code, length byte count)
-# by format code; codes are 6 bits, so a table of 64.
-_FORMAT_CODES = frozenset(
-    {0o00, 0o10, 0o11, 0o20, 0o21, 0o22, 0o30, 0o31, 0o32, 0o34, 0o40, 0o44,
-     0o50, 0o51, 0o52, 0o54}
-)  # fmt: skip
+# The E5 format codes (the top 6 bits of an item's format byte), for the
+# probe's and the framer's look at a message's first item.
+_FORMAT_CODES = frozenset(int(code) for code in FormatCode)
 
 # E30 T3, the reply timeout most equipment uses: a reply later than this is
 # reported, since the sender will have given up on it.
