@@ -27,8 +27,8 @@ item; these messages are counted and printed.
 Frames tshark marks malformed are left out and counted. Captures: the secsgem
 fixture, a synthetic capture from ``benchmarks/make_hsms_capture.py`` (every
 format code, 3-byte lengths, messages split over segments and several in one),
-and ``../shared/captures/hsms/`` where present (port from its MANIFEST's
-``port`` column when it has one, else 5000).
+and ``../shared/captures/hsms/`` where present (decoded on port 5000; a capture
+on another port would need its own entry in :func:`_shared`).
 
 Run ``pytest -s tests/test_hsms_tshark.py`` to see the figures of each capture.
 """
