@@ -20,7 +20,7 @@ from dissectors.hsms import (
     dissect_message,
     looks_like_hsms,
 )
-from dissectors.hsms.definitions import ITEM, MAX_DEPTH, FormatCode, SType
+from dissectors.hsms.definitions import ITEM, MAX_DEPTH, MESSAGE, FormatCode, SType
 from dissectors.hsms.items import ItemError, decode_text, from_construct, to_sml
 from dissectors.hsms.session import measure_message, sender_is_client
 from otdpi.dissector import FlowContext
@@ -686,3 +686,29 @@ def test_c2_header_round_trip():
     decoded = decode_text(build_item({"type": "C2", "value": raw.hex()}))
     assert decoded["encoding"] == 2 and decoded["text"] == "ü"
     assert FormatCode.C2 == 0o22
+
+
+@ROBUST
+@given(
+    st.integers(0, 0xFFFF),
+    st.integers(1, 127),
+    st.integers(0, 255),
+    st.booleans(),
+    st.integers(0, 2**32 - 1),
+    ITEMS,
+)
+def test_header_fields_equal_construct(session, stream, function, w_bit, system, item):
+    function |= 1 if w_bit else 0  # the W-bit belongs on primaries
+    unit = build_message(
+        session_id=session, stream=stream, function=function, w_bit=w_bit,
+        system_bytes=system, text=build_item(item),
+    )  # fmt: skip
+    parsed = MESSAGE.parse(unit)
+    fields = dissect_message(unit).fields
+    assert fields["length"] == parsed.length
+    assert fields["session_id"] == parsed.header.session_id
+    assert fields["w_bit"] == parsed.header.header_byte_2.w_bit
+    assert fields["stream"] == parsed.header.header_byte_2.stream
+    assert fields["function"] == parsed.header.header_byte_3
+    assert fields["system_bytes"] == parsed.header.system_bytes
+    assert fields["item"] == from_construct(ITEM.parse(parsed.text))
