@@ -16,8 +16,6 @@ import struct
 import warnings
 from typing import Any
 
-from pydicom.filereader import read_dataset
-from pydicom.tag import Tag
 
 from dissectors.dicom.definitions import (
     COMMAND_ELEMENTS,
@@ -31,7 +29,19 @@ from dissectors.dicom.fastpath import decode_command_set_fast, device_tags_fast
 
 UNDEFINED_LENGTH = 0xFFFFFFFF
 _ELEMENT_HEADER = struct.Struct("<HHI")
-_DEVICE_TAGS = [Tag(tag) for tag in DEVICE_ELEMENTS]
+# pydicom is imported on first use, not with the plugin: every run loads every
+# plugin to probe flows, and importing pydicom costs a third of a second and
+# several megabytes that a capture without DICOM should not pay.
+_DEVICE_TAGS: list = []
+
+
+def _read_dataset():
+    from pydicom.filereader import read_dataset
+    from pydicom.tag import Tag
+
+    if not _DEVICE_TAGS:
+        _DEVICE_TAGS.extend(Tag(tag) for tag in DEVICE_ELEMENTS)
+    return read_dataset
 
 EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
 IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
@@ -111,7 +121,7 @@ def decode_command_set_with_pydicom(data: bytes) -> tuple[dict[str, Any], str | 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            dataset = read_dataset(io.BytesIO(data), True, True)
+            dataset = _read_dataset()(io.BytesIO(data), True, True)
             values = {}
             for element in dataset:
                 name = COMMAND_ELEMENTS.get(int(element.tag))
@@ -185,6 +195,7 @@ def device_tags_with_pydicom(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            read_dataset = _read_dataset()
             dataset = read_dataset(
                 io.BytesIO(prefix),
                 implicit,

@@ -17,7 +17,6 @@ import warnings
 from typing import Any, NamedTuple
 
 import construct as cs
-from pydicom.uid import UID
 
 from dissectors.dicom.definitions import (
     A_ASSOCIATE,
@@ -59,6 +58,8 @@ def text(raw: bytes) -> str:
 def uid_name(uid: str) -> str | None:
     """pydicom's name for a registered UID, None for an unregistered one."""
     try:
+        from pydicom.uid import UID  # on first use; see dimse._read_dataset
+
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             found = UID(uid)
