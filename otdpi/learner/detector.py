@@ -431,7 +431,7 @@ class Detector:
             if period is not None:
                 found.append(("it/beacon", (client, server, "reconnect"), 80,
                               f"{client} reconnects to {server}:{port} every "
-                              f"{period:.0f} s ({len(times)} attempts)", {"extra": extra}))
+                              f"{period:.0f} s (the last {BEACON_MIN_INTERVALS + 1} attempts)", {"extra": extra}))
 
     # -- cadence ------------------------------------------------------------------
 
@@ -524,7 +524,8 @@ def _periodic(times) -> float | None:
     """Mean interval of ``times`` when they are regular enough to be a beacon."""
     if times is None or len(times) < BEACON_MIN_INTERVALS + 1:
         return None
-    ordered = sorted(times)
+    # The most recent run only: an earlier long session must not hide a new rhythm.
+    ordered = sorted(times)[-(BEACON_MIN_INTERVALS + 1):]
     gaps = [b - a for a, b in zip(ordered, ordered[1:])]
     mean = sum(gaps) / len(gaps)
     if mean < BEACON_MIN_PERIOD:
