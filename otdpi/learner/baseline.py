@@ -300,8 +300,9 @@ def message_values(message: Message) -> list[tuple[str, int, int]]:
 
     A message with exactly one target and a list of integers in
     ``fields["values"]``, ``fields["registers"]`` or ``fields["bits"]`` of the
-    target's length gives one value per address; a one-address target with an
-    integer ``fields["value"]`` gives that value.
+    target's length gives one value per address; a one-address target with a
+    boolean ``fields["coil"]`` gives 0 or 1, else an integer ``fields["value"]``
+    gives that value.
     """
     targets = message.targets
     if len(targets) != 1:
@@ -313,9 +314,15 @@ def message_values(message: Message) -> list[tuple[str, int, int]]:
         if isinstance(values, list) and len(values) == count:
             return [(space, start + i, v) for i, v in enumerate(values[:64])
                     if type(v) is int]
-    value = fields.get("value")
-    if count == 1 and type(value) is int:
-        return [(space, start, value)]
+    if count == 1:
+        # A boolean state (a coil, a binary output) is read back as 0/1 bits,
+        # so it is learned as 0/1 too, not as its wire encoding (0xFF00).
+        state = fields.get("coil")
+        if type(state) is bool:
+            return [(space, start, int(state))]
+        value = fields.get("value")
+        if type(value) is int:
+            return [(space, start, value)]
     return []
 
 

@@ -146,7 +146,10 @@ class Detector:
         if self.learning:
             if self.learn_until is None:
                 self.learn_until = ts + self.learn_for
-            if ts < self.learn_until:
+            # A connection is judged by when it began: one opened while learning
+            # is part of the baseline even if it ends later.
+            began = message.fields.get("started", ts) if message.kind == "event" else ts
+            if began < self.learn_until:
                 self._track(message, base.learn(message))
                 return []
             self.learning = False
@@ -227,6 +230,8 @@ class Detector:
         found: list[tuple] = []  # (model, key, score, explanation, evidence, extra ids)
 
         if protocol in IT_PROTOCOLS:
+            if kind == "event" and m.service == "connection":
+                self._check_connection(m, client, server, found)
             self._check_it(m, client, server, rel, found)
         elif kind == "response":
             if m.action == "read" and m.targets and rel is not None:
@@ -328,7 +333,13 @@ class Detector:
             writers = sorted({c for (c, s, p), r in base.relations.items()
                               if s == server and c != client and r.actions.get("write")})
             wrote_before = rel is not None and rel.actions.get("write", 0) > 0
-            score = 55 if wrote_before else 80
+            # Role-aware: a client that already writes this table on this server
+            # (a master, an operator station) writing a new address of it scores
+            # below the threshold; a new table 55; a client that never wrote 80.
+            if known is not None and wrote_before:
+                score = 35
+            else:
+                score = 55 if wrote_before else 80
             learned = _span(max(0.0, m.ts - (base.first or m.ts)))
             if writers and wrote_before:
                 who = f"it wrote other addresses before, as did {', '.join(writers[:3])}"
@@ -383,6 +394,35 @@ class Detector:
             found.append(("ot/scan", (client,), 75,
                           f"{client} touched {len(distinct)} new {kind} on "
                           f"{len(servers)} device(s) within {SCAN_WINDOW:.0f} s", {}))
+
+    def _check_connection(self, m, client, server, found) -> None:
+        """A flow between two devices that never talked, one of them industrial."""
+        fields = m.fields
+        application = fields.get("application")
+        if application is not None and application not in IT_PROTOCOLS:
+            return  # that protocol's own messages are scored as they come
+        if is_external(server) or _is_group_address(server):
+            return  # the IT models judge external endpoints
+        if self._normal_pair(client, server, fields.get("started", m.ts)):
+            return
+        base = self.baseline
+        industrial = [ip for ip in (client, server) if _is_industrial(base.devices.get(ip))]
+        if not industrial:
+            return
+        what = application or f"unidentified {m.protocol}"
+        found.append(("ot/new-peer", (client, server, m.protocol), 65,
+                      f"{client} opened a {what} connection to {server} port "
+                      f"{fields.get('server_port')} ({fields.get('payload_bytes')} bytes);"
+                      f" the two never talked before and {industrial[0]} is an "
+                      f"industrial device", {}))
+
+    def _normal_pair(self, a: str, b: str, ts: float) -> bool:
+        for x, y in ((a, b), (b, a)):
+            dev = self.baseline.devices.get(x)
+            peer = dev.peers.get(y) if dev is not None else None
+            if peer is not None and self._normal(peer[2], peer[3], ts):
+                return True
+        return False
 
     # -- IT side ------------------------------------------------------------------
 
@@ -518,6 +558,19 @@ class Detector:
         self._throttle[throttle_key] = alert
         self.alerts.append(alert)
         return alert
+
+
+def _is_group_address(ip: str) -> bool:
+    """Broadcast or multicast: no relationship with one peer."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return address.is_multicast or (address.version == 4 and ip.endswith(".255"))
+
+
+def _is_industrial(dev) -> bool:
+    return dev is not None and any(p not in IT_PROTOCOLS for (p, _) in dev.protocols)
 
 
 def _periodic(times) -> float | None:
