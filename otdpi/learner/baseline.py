@@ -31,6 +31,7 @@ service.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable
 from typing import Any
 
@@ -39,17 +40,19 @@ from otdpi.message import Message
 FORMAT = "otdpi-baseline/1"
 
 # Caps that bound the state of one relationship (the 64 KB per device target).
-MAX_ADDRESSES = 65_536  # per (action, space) of one relationship
-MAX_VALUE_ADDRESSES = 512  # per relationship
+MAX_RUNS = 1024  # disjoint address runs per (action, space) of one relationship
+MAX_VALUE_RANGES = 128  # per relationship
 MAX_SERVICES = 256  # per relationship
 MAX_PEERS = 1024  # per device
 
-# Limitation: when a cap above is reached, further keys are not added (the
-# count is still kept), so merge(A, B) equals learn(A + B) exactly only while
-# both stay under the caps. Caps sized from real traffic, or a sketch that
-# merges exactly (HyperLogLog for peers), would lift it.
+# Limitation: when a cap above is reached, further keys (or address runs) are
+# not added (counts are still kept, and a range that does not fit is reported
+# as new), so merge(A, B) equals learn(A + B) exactly only while both stay
+# under the caps. Caps sized from real traffic, or a sketch that merges
+# exactly (HyperLogLog for peers), would lift it.
 
 _US = 1_000_000
+_NEVER = float("inf")
 
 
 def new_moments() -> list[int]:
@@ -92,6 +95,68 @@ def mean_std(moments: list[int]) -> tuple[float, float]:
     mean = moments[1] / n
     variance = max(0.0, (moments[2] - moments[1] * moments[1] / n) / n)
     return mean, variance**0.5
+
+
+class Ranges:
+    """A set of integer addresses kept as sorted, disjoint, non-touching runs.
+
+    Polled and written ranges are contiguous, so a few runs describe what a
+    relationship touched; adding or testing a range is a binary search. The
+    union of two is exact and independent of the order of insertion.
+    """
+
+    __slots__ = ("starts", "ends")  # ends are exclusive
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+
+    def __len__(self) -> int:
+        return sum(e - s for s, e in zip(self.starts, self.ends))
+
+    def __eq__(self, other) -> bool:
+        return (isinstance(other, Ranges) and self.starts == other.starts
+                and self.ends == other.ends)
+
+    def covers(self, start: int, end: int) -> bool:
+        """Whether every address in ``[start, end)`` is in the set."""
+        i = bisect_right(self.starts, start) - 1
+        return i >= 0 and self.ends[i] >= end
+
+    def add(self, start: int, end: int) -> bool:
+        """Add ``[start, end)``; True when it held an address not in the set."""
+        if end <= start:
+            return False
+        starts, ends = self.starts, self.ends
+        i = bisect_right(starts, start) - 1
+        if i >= 0 and ends[i] >= end:
+            return False
+        if len(starts) >= MAX_RUNS:
+            return True  # Limitation below: full; reported as new, not kept
+        # Runs from j to k-1 overlap or touch [start, end): fold them in.
+        j = i if i >= 0 and ends[i] >= start else i + 1
+        k = bisect_right(starts, end)
+        if j < k:
+            start = min(start, starts[j])
+            end = max(end, ends[k - 1])
+        starts[j:k] = [start]
+        ends[j:k] = [end]
+        return True
+
+    def update(self, other: Ranges) -> None:
+        for start, end in zip(other.starts, other.ends):
+            self.add(start, end)
+
+    def runs(self) -> list[list[int]]:
+        """``[first, last]`` inclusive runs, for JSON."""
+        return [[s, e - 1] for s, e in zip(self.starts, self.ends)]
+
+    @classmethod
+    def from_runs(cls, runs) -> Ranges:
+        found = cls()
+        for first, last in runs:
+            found.add(first, last + 1)
+        return found
 
 
 class ServiceStats:
@@ -140,7 +205,7 @@ class Relation:
     """What one client does with one server over one protocol."""
 
     __slots__ = ("count", "first", "last", "services", "actions", "addresses",
-                 "values", "sizes", "response_us", "_seen_ranges")
+                 "values", "sizes", "response_us")
 
     def __init__(self, ts: float) -> None:
         self.count = 0
@@ -149,31 +214,18 @@ class Relation:
         self.services: dict[str, ServiceStats] = {}
         self.actions: dict[str, int] = {}
         # (action, space) -> addresses touched; action is read/write/control...
-        self.addresses: dict[tuple[str, str], set[int]] = {}
-        # (space, address) -> [n, min, max] of values written or polled
-        self.values: dict[tuple[str, int], list[int]] = {}
+        self.addresses: dict[tuple[str, str], Ranges] = {}
+        # (space, start, count) -> [n, min, max] of values written or polled
+        self.values: dict[tuple[str, int, int], list[int]] = {}
         self.sizes = new_moments()
         self.response_us = new_moments()
-        # Run-time cache of ranges already folded into ``addresses``: polling
-        # repeats the same few ranges, and a set lookup beats re-adding them.
-        self._seen_ranges: set[tuple[str, str, int, int]] = set()
 
     def add_range(self, action: str, space: str, start: int, count: int) -> bool:
         """Fold an address range in; True when it held an address not seen before."""
-        key = (action, space, start, count)
-        seen = self._seen_ranges
-        if key in seen:
-            return False
-        if len(seen) < 4096:
-            seen.add(key)
         addresses = self.addresses.get((action, space))
         if addresses is None:
-            addresses = self.addresses[action, space] = set()
-        before = len(addresses)
-        room = MAX_ADDRESSES - before
-        if room > 0:
-            addresses.update(range(start, start + min(count, room, 65_536)))
-        return len(addresses) != before
+            addresses = self.addresses[action, space] = Ranges()
+        return addresses.add(start, start + count)
 
     def merge(self, other: Relation) -> None:
         self.count += other.count
@@ -190,12 +242,14 @@ class Relation:
         for action, n in other.actions.items():
             self.actions[action] = self.actions.get(action, 0) + n
         for key, addresses in other.addresses.items():
-            mine = self.addresses.setdefault(key, set())
-            mine |= addresses
+            mine = self.addresses.get(key)
+            if mine is None:
+                mine = self.addresses[key] = Ranges()
+            mine.update(addresses)
         for key, (n, lo, hi) in other.values.items():
             mine = self.values.get(key)
             if mine is None:
-                if len(self.values) < MAX_VALUE_ADDRESSES:
+                if len(self.values) < MAX_VALUE_RANGES:
                     self.values[key] = [n, lo, hi]
             else:
                 mine[0] += n
@@ -209,9 +263,9 @@ class Relation:
             "count": self.count, "first": self.first, "last": self.last,
             "services": {k: v.to_json() for k, v in sorted(self.services.items())},
             "actions": dict(sorted(self.actions.items())),
-            "addresses": [[a, s, _intervals(v)]
+            "addresses": [[a, s, v.runs()]
                           for (a, s), v in sorted(self.addresses.items())],
-            "values": [[s, a, *v] for (s, a), v in sorted(self.values.items())],
+            "values": [[s, a, c, *v] for (s, a, c), v in sorted(self.values.items())],
             "sizes": list(self.sizes), "response_us": list(self.response_us),
         }
 
@@ -222,8 +276,8 @@ class Relation:
         rel.last = data["last"]
         rel.services = {k: ServiceStats.from_json(v) for k, v in data["services"].items()}
         rel.actions = dict(data["actions"])
-        rel.addresses = {(a, s): _from_intervals(v) for a, s, v in data["addresses"]}
-        rel.values = {(s, a): [n, lo, hi] for s, a, n, lo, hi in data["values"]}
+        rel.addresses = {(a, s): Ranges.from_runs(v) for a, s, v in data["addresses"]}
+        rel.values = {(s, a, c): [n, lo, hi] for s, a, c, n, lo, hi in data["values"]}
         rel.sizes = list(data["sizes"])
         rel.response_us = list(data["response_us"])
         return rel
@@ -295,35 +349,42 @@ def service_key(message: Message) -> str:
     return message.service
 
 
-def message_values(message: Message) -> list[tuple[str, int, int]]:
-    """``(space, address, value)`` triples a message carries, by field convention.
+def value_range(message: Message) -> tuple[tuple[str, int, int], int, int] | None:
+    """``((space, start, count), lowest, highest)`` of the values a message carries.
 
-    A message with exactly one target and a list of integers in
-    ``fields["values"]``, ``fields["registers"]`` or ``fields["bits"]`` of the
-    target's length gives one value per address; a one-address target with a
-    boolean ``fields["coil"]`` gives 0 or 1, else an integer ``fields["value"]``
-    gives that value.
+    By field convention: a message with exactly one target and a list of
+    integers in ``fields["values"]``, ``fields["registers"]`` or
+    ``fields["bits"]`` of the target's length; or a one-address target with a
+    boolean ``fields["coil"]`` (learned as 0 or 1, as it reads back) or an
+    integer ``fields["value"]``. Values are learned per addressed range, as
+    polled and written ranges repeat.
     """
     targets = message.targets
     if len(targets) != 1:
-        return []
+        return None
     fields = message.fields
-    space, start, count = targets[0]
+    target = targets[0]
+    count = target[2]
     for name in ("values", "registers", "bits"):
         values = fields.get(name)
-        if isinstance(values, list) and len(values) == count:
-            return [(space, start + i, v) for i, v in enumerate(values[:64])
-                    if type(v) is int]
+        if values.__class__ is list and len(values) == count and count:
+            try:
+                lo, hi = min(values), max(values)
+            except TypeError:
+                return None
+            if lo.__class__ is int and hi.__class__ is int:
+                return (target, lo, hi)
+            return None
     if count == 1:
         # A boolean state (a coil, a binary output) is read back as 0/1 bits,
         # so it is learned as 0/1 too, not as its wire encoding (0xFF00).
         state = fields.get("coil")
-        if type(state) is bool:
-            return [(space, start, int(state))]
+        if state.__class__ is bool:
+            return (target, int(state), int(state))
         value = fields.get("value")
-        if type(value) is int:
-            return [(space, start, value)]
-    return []
+        if value.__class__ is int:
+            return (target, value, value)
+    return None
 
 
 class StreamClock:
@@ -360,8 +421,9 @@ class Baseline:
     def __init__(self) -> None:
         self.relations: dict[tuple[str, str, str], Relation] = {}
         self.devices: dict[str, Device] = {}
-        self.first: float | None = None
-        self.last: float | None = None
+        self.first_seen = _NEVER
+        self.last_seen = -_NEVER
+        self._cache: dict[tuple, tuple] = {}
         self.learned_until: float | None = None
         self.messages = 0
         self.clock = StreamClock()
@@ -372,55 +434,50 @@ class Baseline:
         """Fold one message into the state; return its relationship."""
         ts = message.ts
         kind = message.kind
-        protocol = message.protocol
-        if kind == "response":
-            client, server = message.dst.ip, message.src.ip
-        else:
-            client, server = message.src.ip, message.dst.ip
+        fields = message.fields
         self.messages += 1
-        if self.first is None or ts < self.first:
-            self.first = ts
-        if self.last is None or ts > self.last:
-            self.last = ts
+        if ts > self.last_seen:
+            self.last_seen = ts
+        if ts < self.first_seen:
+            self.first_seen = ts
 
-        key = (client, server, protocol)
-        rel = self.relations.get(key)
-        if rel is None:
-            rel = self.relations[key] = Relation(ts)
-            self._link(client, server, protocol, ts)
+        # The relationship and service of a flow's messages repeat: look them
+        # up once per (flow, protocol, direction, service), not per message.
+        sub = fields.get("sub_function_name")
+        cache_key = (message.flow, message.src.ip, message.dst.ip, message.protocol, kind,
+                     message.service, sub)
+        cached = self._cache.get(cache_key)
+        if cached is None:
+            cached = self._resolve(message, sub)
+            if len(self._cache) > 200_000:
+                self._cache.clear()
+            self._cache[cache_key] = cached
+        rel, stats, clock_key = cached
+
         rel.count += 1
         if ts > rel.last:
             rel.last = ts
         elif ts < rel.first:
             rel.first = ts
-
-        name = service_key(message)
-        stats = rel.services.get(name)
-        if stats is None:
-            if len(rel.services) >= MAX_SERVICES:
-                name = "(other)"
-                stats = rel.services.get(name)
-            if stats is None:
-                stats = rel.services[name] = ServiceStats(ts)
         stats.count += 1
         if ts > stats.last:
             stats.last = ts
         elif ts < stats.first:
             stats.first = ts
-
         action = message.action
         actions = rel.actions
         actions[action] = actions.get(action, 0) + 1
-        fields = message.fields
+
+        targets = message.targets
         if kind != "response":
             stats.requests += 1
-            clock_key = (key, name)
-            previous = self.clock.last_request.get(clock_key)
-            self.clock.last_request[clock_key] = ts
+            last_request = self.clock.last_request
+            previous = last_request.get(clock_key)
+            last_request[clock_key] = ts
             if previous is not None and ts >= previous:
                 add_moment(stats.gaps, int((ts - previous) * _US))
-            for space, start, count in message.targets:
-                rel.add_range(action, space, start, count)
+            for target in targets:
+                rel.add_range(action, *target)
         else:
             response_time = fields.get("response_time")
             if response_time is not None and response_time >= 0:
@@ -428,23 +485,60 @@ class Baseline:
         size = fields.get("length")
         if type(size) is int:
             add_moment(rel.sizes, size)
-        if message.targets and (kind != "response" or action == "read"):
-            self._learn_values(rel, message)
+        if targets and (kind != "response" or action == "read"):
+            found = value_range(message)
+            if found is not None:
+                key, lo, hi = found
+                values = rel.values
+                slot = values.get(key)
+                if slot is None:
+                    if len(values) < MAX_VALUE_RANGES:
+                        values[key] = [1, lo, hi]
+                else:
+                    slot[0] += 1
+                    if lo < slot[1]:
+                        slot[1] = lo
+                    if hi > slot[2]:
+                        slot[2] = hi
         return rel
 
-    def _learn_values(self, rel: Relation, message: Message) -> None:
-        values = rel.values
-        for space, address, value in message_values(message):
-            slot = values.get((space, address))
-            if slot is None:
-                if len(values) < MAX_VALUE_ADDRESSES:
-                    values[space, address] = [1, value, value]
-            else:
-                slot[0] += 1
-                if value < slot[1]:
-                    slot[1] = value
-                elif value > slot[2]:
-                    slot[2] = value
+    def _resolve(self, message: Message, sub) -> tuple:
+        ts = message.ts
+        protocol = message.protocol
+        if message.kind == "response":
+            client, server = message.dst.ip, message.src.ip
+        else:
+            client, server = message.src.ip, message.dst.ip
+        key = (client, server, protocol)
+        rel = self.relations.get(key)
+        if rel is None:
+            rel = self.relations[key] = Relation(ts)
+            self._link(client, server, protocol, ts)
+        name = f"{message.service}/{sub}" if isinstance(sub, str) else message.service
+        stats = rel.services.get(name)
+        if stats is None:
+            if len(rel.services) >= MAX_SERVICES:
+                name = "(other)"
+                stats = rel.services.get(name)
+            if stats is None:
+                stats = rel.services[name] = ServiceStats(ts)
+        return rel, stats, (key, name)
+
+    @property
+    def first(self) -> float | None:
+        return None if self.first_seen == _NEVER else self.first_seen
+
+    @first.setter
+    def first(self, value: float | None) -> None:
+        self.first_seen = _NEVER if value is None else value
+
+    @property
+    def last(self) -> float | None:
+        return None if self.last_seen == -_NEVER else self.last_seen
+
+    @last.setter
+    def last(self, value: float | None) -> None:
+        self.last_seen = -_NEVER if value is None else value
 
     def _link(self, client: str, server: str, protocol: str, ts: float) -> None:
         for ip, role, peer in ((client, "client", server), (server, "server", client)):
@@ -494,6 +588,7 @@ class Baseline:
 
     def merge(self, other: Baseline) -> Baseline:
         """Fold ``other`` into this baseline (in place); return self."""
+        self._cache.clear()
         for key, rel in other.relations.items():
             mine = self.relations.get(key)
             if mine is None:
@@ -547,27 +642,13 @@ class Baseline:
         return base
 
     def device_state_size(self, ip: str) -> int:
-        """Bytes of compact JSON of one device's index and of its relationships."""
+        """Bytes of compact JSON of one device's index and of the relationships it serves.
+
+        Each relationship is counted once, with its server: what is done to a
+        device is that device's baseline.
+        """
         import json
 
         parts = [self.devices[ip].to_json()] if ip in self.devices else []
-        parts += [r.to_json() for (c, s, _), r in self.relations.items() if ip in (c, s)]
+        parts += [r.to_json() for (_, s, _), r in self.relations.items() if s == ip]
         return len(json.dumps(parts, separators=(",", ":")))
-
-
-def _intervals(addresses: set[int]) -> list[list[int]]:
-    """Sorted addresses as ``[start, end]`` inclusive runs (compact JSON)."""
-    runs: list[list[int]] = []
-    for address in sorted(addresses):
-        if runs and address == runs[-1][1] + 1:
-            runs[-1][1] = address
-        else:
-            runs.append([address, address])
-    return runs
-
-
-def _from_intervals(runs: list[list[int]]) -> set[int]:
-    found: set[int] = set()
-    for start, end in runs:
-        found.update(range(start, end + 1))
-    return found

@@ -28,7 +28,7 @@ from collections import deque
 from functools import lru_cache
 from typing import Any
 
-from otdpi.learner.baseline import Baseline, Relation, mean_std, service_key
+from otdpi.learner.baseline import Baseline, Relation, service_key, value_range
 from otdpi.learner.models import MODELS, Model, techniques_of
 from otdpi.message import STATUS_OK, Endpoint, Message
 
@@ -125,6 +125,7 @@ class Detector:
         self._connections: dict[tuple, deque] = {}
         self._recent_gaps: dict[tuple, deque] = {}
         self._stopped: set[tuple] = set()
+        self._writers: dict[str, set[str]] = {}
         self._next_cadence_check = 0.0
         self._last_ts = 0.0
         self.messages = 0
@@ -276,6 +277,7 @@ class Detector:
 
         if action == "write":
             specific = self._check_write(m, client, server, rel, found)
+            self._writers_of(server).add(client)
             if m.targets and rel is not None:
                 self._check_values(m, client, server, rel, found, written=True)
         elif action == "control" and new_service:
@@ -328,10 +330,9 @@ class Detector:
         raised = False
         for space, start, count in m.targets:
             known = rel.addresses.get(("write", space)) if rel is not None else None
-            if known is not None and all(a in known for a in range(start, start + count)):
+            if known is not None and known.covers(start, start + count):
                 continue
-            writers = sorted({c for (c, s, p), r in base.relations.items()
-                              if s == server and c != client and r.actions.get("write")})
+            writers = sorted(w for w in self._writers_of(server) if w != client)
             wrote_before = rel is not None and rel.actions.get("write", 0) > 0
             # Role-aware: a client that already writes this table on this server
             # (a master, an operator station) writing a new address of it scores
@@ -359,41 +360,61 @@ class Detector:
         return raised
 
     def _check_values(self, m, client, server, rel, found, written) -> None:
-        from otdpi.learner.baseline import message_values
-
-        values = rel.values
-        for space, address, value in message_values(m):
-            slot = values.get((space, address))
-            if slot is None or slot[0] < VALUE_MIN_OBSERVATIONS:
-                continue
-            n, lo, hi = slot
-            margin = max(1, (hi - lo) // 2)
-            if lo - margin <= value <= hi + margin:
-                continue
-            verb = "wrote" if written else "read back"
-            who = client if written else server
-            score = 60 if written else 40
-            found.append(("ot/value-out-of-range", (server, space, address), score,
-                          f"{who} {verb} {value} at {_describe_range(space, address, 1)} "
-                          f"on {server}; learned range {lo}\u2013{hi} over {n} values",
-                          {"targets": [[space, address, 1]], "value": value}))
-            return  # one per message is enough
+        found_range = value_range(m)
+        if found_range is None:
+            return
+        target, value_lo, value_hi = found_range
+        slot = rel.values.get(target)
+        if slot is None or slot[0] < VALUE_MIN_OBSERVATIONS:
+            return
+        n, lo, hi = slot
+        margin = max(1, (hi - lo) // 2)
+        if lo - margin <= value_lo and value_hi <= hi + margin:
+            return
+        value = value_hi if value_hi > hi + margin else value_lo
+        verb = "wrote" if written else "read back"
+        who = client if written else server
+        score = 60 if written else 40
+        where = _describe_range(*target)
+        found.append(("ot/value-out-of-range", (server,) + tuple(target), score,
+                      f"{who} {verb} {value} in {where} on {server}; learned range "
+                      f"{lo}\u2013{hi} over {n} messages",
+                      {"targets": [list(target)], "value": value}))
 
     def _note_scan(self, m, client, novelty, found) -> None:
-        window = self._scan.get(client)
-        if window is None:
-            window = self._scan[client] = deque()
+        entry = self._scan.get(client)
+        if entry is None:
+            entry = self._scan[client] = (deque(), {})
+        window, counts = entry
         ts = m.ts
         window.append((ts, novelty))
-        while window and ts - window[0][0] > SCAN_WINDOW:
-            window.popleft()
-        distinct = {n for _, n in window}
-        if len(distinct) >= SCAN_THRESHOLD:
-            servers = {n[1] for n in distinct}
+        counts[novelty] = counts.get(novelty, 0) + 1
+        while ts - window[0][0] > SCAN_WINDOW:
+            _, old = window.popleft()
+            left = counts[old] - 1
+            if left:
+                counts[old] = left
+            else:
+                del counts[old]
+        if len(counts) >= SCAN_THRESHOLD:
+            previous = self._throttle.get(("ot/scan", (client,)))
+            if previous is not None and ts - previous["ts"] < MODELS["ot/scan"].throttle:
+                previous["repeats"] += 1  # still scanning: no need to describe it again
+                return
+            servers = {n[1] for n in counts}
             kind = "servers" if len(servers) >= SCAN_THRESHOLD else "addresses or functions"
             found.append(("ot/scan", (client,), 75,
-                          f"{client} touched {len(distinct)} new {kind} on "
+                          f"{client} touched {len(counts)} new {kind} on "
                           f"{len(servers)} device(s) within {SCAN_WINDOW:.0f} s", {}))
+
+    def _writers_of(self, server: str) -> set[str]:
+        """Clients that have written to ``server`` (kept up to date as writes pass)."""
+        writers = self._writers.get(server)
+        if writers is None:
+            writers = self._writers[server] = {
+                c for (c, s, _), r in self.baseline.relations.items()
+                if s == server and r.actions.get("write")}
+        return writers
 
     def _check_connection(self, m, client, server, found) -> None:
         """A flow between two devices that never talked, one of them industrial."""
@@ -519,6 +540,15 @@ class Detector:
     # -- alerts -------------------------------------------------------------------
 
     def _raise(self, m: Message, model_name, key, score, explanation, evidence):
+        previous = self._throttle.get((model_name, key))
+        if previous is not None:
+            model = self.models.get(model_name)
+            if model is not None and m.ts - previous["ts"] < model.throttle:
+                previous["repeats"] += 1
+                frames = previous["evidence"].get("frames")
+                if frames is not None and len(frames) < 20:
+                    frames.append(m.frame)
+                return None
         extra = evidence.pop("extra", ())
         client, server = (m.dst, m.src) if m.kind == "response" else (m.src, m.dst)
         full = {

@@ -108,5 +108,20 @@ def test_periodic_polling_is_recognised():
     base.learn_all(stream)
     rel = base.relations["10.0.0.5", "10.0.0.2", "modbus"]
     assert rel.services["read_holding_registers"].period() == 2.0
-    assert rel.addresses["read", "holding_registers"] == set(range(10))
+    assert rel.addresses["read", "holding_registers"].runs() == [[0, 9]]
     assert base.devices["10.0.0.2"].protocols["modbus", "server"][0] == 20
+
+
+@given(st.lists(st.tuples(st.integers(0, 300), st.integers(1, 40)), max_size=40))
+def test_ranges_equal_the_set_of_addresses(ranges):
+    from otdpi.learner.baseline import Ranges
+
+    runs, plain = Ranges(), set()
+    for start, count in ranges:
+        new = not set(range(start, start + count)) <= plain
+        assert runs.add(start, start + count) == new
+        plain.update(range(start, start + count))
+    assert len(runs) == len(plain)
+    assert all(runs.covers(a, a + 1) == (a in plain) for a in range(0, 350))
+    # Stored runs are disjoint and do not touch.
+    assert all(e < s for e, s in zip(runs.ends, runs.starts[1:]))
