@@ -33,6 +33,15 @@ Messages and the fields the learner reads
 
 from __future__ import annotations
 
+# Limitation: TLS 1.3 hides the certificate; the ServerHello says
+# certificate_visible False and no certificate message follows. Only an
+# endpoint's key logs could lift it, and otdpi does not decrypt.
+# Limitation: a flow caught after its handshake (no hello in its first bytes)
+# is not recognised as TLS, so its records are not reported. A probe for bare
+# application-data record headers would lift it, at the price of false matches.
+# Limitation: DTLS, QUIC, SSLv2-format hellos, JA3S/JA4S, OCSP stapling and
+# session tickets are not decoded; such bytes are skipped or left unparsed.
+
 import struct
 from typing import Any
 

@@ -424,14 +424,20 @@ class Baseline:
         self.first_seen = _NEVER
         self.last_seen = -_NEVER
         self._cache: dict[tuple, tuple] = {}
+        # (relation, service stats, clock key) of the message learned last.
+        self.current: tuple | None = None
         self.learned_until: float | None = None
         self.messages = 0
         self.clock = StreamClock()
 
     # -- learning ---------------------------------------------------------------
 
-    def learn(self, message: Message) -> Relation:
-        """Fold one message into the state; return its relationship."""
+    def learn(self, message: Message, values=False) -> Relation:
+        """Fold one message into the state; return its relationship.
+
+        ``values`` may carry :func:`value_range` of the message when the caller
+        already computed it (False: compute it here).
+        """
         ts = message.ts
         kind = message.kind
         fields = message.fields
@@ -452,6 +458,7 @@ class Baseline:
             if len(self._cache) > 200_000:
                 self._cache.clear()
             self._cache[cache_key] = cached
+        self.current = cached
         rel, stats, clock_key = cached
 
         rel.count += 1
@@ -486,7 +493,7 @@ class Baseline:
         if type(size) is int:
             add_moment(rel.sizes, size)
         if targets and (kind != "response" or action == "read"):
-            found = value_range(message)
+            found = value_range(message) if values is False else values
             if found is not None:
                 key, lo, hi = found
                 values = rel.values

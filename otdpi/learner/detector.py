@@ -126,6 +126,7 @@ class Detector:
         self._recent_gaps: dict[tuple, deque] = {}
         self._stopped: set[tuple] = set()
         self._writers: dict[str, set[str]] = {}
+        self._values = False  # value_range of the message being scored, once known
         self._next_cadence_check = 0.0
         self._last_ts = 0.0
         self.messages = 0
@@ -158,8 +159,9 @@ class Detector:
             base.finish()
         if base.learned_until is None:
             base.learned_until = base.last if base.last is not None else ts
+        self._values = False
         emitted = self._check(message)
-        self._track(message, base.learn(message))
+        self._track(message, base.learn(message, self._values))
         if ts >= self._next_cadence_check:
             self._next_cadence_check = ts + CADENCE_CHECK_EVERY
             emitted.extend(self._check_cadence(ts))
@@ -196,17 +198,13 @@ class Detector:
             return
         if protocol in IT_PROTOCOLS:
             return
-        name = service_key(message)
-        stats = rel.services.get(name)
-        if stats is None or stats.gaps[0] == 0:
+        _, stats, clock_key = self.baseline.current
+        if stats.gaps[0] == 0:
             return
-        key = (message.src.ip, message.dst.ip, protocol, name)
-        gaps = self._recent_gaps.get(key)
+        gaps = self._recent_gaps.get(clock_key)
         if gaps is None:
-            gaps = self._recent_gaps[key] = deque(maxlen=8)
-            gaps.append(message.ts)
-        else:
-            gaps.append(message.ts)
+            gaps = self._recent_gaps[clock_key] = deque(maxlen=8)
+        gaps.append(message.ts)
 
     # -- normality --------------------------------------------------------------
 
@@ -360,7 +358,7 @@ class Detector:
         return raised
 
     def _check_values(self, m, client, server, rel, found, written) -> None:
-        found_range = value_range(m)
+        found_range = self._values = value_range(m)
         if found_range is None:
             return
         target, value_lo, value_hi = found_range
@@ -507,6 +505,9 @@ class Detector:
                 period = stats.period()
                 if period is None:
                     continue
+                recent = self._recent_gaps.get(((client, server, protocol), name))
+                if recent is None:
+                    continue  # not polled in this run: nothing stopped in front of us
                 key = (client, server, protocol, name)
                 silent = ts - stats.last
                 if silent > max(10 * period, period + 30.0):
@@ -522,8 +523,7 @@ class Detector:
                             out.append(alert)
                     continue
                 self._stopped.discard(key)
-                recent = self._recent_gaps.get(key)
-                if recent is None or len(recent) < recent.maxlen:
+                if len(recent) < recent.maxlen:
                     continue
                 mean = (recent[-1] - recent[0]) / (len(recent) - 1)
                 if mean < period / 4 or mean > period * 4:

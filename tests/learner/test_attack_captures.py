@@ -48,3 +48,18 @@ def test_the_fake_command_is_a_first_write_by_a_new_client(rows):
     [row] = [r for r in rows if "fake_command" in r["capture"]]
     assert "ot/first-write" in row["models"]
     assert row["first"]["evidence"]["client"] == "192.168.1.101"
+
+
+COVERT = CAPTURES / "attacks" / "lemay_covert_channel_4d_12s.pcap"
+
+
+@pytest.mark.skipif(not COVERT.exists(), reason="covert-channel capture not present")
+@pytest.mark.xfail(strict=True, reason="the Lemay covert channel (4 digits, 12 s) hides "
+                   "in the timing of otherwise normal polling from the one master; no "
+                   "model scores the fine timing or ordering of a known relationship")
+def test_covert_channel_is_detected():
+    from otdpi.learner import Detector, feed_captures
+
+    detector = Detector(learn_for=150.0)
+    feed_captures(detector, [COVERT])
+    assert detector.alerts
