@@ -1,4 +1,4 @@
-"""Score the learner on the labelled public Modbus attack captures; print a Markdown table.
+"""Score the learner on the public Modbus attack captures; print a Markdown table.
 
 Run: ``python benchmarks/evaluate_attacks.py [--captures ../shared/captures]``.
 
@@ -38,18 +38,27 @@ class Case:
 
 
 CASES = (
-    Case("attacks/lemay_characterization_modbus_6rtu.pcap",
-         "192.168.1.101 characterises RTU 192.168.1.104 with read queries",
-         (("192.168.1.101", None),)),
-    Case("attacks/lemay_send_fake_command_modbus_6rtu.pcap",
-         "192.168.1.101 sends a fake write_single_coil to RTU 192.168.1.102",
-         (("192.168.1.101", None),), learn_own_prefix=True),
-    Case("attacks/lemay_moving_two_files_modbus_6rtu.pcap",
-         "files moved 192.168.1.105 -> .101 (TCP 1613) and .103 -> .101 (TCP 1617)",
-         (("192.168.1.105", "192.168.1.101"), ("192.168.1.103", "192.168.1.101"))),
-    Case("attacks/lemay_cnc_uploading_exe_modbus_6rtu.pcap",
-         "C&C 192.168.1.105:4444 uploads an executable to 192.168.1.101 (TCP 1630)",
-         (("192.168.1.105", "192.168.1.101"),)),
+    Case(
+        "attacks/lemay_characterization_modbus_6rtu.pcap",
+        "192.168.1.101 characterises RTU 192.168.1.104 with read queries",
+        (("192.168.1.101", None),),
+    ),
+    Case(
+        "attacks/lemay_send_fake_command_modbus_6rtu.pcap",
+        "192.168.1.101 sends a fake write_single_coil to RTU 192.168.1.102",
+        (("192.168.1.101", None),),
+        learn_own_prefix=True,
+    ),
+    Case(
+        "attacks/lemay_moving_two_files_modbus_6rtu.pcap",
+        "files moved 192.168.1.105 -> .101 (TCP 1613) and .103 -> .101 (TCP 1617)",
+        (("192.168.1.105", "192.168.1.101"), ("192.168.1.103", "192.168.1.101")),
+    ),
+    Case(
+        "attacks/lemay_cnc_uploading_exe_modbus_6rtu.pcap",
+        "C&C 192.168.1.105:4444 uploads an executable to 192.168.1.101 (TCP 1630)",
+        (("192.168.1.105", "192.168.1.101"),),
+    ),
 )
 
 
@@ -57,8 +66,9 @@ def _is_attack(alert: dict, case: Case) -> bool:
     evidence = alert["evidence"]
     client = evidence.get("client")
     server = evidence.get("server")
-    return any(client == c and (s is None or server == s)
-               for c, s in case.attacker_pairs)
+    return any(
+        client == c and (s is None or server == s) for c, s in case.attacker_pairs
+    )
 
 
 def _first_ts(path: Path) -> float:
@@ -106,14 +116,19 @@ def evaluate(root: Path = DEFAULT_CAPTURES) -> list[dict]:
         feed_captures(detector, [path])
         true = [a for a in detector.alerts if _is_attack(a, case)]
         false = [a for a in detector.alerts if not _is_attack(a, case)]
-        rows.append({
-            "capture": case.capture, "attack": case.attack,
-            "detected": bool(true), "alerts": len(detector.alerts),
-            "true": len(true), "false": len(false),
-            "models": sorted({a["model"] for a in true}),
-            "first": min(true, key=lambda a: a["ts"]) if true else None,
-            "false_alerts": false,
-        })
+        rows.append(
+            {
+                "capture": case.capture,
+                "attack": case.attack,
+                "detected": bool(true),
+                "alerts": len(detector.alerts),
+                "true": len(true),
+                "false": len(false),
+                "models": sorted({a["model"] for a in true}),
+                "first": min(true, key=lambda a: a["ts"]) if true else None,
+                "false_alerts": false,
+            }
+        )
     return rows
 
 
@@ -125,13 +140,17 @@ def main() -> None:
     print("| capture | attack | detected | models | alerts (true / false) |")
     print("|---|---|---|---|---|")
     for row in rows:
-        print(f"| `{Path(row['capture']).name}` | {row['attack']} | "
-              f"{'yes' if row['detected'] else 'NO'} | {', '.join(row['models'])} | "
-              f"{row['alerts']} ({row['true']} / {row['false']}) |")
+        print(
+            f"| `{Path(row['capture']).name}` | {row['attack']} | "
+            f"{'yes' if row['detected'] else 'NO'} | {', '.join(row['models'])} | "
+            f"{row['alerts']} ({row['true']} / {row['false']}) |"
+        )
     for row in rows:
         for alert in row["false_alerts"]:
-            print(f"false alert in {Path(row['capture']).name}: {alert['model']} "
-                  f"{alert['explanation']}")
+            print(
+                f"false alert in {Path(row['capture']).name}: {alert['model']} "
+                f"{alert['explanation']}"
+            )
 
 
 if __name__ == "__main__":

@@ -11,7 +11,9 @@ import pytest
 import otdpi
 from tests import tshark_oracle
 
-CAPTURES = Path(__file__).resolve().parents[1].parent / "shared" / "captures" / "mixed-it"
+CAPTURES = (
+    Path(__file__).resolve().parents[1].parent / "shared" / "captures" / "mixed-it"
+)
 FILES = sorted(CAPTURES.glob("*.pcap*")) if CAPTURES.is_dir() else []
 # Non-standard TLS ports in these captures, told to tshark as otdpi finds them by probe.
 DECODE_AS = ["-d", "tcp.port==8888,tls", "-d", "tcp.port==502,tls"]
@@ -24,20 +26,46 @@ pytestmark = [
 
 def _tshark(path: Path) -> dict[tuple[int, str], tuple]:
     out = subprocess.run(
-        ["tshark", "-n", "-r", str(path), *DECODE_AS, "-Y", "tls.handshake.type == 1 || tls.handshake.type == 2",
-         "-T", "fields", "-E", "separator=\t", "-E", "aggregator=,",
-         "-e", "frame.number", "-e", "tls.handshake.type",
-         "-e", "tls.handshake.extensions_server_name", "-e", "tls.handshake.ja3",
-         "-e", "tls.handshake.ciphersuite"],
-        capture_output=True, text=True, check=True).stdout
+        [
+            "tshark",
+            "-n",
+            "-r",
+            str(path),
+            *DECODE_AS,
+            "-Y",
+            "tls.handshake.type == 1 || tls.handshake.type == 2",
+            "-T",
+            "fields",
+            "-E",
+            "separator=\t",
+            "-E",
+            "aggregator=,",
+            "-e",
+            "frame.number",
+            "-e",
+            "tls.handshake.type",
+            "-e",
+            "tls.handshake.extensions_server_name",
+            "-e",
+            "tls.handshake.ja3",
+            "-e",
+            "tls.handshake.ciphersuite",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     found = {}
     for line in out.splitlines():
         frame, types, sni, ja3, suites = (line.split("\t") + [""] * 5)[:5]
         for kind in types.split(","):
             name = {"1": "client_hello", "2": "server_hello"}.get(kind)
             if name == "client_hello":
-                found[int(frame), name] = (sni or None, ja3,
-                                           [int(s, 16) for s in suites.split(",") if s])
+                found[int(frame), name] = (
+                    sni or None,
+                    ja3,
+                    [int(s, 16) for s in suites.split(",") if s],
+                )
             elif name == "server_hello":
                 found[int(frame), name] = (int(suites.split(",")[-1], 16),)
     return found

@@ -100,20 +100,25 @@ SERVER_HELLO = cs.Struct(
 
 # RFC 5246 section 7.4.2: certificate_list of DER certificates, uint24 lengths.
 CERTIFICATE_TLS12 = cs.Struct(
-    "certificate_list" / cs.Prefixed(
-        cs.Int24ub, cs.GreedyRange(cs.Prefixed(cs.Int24ub, cs.GreedyBytes))
-    ),
+    "certificate_list"
+    / cs.Prefixed(cs.Int24ub, cs.GreedyRange(cs.Prefixed(cs.Int24ub, cs.GreedyBytes))),
 )
 
 # Extension bodies.
-SERVER_NAME_LIST = cs.Prefixed(cs.Int16ub, cs.GreedyRange(cs.Struct(
-    "name_type" / cs.Int8ub,
-    "host_name" / cs.Prefixed(cs.Int16ub, cs.GreedyBytes),
-)))
+SERVER_NAME_LIST = cs.Prefixed(
+    cs.Int16ub,
+    cs.GreedyRange(
+        cs.Struct(
+            "name_type" / cs.Int8ub,
+            "host_name" / cs.Prefixed(cs.Int16ub, cs.GreedyBytes),
+        )
+    ),
+)
 NAMED_GROUP_LIST = cs.Prefixed(cs.Int16ub, cs.GreedyRange(cs.Int16ub))
 EC_POINT_FORMAT_LIST = cs.Prefixed(cs.Int8ub, cs.GreedyRange(cs.Int8ub))
 SIGNATURE_SCHEME_LIST = cs.Prefixed(cs.Int16ub, cs.GreedyRange(cs.Int16ub))
-PROTOCOL_NAME_LIST = cs.Prefixed(cs.Int16ub, cs.GreedyRange(
-    cs.Prefixed(cs.Int8ub, cs.GreedyBytes)))
+PROTOCOL_NAME_LIST = cs.Prefixed(
+    cs.Int16ub, cs.GreedyRange(cs.Prefixed(cs.Int8ub, cs.GreedyBytes))
+)
 CLIENT_SUPPORTED_VERSIONS = cs.Prefixed(cs.Int8ub, cs.GreedyRange(cs.Int16ub))
 SERVER_SUPPORTED_VERSION = cs.Int16ub

@@ -20,11 +20,13 @@ def is_grease(value: int) -> bool:
 
 def ja3_string(version: int, ciphers, extensions, groups, point_formats) -> str:
     """The JA3 full string, GREASE removed."""
+
     def dec(values) -> str:
         return "-".join(str(v) for v in values if not is_grease(v))
 
-    return ",".join((str(version), dec(ciphers), dec(extensions), dec(groups),
-                     dec(point_formats)))
+    return ",".join(
+        (str(version), dec(ciphers), dec(extensions), dec(groups), dec(point_formats))
+    )
 
 
 def ja3(full: str) -> str:
@@ -32,8 +34,17 @@ def ja3(full: str) -> str:
     return hashlib.md5(full.encode("ascii")).hexdigest()
 
 
-_JA4_VERSIONS = {0x0304: "13", 0x0303: "12", 0x0302: "11", 0x0301: "10",
-                 0x0300: "s3", 0x0002: "s2", 0xFEFF: "d1", 0xFEFD: "d2", 0xFEFC: "d3"}
+_JA4_VERSIONS = {
+    0x0304: "13",
+    0x0303: "12",
+    0x0302: "11",
+    0x0301: "10",
+    0x0300: "s3",
+    0x0002: "s2",
+    0xFEFF: "d1",
+    0xFEFD: "d2",
+    0xFEFC: "d3",
+}
 
 
 def _alnum(byte: int) -> bool:
@@ -53,18 +64,31 @@ def _hash12(text: str) -> str:
     return hashlib.sha256(text.encode("ascii")).hexdigest()[:12]
 
 
-def ja4(legacy_version: int, supported_versions, has_sni: bool, ciphers, extensions,
-        first_alpn: bytes | None, signature_algorithms, transport: str = "t") -> str:
+def ja4(
+    legacy_version: int,
+    supported_versions,
+    has_sni: bool,
+    ciphers,
+    extensions,
+    first_alpn: bytes | None,
+    signature_algorithms,
+    transport: str = "t",
+) -> str:
     """The JA4 fingerprint of a ClientHello (``transport`` t, q or d)."""
     versions = [v for v in supported_versions or () if not is_grease(v)]
     version = _JA4_VERSIONS.get(max(versions) if versions else legacy_version, "00")
     ciphers = [c for c in ciphers if not is_grease(c)]
     extensions = [e for e in extensions if not is_grease(e)]
-    head = (f"{transport}{version}{'d' if has_sni else 'i'}"
-            f"{min(len(ciphers), 99):02d}{min(len(extensions), 99):02d}"
-            f"{_alpn_chars(first_alpn)}")
-    cipher_hash = (_hash12(",".join(f"{c:04x}" for c in sorted(ciphers)))
-                   if ciphers else "000000000000")
+    head = (
+        f"{transport}{version}{'d' if has_sni else 'i'}"
+        f"{min(len(ciphers), 99):02d}{min(len(extensions), 99):02d}"
+        f"{_alpn_chars(first_alpn)}"
+    )
+    cipher_hash = (
+        _hash12(",".join(f"{c:04x}" for c in sorted(ciphers)))
+        if ciphers
+        else "000000000000"
+    )
     kept = sorted(e for e in extensions if e not in (0x0000, 0x0010))
     if kept:
         text = ",".join(f"{e:04x}" for e in kept)

@@ -41,7 +41,6 @@ from __future__ import annotations
 # application-data record headers would lift it, at the price of false matches.
 # Limitation: DTLS, QUIC, SSLv2-format hellos, JA3S/JA4S, OCSP stapling and
 # session tickets are not decoded; such bytes are skipped or left unparsed.
-
 import struct
 from typing import Any
 
@@ -75,8 +74,13 @@ _HEADER = struct.Struct("!BHH")
 
 
 def _version_name(version: int) -> str:
-    names = {0x0300: "SSL 3.0", 0x0301: "TLS 1.0", 0x0302: "TLS 1.1",
-             0x0303: "TLS 1.2", 0x0304: "TLS 1.3"}
+    names = {
+        0x0300: "SSL 3.0",
+        0x0301: "TLS 1.0",
+        0x0302: "TLS 1.1",
+        0x0303: "TLS 1.2",
+        0x0304: "TLS 1.3",
+    }
     return names.get(version, f"0x{version:04x}")
 
 
@@ -91,14 +95,16 @@ class _Direction:
 
 
 class TLSDissector(Dissector):
-    """TLS over TCP: handshake metadata, server certificates (TLS <= 1.2), fingerprints."""
+    """TLS over TCP: handshake metadata, certificates (TLS <= 1.2), fingerprints."""
 
     name = "tls"
     transports = ("tcp",)
     default_ports = (443, 8443, 993, 995, 465, 636, 853, 4443, 6606)
     probe_min_bytes = 6
-    state = ("a record buffer and a handshake buffer per direction, the client's SNI, "
-             "and whether each side has switched to encrypted records")
+    state = (
+        "a record buffer and a handshake buffer per direction, the client's SNI, "
+        "and whether each side has switched to encrypted records"
+    )
 
     @classmethod
     def probe(cls, data: bytes, to_server: bool) -> bool:
@@ -107,8 +113,10 @@ class TLSDissector(Dissector):
         if not 1 <= data[2] <= 4:
             return False
         length = data[3] << 8 | data[4]
-        return 4 <= length <= MAX_RECORD and data[5] in (HandshakeType.client_hello,
-                                                          HandshakeType.server_hello)
+        return 4 <= length <= MAX_RECORD and data[5] in (
+            HandshakeType.client_hello,
+            HandshakeType.server_hello,
+        )
 
     @classmethod
     def sender_is_client(cls, data: bytes) -> bool | None:
@@ -125,15 +133,40 @@ class TLSDissector(Dissector):
         self._sni: str | None = None
         self._tls13 = False
 
-    def _message(self, to_server: bool, ts: float, frame: int, service: str,
-                 code: int | None, action: str, fields: dict[str, Any],
-                 identity: dict[str, Any] | None = None, status=STATUS_OK) -> Message:
+    def _message(
+        self,
+        to_server: bool,
+        ts: float,
+        frame: int,
+        service: str,
+        code: int | None,
+        action: str,
+        fields: dict[str, Any],
+        identity: dict[str, Any] | None = None,
+        status=STATUS_OK,
+    ) -> Message:
         src, dst = self.endpoints(to_server)
-        return Message(ts, frame, self.flow.flow_id, src, dst, PROTOCOL,
-                       "request" if to_server else "response", service, code, action,
-                       (), fields, identity or {}, status, ())
+        return Message(
+            ts,
+            frame,
+            self.flow.flow_id,
+            src,
+            dst,
+            PROTOCOL,
+            "request" if to_server else "response",
+            service,
+            code,
+            action,
+            (),
+            fields,
+            identity or {},
+            status,
+            (),
+        )
 
-    def feed(self, data: bytes, to_server: bool, ts: float, frame: int) -> list[Message]:
+    def feed(
+        self, data: bytes, to_server: bool, ts: float, frame: int
+    ) -> list[Message]:
         side = self._sides[to_server]
         if side.dead:
             return []
@@ -144,29 +177,53 @@ class TLSDissector(Dissector):
         while len(buf) - pos >= 5:
             content_type, version, length = _HEADER.unpack_from(buf, pos)
             if not 20 <= content_type <= 24 or version >> 8 != 3 or length > MAX_RECORD:
-                out.append(self._message(
-                    to_server, ts, frame, "record", content_type, "other",
-                    {"content_type": content_type, "version": version, "length": length},
-                    status=malformed(f"bytes at this point are not a TLS record header "
-                                     f"(type {content_type}, version 0x{version:04x}, "
-                                     f"length {length}); rest of this direction dropped")))
+                out.append(
+                    self._message(
+                        to_server,
+                        ts,
+                        frame,
+                        "record",
+                        content_type,
+                        "other",
+                        {
+                            "content_type": content_type,
+                            "version": version,
+                            "length": length,
+                        },
+                        status=malformed(
+                            f"bytes at this point are not a TLS record header "
+                            f"(type {content_type}, version 0x{version:04x}, "
+                            f"length {length}); rest of this direction dropped"
+                        ),
+                    )
+                )
                 side.dead = True
                 buf.clear()
                 return out
             if len(buf) - pos < 5 + length:
                 break
-            body = bytes(buf[pos + 5: pos + 5 + length])
+            body = bytes(buf[pos + 5 : pos + 5 + length])
             pos += 5 + length
-            out.extend(self._record(side, to_server, content_type, version, body, ts,
-                                    frame))
+            out.extend(
+                self._record(side, to_server, content_type, version, body, ts, frame)
+            )
         if pos:
             del buf[:pos]
         return out
 
     def _record(self, side, to_server, content_type, version, body, ts, frame):
         if content_type == ContentType.application_data:
-            return [self._message(to_server, ts, frame, "application_data", 23, "data",
-                                  {"length": len(body), "version": version})]
+            return [
+                self._message(
+                    to_server,
+                    ts,
+                    frame,
+                    "application_data",
+                    23,
+                    "data",
+                    {"length": len(body), "version": version},
+                )
+            ]
         if content_type == ContentType.change_cipher_spec:
             side.encrypted = True
             return []
@@ -190,17 +247,27 @@ class TLSDissector(Dissector):
             msg_type = buf[0]
             length = buf[1] << 16 | buf[2] << 8 | buf[3]
             if length > MAX_HANDSHAKE:
-                out.append(self._message(
-                    to_server, ts, frame, "handshake", msg_type, "session",
-                    {"msg_type": msg_type, "length": length},
-                    status=malformed(f"handshake message of {length} bytes exceeds "
-                                     f"{MAX_HANDSHAKE}; handshake of this side dropped")))
+                out.append(
+                    self._message(
+                        to_server,
+                        ts,
+                        frame,
+                        "handshake",
+                        msg_type,
+                        "session",
+                        {"msg_type": msg_type, "length": length},
+                        status=malformed(
+                            f"handshake message of {length} bytes exceeds "
+                            f"{MAX_HANDSHAKE}; handshake of this side dropped"
+                        ),
+                    )
+                )
                 side.encrypted = True
                 buf.clear()
                 return out
             if len(buf) < 4 + length:
                 break
-            body = bytes(buf[4: 4 + length])
+            body = bytes(buf[4 : 4 + length])
             del buf[: 4 + length]
             message = self._handshake(to_server, msg_type, body, ts, frame)
             if message is not None:
@@ -215,13 +282,24 @@ class TLSDissector(Dissector):
                 return self._client_hello(CLIENT_HELLO.parse(body), ts, frame)
             if msg_type == HandshakeType.server_hello and not to_server:
                 return self._server_hello(SERVER_HELLO.parse(body), ts, frame)
-            if msg_type == HandshakeType.certificate and not to_server and not self._tls13:
+            if (
+                msg_type == HandshakeType.certificate
+                and not to_server
+                and not self._tls13
+            ):
                 return self._certificate(CERTIFICATE_TLS12.parse(body), ts, frame)
         except (cs.ConstructError, ValueError, UnicodeDecodeError) as exc:
             name = _handshake_name(msg_type)
-            return self._message(to_server, ts, frame, name, msg_type, "session",
-                                 {"msg_type": msg_type, "length": len(body)},
-                                 status=malformed(f"{name} not parsed: {exc}"[:300]))
+            return self._message(
+                to_server,
+                ts,
+                frame,
+                name,
+                msg_type,
+                "session",
+                {"msg_type": msg_type, "length": len(body)},
+                status=malformed(f"{name} not parsed: {exc}"[:300]),
+            )
         return None
 
     def _client_hello(self, hello, ts, frame) -> Message:
@@ -237,8 +315,11 @@ class TLSDissector(Dissector):
             kind, data = ext.extension_type, ext.extension_data
             try:
                 if kind == ExtensionType.server_name:
-                    names = [n.host_name for n in SERVER_NAME_LIST.parse(data)
-                             if n.name_type == 0]
+                    names = [
+                        n.host_name
+                        for n in SERVER_NAME_LIST.parse(data)
+                        if n.name_type == 0
+                    ]
                     sni = names[0].decode("ascii", "replace") if names else None
                 elif kind == ExtensionType.supported_groups:
                     groups = list(NAMED_GROUP_LIST.parse(data))
@@ -259,22 +340,42 @@ class TLSDissector(Dissector):
         version = max(offered) if offered else hello.legacy_version
         self._sni = sni
         fields = {
-            "version": version, "version_name": _version_name(version),
+            "version": version,
+            "version_name": _version_name(version),
             "legacy_version": hello.legacy_version,
             "sni": sni,
             "alpn": [p.decode("ascii", "replace") for p in alpn] if alpn else [],
-            "cipher_suites": ciphers, "extensions": types,
-            "supported_groups": groups, "ec_point_formats": formats,
-            "signature_algorithms": signatures, "supported_versions": versions,
+            "cipher_suites": ciphers,
+            "extensions": types,
+            "supported_groups": groups,
+            "ec_point_formats": formats,
+            "signature_algorithms": signatures,
+            "supported_versions": versions,
             "session_id": hello.legacy_session_id.hex(),
-            "ja3_full": full, "ja3": ja3(full),
-            "ja4": ja4(hello.legacy_version, versions, sni is not None, ciphers, types,
-                       alpn[0] if alpn else None, signatures),
+            "ja3_full": full,
+            "ja3": ja3(full),
+            "ja4": ja4(
+                hello.legacy_version,
+                versions,
+                sni is not None,
+                ciphers,
+                types,
+                alpn[0] if alpn else None,
+                signatures,
+            ),
         }
         if damaged:
             fields["damaged_extensions"] = damaged
-        return self._message(True, ts, frame, "client_hello", 1, "session", fields,
-                             {"tls_client_ja4": fields["ja4"]})
+        return self._message(
+            True,
+            ts,
+            frame,
+            "client_hello",
+            1,
+            "session",
+            fields,
+            {"tls_client_ja4": fields["ja4"]},
+        )
 
     def _server_hello(self, hello, ts, frame) -> Message:
         extensions = list(hello.extensions or ())
@@ -284,7 +385,8 @@ class TLSDissector(Dissector):
                 version = SERVER_SUPPORTED_VERSION.parse(ext.extension_data)
         self._tls13 = version == 0x0304
         fields = {
-            "version": version, "version_name": _version_name(version),
+            "version": version,
+            "version_name": _version_name(version),
             "legacy_version": hello.legacy_version,
             "cipher_suite": hello.cipher_suite,
             "extensions": [e.extension_type for e in extensions],
@@ -294,8 +396,10 @@ class TLSDissector(Dissector):
         return self._message(False, ts, frame, "server_hello", 2, "session", fields)
 
     def _certificate(self, parsed, ts, frame) -> Message:
-        chain = [summarise(bytes(der), self._sni)
-                 for der in parsed.certificate_list[:MAX_CERTIFICATES]]
+        chain = [
+            summarise(bytes(der), self._sni)
+            for der in parsed.certificate_list[:MAX_CERTIFICATES]
+        ]
         fields = {
             "certificate": chain[0] if chain else None,
             "chain": chain,
@@ -305,8 +409,9 @@ class TLSDissector(Dissector):
         identity = {}
         if chain and "subject" in chain[0]:
             identity["tls_certificate_subject"] = chain[0]["subject"]
-        return self._message(False, ts, frame, "certificate", 11, "session", fields,
-                             identity)
+        return self._message(
+            False, ts, frame, "certificate", 11, "session", fields, identity
+        )
 
     def gap(self, to_server: bool, ts: float, frame: int) -> list[Message]:
         # Bytes lost: record boundaries are gone; stop reading this direction.
@@ -320,11 +425,21 @@ class TLSDissector(Dissector):
         out = []
         for to_server, side in self._sides.items():
             if side.records and not side.dead:
-                out.append(self._message(
-                    to_server, ts, frame, "record", None, "other",
-                    {"length": len(side.records)},
-                    status=malformed(f"flow ended inside a TLS record "
-                                     f"({len(side.records)} bytes left)")))
+                out.append(
+                    self._message(
+                        to_server,
+                        ts,
+                        frame,
+                        "record",
+                        None,
+                        "other",
+                        {"length": len(side.records)},
+                        status=malformed(
+                            f"flow ended inside a TLS record "
+                            f"({len(side.records)} bytes left)"
+                        ),
+                    )
+                )
             side.records.clear()
         return out
 

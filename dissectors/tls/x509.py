@@ -28,7 +28,7 @@ def _key(cert: x509.Certificate) -> tuple[str, int | None]:
 
 
 def name_matches(pattern: str, host: str) -> bool:
-    """Whether certificate name ``pattern`` (``*.`` wildcard allowed) covers ``host``."""
+    """Whether the certificate name ``pattern`` (``*.`` wildcards too) covers ``host``."""
     pattern, host = pattern.lower().rstrip("."), host.lower().rstrip(".")
     if pattern.startswith("*."):
         suffix = pattern[1:]
@@ -49,13 +49,18 @@ def summarise(der: bytes, sni: str | None = None) -> dict[str, Any]:
         return {"error": f"certificate not parsed: {exc}"[:200], "length": len(der)}
     names: list[str] = []
     try:
-        names = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-                 if isinstance(a.value, str)]
+        names = [
+            a.value
+            for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+            if isinstance(a.value, str)
+        ]
     except Exception:
         pass
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-        names += [n for n in san.value.get_values_for_type(x509.DNSName) if n not in names]
+        names += [
+            n for n in san.value.get_values_for_type(x509.DNSName) if n not in names
+        ]
     except Exception:  # no SAN, or a damaged one
         pass
     key_type, key_bits = _key(cert)

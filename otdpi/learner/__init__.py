@@ -19,9 +19,20 @@ from otdpi.learner.models import MODELS, TECHNIQUES, Model, Technique
 from otdpi.learner.store import DEFAULT_DB, Store, export_json, import_json
 
 __all__ = [
-    "DEFAULT_DB", "MODELS", "TECHNIQUES", "Baseline", "Detector", "Model", "Store",
-    "Technique", "connection_event", "export_json", "feed_captures", "import_json",
-    "is_external", "learn",
+    "DEFAULT_DB",
+    "MODELS",
+    "TECHNIQUES",
+    "Baseline",
+    "Detector",
+    "Model",
+    "Store",
+    "Technique",
+    "connection_event",
+    "export_json",
+    "feed_captures",
+    "import_json",
+    "is_external",
+    "learn",
 ]
 
 
@@ -68,8 +79,9 @@ def feed_captures(
     return engine
 
 
-def learn(paths: Iterable[str | os.PathLike], protocols: Iterable[str] | None = None
-          ) -> Baseline:
+def learn(
+    paths: Iterable[str | os.PathLike], protocols: Iterable[str] | None = None
+) -> Baseline:
     """Learn a baseline from captures (learning only, no detection)."""
     detector = Detector(learn_for=float("inf"))
     feed_captures(detector, paths, protocols)

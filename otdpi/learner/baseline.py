@@ -115,8 +115,11 @@ class Ranges:
         return sum(e - s for s, e in zip(self.starts, self.ends))
 
     def __eq__(self, other) -> bool:
-        return (isinstance(other, Ranges) and self.starts == other.starts
-                and self.ends == other.ends)
+        return (
+            isinstance(other, Ranges)
+            and self.starts == other.starts
+            and self.ends == other.ends
+        )
 
     def covers(self, start: int, end: int) -> bool:
         """Whether every address in ``[start, end)`` is in the set."""
@@ -188,8 +191,13 @@ class ServiceStats:
         merge_moments(self.gaps, other.gaps)
 
     def to_json(self) -> dict[str, Any]:
-        return {"count": self.count, "requests": self.requests, "first": self.first,
-                "last": self.last, "gaps_us": list(self.gaps)}
+        return {
+            "count": self.count,
+            "requests": self.requests,
+            "first": self.first,
+            "last": self.last,
+            "gaps_us": list(self.gaps),
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ServiceStats:
@@ -204,8 +212,17 @@ class ServiceStats:
 class Relation:
     """What one client does with one server over one protocol."""
 
-    __slots__ = ("count", "first", "last", "services", "actions", "addresses",
-                 "values", "sizes", "response_us")
+    __slots__ = (
+        "count",
+        "first",
+        "last",
+        "services",
+        "actions",
+        "addresses",
+        "values",
+        "sizes",
+        "response_us",
+    )
 
     def __init__(self, ts: float) -> None:
         self.count = 0
@@ -260,13 +277,17 @@ class Relation:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "count": self.count, "first": self.first, "last": self.last,
+            "count": self.count,
+            "first": self.first,
+            "last": self.last,
             "services": {k: v.to_json() for k, v in sorted(self.services.items())},
             "actions": dict(sorted(self.actions.items())),
-            "addresses": [[a, s, v.runs()]
-                          for (a, s), v in sorted(self.addresses.items())],
+            "addresses": [
+                [a, s, v.runs()] for (a, s), v in sorted(self.addresses.items())
+            ],
             "values": [[s, a, c, *v] for (s, a, c), v in sorted(self.values.items())],
-            "sizes": list(self.sizes), "response_us": list(self.response_us),
+            "sizes": list(self.sizes),
+            "response_us": list(self.response_us),
         }
 
     @classmethod
@@ -274,7 +295,9 @@ class Relation:
         rel = cls(data["first"])
         rel.count = data["count"]
         rel.last = data["last"]
-        rel.services = {k: ServiceStats.from_json(v) for k, v in data["services"].items()}
+        rel.services = {
+            k: ServiceStats.from_json(v) for k, v in data["services"].items()
+        }
         rel.actions = dict(data["actions"])
         rel.addresses = {(a, s): Ranges.from_runs(v) for a, s, v in data["addresses"]}
         rel.values = {(s, a, c): [n, lo, hi] for s, a, c, n, lo, hi in data["values"]}
@@ -320,7 +343,8 @@ class Device:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "first": self.first, "last": self.last,
+            "first": self.first,
+            "last": self.last,
             "protocols": [[p, r, *v] for (p, r), v in sorted(self.protocols.items())],
             "peers": {k: v for k, v in sorted(self.peers.items())},
         }
@@ -450,8 +474,15 @@ class Baseline:
         # The relationship and service of a flow's messages repeat: look them
         # up once per (flow, protocol, direction, service), not per message.
         sub = fields.get("sub_function_name")
-        cache_key = (message.flow, message.src.ip, message.dst.ip, message.protocol, kind,
-                     message.service, sub)
+        cache_key = (
+            message.flow,
+            message.src.ip,
+            message.dst.ip,
+            message.protocol,
+            kind,
+            message.service,
+            sub,
+        )
         cached = self._cache.get(cache_key)
         if cached is None:
             cached = self._resolve(message, sub)
@@ -568,8 +599,10 @@ class Baseline:
             for slot in dev.peers.values():
                 slot[0] = slot[1] = 0
         for (client, server, protocol), rel in self.relations.items():
-            for ip, role, peer, index in ((client, "client", server, 0),
-                                          (server, "server", client, 1)):
+            for ip, role, peer, index in (
+                (client, "client", server, 0),
+                (server, "server", client, 1),
+            ):
                 dev = self.devices[ip]
                 dev.first = min(dev.first, rel.first)
                 dev.last = max(dev.last, rel.last)
@@ -607,11 +640,16 @@ class Baseline:
                 mine = self.devices[ip] = Device(dev.first)
             mine.merge(dev)
         if other.first is not None:
-            self.first = other.first if self.first is None else min(self.first, other.first)
+            self.first = (
+                other.first if self.first is None else min(self.first, other.first)
+            )
             self.last = other.last if self.last is None else max(self.last, other.last)
         if other.learned_until is not None:
-            self.learned_until = (other.learned_until if self.learned_until is None
-                                  else max(self.learned_until, other.learned_until))
+            self.learned_until = (
+                other.learned_until
+                if self.learned_until is None
+                else max(self.learned_until, other.learned_until)
+            )
         self.messages += other.messages
         self.finish()
         return self
@@ -620,11 +658,15 @@ class Baseline:
         """A JSON-ready dict; :meth:`from_json` reads it back."""
         return {
             "format": FORMAT,
-            "first": self.first, "last": self.last,
-            "learned_until": self.learned_until, "messages": self.messages,
+            "first": self.first,
+            "last": self.last,
+            "learned_until": self.learned_until,
+            "messages": self.messages,
             "devices": {ip: d.to_json() for ip, d in sorted(self.devices.items())},
-            "relations": [[c, s, p, r.to_json()]
-                          for (c, s, p), r in sorted(self.relations.items())],
+            "relations": [
+                [c, s, p, r.to_json()]
+                for (c, s, p), r in sorted(self.relations.items())
+            ],
         }
 
     @classmethod
@@ -644,12 +686,13 @@ class Baseline:
         base.learned_until = data["learned_until"]
         base.messages = data["messages"]
         base.devices = {ip: Device.from_json(d) for ip, d in data["devices"].items()}
-        base.relations = {(c, s, p): Relation.from_json(r)
-                          for c, s, p, r in data["relations"]}
+        base.relations = {
+            (c, s, p): Relation.from_json(r) for c, s, p, r in data["relations"]
+        }
         return base
 
     def device_state_size(self, ip: str) -> int:
-        """Bytes of compact JSON of one device's index and of the relationships it serves.
+        """Bytes of compact JSON of a device's index and of the relationships it serves.
 
         Each relationship is counted once, with its server: what is done to a
         device is that device's baseline.

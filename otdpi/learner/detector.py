@@ -43,11 +43,25 @@ BEACON_MIN_PERIOD = 1.0
 VALUE_MIN_OBSERVATIONS = 20
 CADENCE_CHECK_EVERY = 1.0  # capture seconds between sweeps for stopped polling
 
-_NETS_INTERNAL = tuple(ipaddress.ip_network(n) for n in (
-    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10",
-    "127.0.0.0/8", "169.254.0.0/16", "0.0.0.0/8", "224.0.0.0/4", "240.0.0.0/4",
-    "::1/128", "fc00::/7", "fe80::/10", "ff00::/8", "::/128",
-))
+_NETS_INTERNAL = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "0.0.0.0/8",
+        "224.0.0.0/4",
+        "240.0.0.0/4",
+        "::1/128",
+        "fc00::/7",
+        "fe80::/10",
+        "ff00::/8",
+        "::/128",
+    )
+)
 
 
 @lru_cache(maxsize=65536)
@@ -62,13 +76,16 @@ def is_external(ip: str) -> bool:
         address = ipaddress.ip_address(ip)
     except ValueError:
         return False  # not an IP address (a serial or fieldbus address)
-    return not any(address in net for net in _NETS_INTERNAL
-                   if net.version == address.version)
+    return not any(
+        address in net for net in _NETS_INTERNAL if net.version == address.version
+    )
 
 
 def _describe_range(space: str, start: int, count: int) -> str:
     name = space.replace("_", " ")
-    return f"{name} {start}" if count == 1 else f"{name} {start}\u2013{start + count - 1}"
+    return (
+        f"{name} {start}" if count == 1 else f"{name} {start}\u2013{start + count - 1}"
+    )
 
 
 def _span(seconds: float) -> str:
@@ -82,7 +99,10 @@ def _span(seconds: float) -> str:
 
 
 def _iso(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1e6):06d}Z"
+    return (
+        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts))
+        + f".{int(ts % 1 * 1e6):06d}Z"
+    )
 
 
 class Detector:
@@ -171,8 +191,9 @@ class Detector:
         """End of the run: bring the baseline's device index up to date."""
         if self.learning and self.learn_until is not None:
             # The run ended inside the learning period: all of it was learning.
-            self.baseline.learned_until = max(self.baseline.learned_until or 0.0,
-                                              self._last_ts)
+            self.baseline.learned_until = max(
+                self.baseline.learned_until or 0.0, self._last_ts
+            )
         self.baseline.finish()
 
     # -- run-time tracking (not baseline) -------------------------------------------
@@ -212,7 +233,9 @@ class Detector:
         if ts - last > self.forget_after:
             return False
         learned = self.baseline.learned_until
-        return (learned is not None and first <= learned) or ts - first >= self.accept_after
+        return (
+            learned is not None and first <= learned
+        ) or ts - first >= self.accept_after
 
     # -- the models -----------------------------------------------------------------
 
@@ -220,7 +243,6 @@ class Detector:
         kind = m.kind
         protocol = m.protocol
         base = self.baseline
-        ts = m.ts
         if kind == "response":
             client, server = m.dst.ip, m.src.ip
         else:
@@ -250,28 +272,51 @@ class Detector:
         new_service = stats is None or not self._normal(stats.first, stats.last, ts)
         if not fresh_rel and not new_service and action == "read":
             if m.targets and any(rel.add_range("read", *t) for t in m.targets):
-                self._note_scan(m, client, ("range", server, m.targets[0][0],
-                                            m.targets[0][1]), found)
+                self._note_scan(
+                    m,
+                    client,
+                    ("range", server, m.targets[0][0], m.targets[0][1]),
+                    found,
+                )
             return  # the fast path of normal polling
 
         specific = False
         server_dev = base.devices.get(server)
         known_server = server_dev is not None and any(
-            role == "server" for (_, role) in server_dev.protocols)
+            role == "server" for (_, role) in server_dev.protocols
+        )
         if fresh_rel:
             score = 60 + (10 if client not in base.devices else 0)
             role = "a known server" if known_server else "a device"
-            found.append(("ot/new-peer", (client, server, protocol), score,
-                          f"{client} talked {protocol} to {role} {server} for the first "
-                          f"time ({m.service})", {}))
+            found.append(
+                (
+                    "ot/new-peer",
+                    (client, server, protocol),
+                    score,
+                    f"{client} talked {protocol} to {role} {server} for the first "
+                    f"time ({m.service})",
+                    {},
+                )
+            )
             self._note_scan(m, client, ("server", server), found)
         if server_dev is not None:
             served = server_dev.protocols.get((protocol, "server"))
-            others = [p for (p, r) in server_dev.protocols if r == "server" and p != protocol]
-            if (served is None or not self._normal(served[1], served[2], ts)) and others:
-                found.append(("ot/new-protocol", (server, protocol), 55,
-                              f"{server} answered {protocol} for the first time; it "
-                              f"served only {', '.join(sorted(others))} before", {}))
+            others = [
+                p for (p, r) in server_dev.protocols if r == "server" and p != protocol
+            ]
+            if (
+                served is None or not self._normal(served[1], served[2], ts)
+            ) and others:
+                found.append(
+                    (
+                        "ot/new-protocol",
+                        (server, protocol),
+                        55,
+                        f"{server} answered {protocol} for the first time; it "
+                        f"served only {', '.join(sorted(others))} before",
+                        {},
+                    )
+                )
 
         if action == "write":
             specific = self._check_write(m, client, server, rel, found)
@@ -290,9 +335,16 @@ class Detector:
             else:
                 model = "ot/first-control"
                 what = "a control command"
-            found.append((model, (client, server, name), MODELS[model].base_score,
-                          f"{client} sent {what} ({name}) to {server}; never seen on "
-                          f"this relationship", {}))
+            found.append(
+                (
+                    model,
+                    (client, server, name),
+                    MODELS[model].base_score,
+                    f"{client} sent {what} ({name}) to {server}; never seen on "
+                    f"this relationship",
+                    {},
+                )
+            )
         elif action == "program" and new_service:
             specific = True
             lowered = name.lower()
@@ -302,24 +354,48 @@ class Detector:
                 model, what = "ot/block-delete", "deleted a program block on"
             else:
                 model, what = "ot/program-download", "downloaded a program to"
-            found.append((model, (client, server, name), MODELS[model].base_score,
-                          f"{client} {what} {server} ({name}) for the first time", {}))
+            found.append(
+                (
+                    model,
+                    (client, server, name),
+                    MODELS[model].base_score,
+                    f"{client} {what} {server} ({name}) for the first time",
+                    {},
+                )
+            )
         elif action == "identify" and new_service:
             specific = True
             score = 65 + (10 if fresh_rel else 0)
-            found.append(("ot/recon-identify", (client, server, name), score,
-                          f"{client} read the identity of {server} ({name}); it never "
-                          f"did before", {}))
+            found.append(
+                (
+                    "ot/recon-identify",
+                    (client, server, name),
+                    score,
+                    f"{client} read the identity of {server} ({name}); it never "
+                    f"did before",
+                    {},
+                )
+            )
             self._note_scan(m, client, ("identify", server), found)
         elif action == "read" and m.targets and rel is not None:
             if any(rel.add_range("read", *t) for t in m.targets):
-                self._note_scan(m, client, ("range", server, m.targets[0][0],
-                                            m.targets[0][1]), found)
+                self._note_scan(
+                    m,
+                    client,
+                    ("range", server, m.targets[0][0], m.targets[0][1]),
+                    found,
+                )
 
         if new_service and not fresh_rel and not specific:
-            found.append(("ot/new-service", (client, server, name), 45,
-                          f"{client} used {m.protocol} {name} on {server} for the first "
-                          f"time", {}))
+            found.append(
+                (
+                    "ot/new-service",
+                    (client, server, name),
+                    45,
+                    f"{client} used {m.protocol} {name} on {server} for the first time",
+                    {},
+                )
+            )
         if new_service:
             self._note_scan(m, client, ("service", server, name), found)
 
@@ -341,18 +417,29 @@ class Detector:
                 score = 55 if wrote_before else 80
             learned = _span(max(0.0, m.ts - (base.first or m.ts)))
             if writers and wrote_before:
-                who = f"it wrote other addresses before, as did {', '.join(writers[:3])}"
+                who = (
+                    f"it wrote other addresses before, as did {', '.join(writers[:3])}"
+                )
             elif wrote_before:
                 who = "it wrote other addresses before"
             elif writers:
-                who = f"only {', '.join(writers[:3])} " \
-                      f"{'has' if len(writers) == 1 else 'have'} written to it in {learned}"
+                who = (
+                    f"only {', '.join(writers[:3])} "
+                    f"{'has' if len(writers) == 1 else 'have'} written to it "
+                    f"in {learned}"
+                )
             else:
                 who = f"nobody has written to it in {learned}"
             where = _describe_range(space, start, count)
-            found.append(("ot/first-write", (client, server, space, start, count), score,
-                          f"{client} wrote {where} on {server} for the first time; {who}",
-                          {"targets": [[space, start, count]]}))
+            found.append(
+                (
+                    "ot/first-write",
+                    (client, server, space, start, count),
+                    score,
+                    f"{client} wrote {where} on {server} for the first time; {who}",
+                    {"targets": [[space, start, count]]},
+                )
+            )
             self._note_scan(m, client, ("write", server, space, start), found)
             raised = True
         return raised
@@ -374,10 +461,16 @@ class Detector:
         who = client if written else server
         score = 60 if written else 40
         where = _describe_range(*target)
-        found.append(("ot/value-out-of-range", (server,) + tuple(target), score,
-                      f"{who} {verb} {value} in {where} on {server}; learned range "
-                      f"{lo}\u2013{hi} over {n} messages",
-                      {"targets": [list(target)], "value": value}))
+        found.append(
+            (
+                "ot/value-out-of-range",
+                (server,) + tuple(target),
+                score,
+                f"{who} {verb} {value} in {where} on {server}; learned range "
+                f"{lo}\u2013{hi} over {n} messages",
+                {"targets": [list(target)], "value": value},
+            )
+        )
 
     def _note_scan(self, m, client, novelty, found) -> None:
         entry = self._scan.get(client)
@@ -396,22 +489,38 @@ class Detector:
                 del counts[old]
         if len(counts) >= SCAN_THRESHOLD:
             previous = self._throttle.get(("ot/scan", (client,)))
-            if previous is not None and ts - previous["ts"] < MODELS["ot/scan"].throttle:
+            if (
+                previous is not None
+                and ts - previous["ts"] < MODELS["ot/scan"].throttle
+            ):
                 previous["repeats"] += 1  # still scanning: no need to describe it again
                 return
             servers = {n[1] for n in counts}
-            kind = "servers" if len(servers) >= SCAN_THRESHOLD else "addresses or functions"
-            found.append(("ot/scan", (client,), 75,
-                          f"{client} touched {len(counts)} new {kind} on "
-                          f"{len(servers)} device(s) within {SCAN_WINDOW:.0f} s", {}))
+            kind = (
+                "servers"
+                if len(servers) >= SCAN_THRESHOLD
+                else "addresses or functions"
+            )
+            found.append(
+                (
+                    "ot/scan",
+                    (client,),
+                    75,
+                    f"{client} touched {len(counts)} new {kind} on "
+                    f"{len(servers)} device(s) within {SCAN_WINDOW:.0f} s",
+                    {},
+                )
+            )
 
     def _writers_of(self, server: str) -> set[str]:
         """Clients that have written to ``server`` (kept up to date as writes pass)."""
         writers = self._writers.get(server)
         if writers is None:
             writers = self._writers[server] = {
-                c for (c, s, _), r in self.baseline.relations.items()
-                if s == server and r.actions.get("write")}
+                c
+                for (c, s, _), r in self.baseline.relations.items()
+                if s == server and r.actions.get("write")
+            }
         return writers
 
     def _check_connection(self, m, client, server, found) -> None:
@@ -425,15 +534,24 @@ class Detector:
         if self._normal_pair(client, server, fields.get("started", m.ts)):
             return
         base = self.baseline
-        industrial = [ip for ip in (client, server) if _is_industrial(base.devices.get(ip))]
+        industrial = [
+            ip for ip in (client, server) if _is_industrial(base.devices.get(ip))
+        ]
         if not industrial:
             return
         what = application or f"unidentified {m.protocol}"
-        found.append(("ot/new-peer", (client, server, m.protocol), 65,
-                      f"{client} opened a {what} connection to {server} port "
-                      f"{fields.get('server_port')} ({fields.get('payload_bytes')} bytes);"
-                      f" the two never talked before and {industrial[0]} is an "
-                      f"industrial device", {}))
+        found.append(
+            (
+                "ot/new-peer",
+                (client, server, m.protocol),
+                65,
+                f"{client} opened a {what} connection to {server} port "
+                f"{fields.get('server_port')} ({fields.get('payload_bytes')} bytes);"
+                f" the two never talked before and {industrial[0]} is an "
+                f"industrial device",
+                {},
+            )
+        )
 
     def _normal_pair(self, a: str, b: str, ts: float) -> bool:
         for x, y in ((a, b), (b, a)):
@@ -459,38 +577,71 @@ class Detector:
         extra = () if port in (443, 80, 8443) else ("T1571",)
         fields = m.fields
         if m.kind != "response":
-            found.append(("it/rare-external", (client, server), 45,
-                          f"{client} connected to {server}:{port}, an external endpoint "
-                          f"never seen before", {"extra": extra}))
+            found.append(
+                (
+                    "it/rare-external",
+                    (client, server),
+                    45,
+                    f"{client} connected to {server}:{port}, an external endpoint "
+                    f"never seen before",
+                    {"extra": extra},
+                )
+            )
         certificate = fields.get("certificate") if m.protocol == "tls" else None
         if isinstance(certificate, dict):
             sni = fields.get("sni")
             reason = None
             if certificate.get("self_signed"):
-                reason = (f"a self-signed certificate (subject = issuer = "
-                          f"{certificate.get('subject')})")
+                reason = (
+                    f"a self-signed certificate (subject = issuer = "
+                    f"{certificate.get('subject')})"
+                )
             elif certificate.get("matches_sni") is False:
-                reason = (f"a certificate for {certificate.get('subject')} unrelated "
-                          f"to the server name {sni}")
+                reason = (
+                    f"a certificate for {certificate.get('subject')} unrelated "
+                    f"to the server name {sni}"
+                )
             if reason:
-                found.append(("it/tls-self-signed", (client, server), 80,
-                              f"{server}:{port} (rare, external) presented {reason} "
-                              f"to {client}", {"extra": extra}))
+                found.append(
+                    (
+                        "it/tls-self-signed",
+                        (client, server),
+                        80,
+                        f"{server}:{port} (rare, external) presented {reason} "
+                        f"to {client}",
+                        {"extra": extra},
+                    )
+                )
         if m.protocol == "tls" and m.service == "application_data":
             times = self._beacon_flows.get(m.flow)
             period = _periodic(times)
             if period is not None:
-                found.append(("it/beacon", (client, server, "in-connection"), 80,
-                              f"{client} sends a message to {server}:{port} every "
-                              f"{period:.0f} s inside one TLS connection ({len(times)} so "
-                              f"far)", {"extra": extra}))
+                found.append(
+                    (
+                        "it/beacon",
+                        (client, server, "in-connection"),
+                        80,
+                        f"{client} sends a message to {server}:{port} every "
+                        f"{period:.0f} s inside one TLS connection ({len(times)} so "
+                        f"far)",
+                        {"extra": extra},
+                    )
+                )
         if m.kind == "event" and m.service == "connection":
             times = self._connections.get((client, server, m.dst.port))
             period = _periodic(times)
             if period is not None:
-                found.append(("it/beacon", (client, server, "reconnect"), 80,
-                              f"{client} reconnects to {server}:{port} every "
-                              f"{period:.0f} s (the last {BEACON_MIN_INTERVALS + 1} attempts)", {"extra": extra}))
+                found.append(
+                    (
+                        "it/beacon",
+                        (client, server, "reconnect"),
+                        80,
+                        f"{client} reconnects to {server}:{port} every "
+                        f"{period:.0f} s (the last {BEACON_MIN_INTERVALS + 1} "
+                        "attempts)",
+                        {"extra": extra},
+                    )
+                )
 
     # -- cadence ------------------------------------------------------------------
 
@@ -514,11 +665,21 @@ class Detector:
                     if key not in self._stopped:
                         self._stopped.add(key)
                         alert = self._raise_at(
-                            ts, stats.last, "ot/cadence-stop", key, 60,
+                            ts,
+                            stats.last,
+                            "ot/cadence-stop",
+                            key,
+                            60,
                             f"{client} stopped polling {server} ({protocol} {name}, "
                             f"every {period:.1f} s until {_span(silent)} ago)",
-                            {"client": client, "server": server, "protocol": protocol,
-                             "service": name}, ())
+                            {
+                                "client": client,
+                                "server": server,
+                                "protocol": protocol,
+                                "service": name,
+                            },
+                            (),
+                        )
                         if alert:
                             out.append(alert)
                     continue
@@ -528,11 +689,22 @@ class Detector:
                 mean = (recent[-1] - recent[0]) / (len(recent) - 1)
                 if mean < period / 4 or mean > period * 4:
                     alert = self._raise_at(
-                        ts, recent[-1], "ot/cadence-change", key, 50,
-                        f"{client} polls {server} ({protocol} {name}) every {mean:.2f} s;"
+                        ts,
+                        recent[-1],
+                        "ot/cadence-change",
+                        key,
+                        50,
+                        f"{client} polls {server} ({protocol} {name}) every "
+                        f"{mean:.2f} s;"
                         f" learned period {period:.2f} s",
-                        {"client": client, "server": server, "protocol": protocol,
-                         "service": name}, ())
+                        {
+                            "client": client,
+                            "server": server,
+                            "protocol": protocol,
+                            "service": name,
+                        },
+                        (),
+                    )
                     if alert:
                         out.append(alert)
         return out
@@ -553,17 +725,38 @@ class Detector:
         client, server = (m.dst, m.src) if m.kind == "response" else (m.src, m.dst)
         full = {
             "frames": [m.frame],
-            "client": client.ip, "server": server.ip,
+            "client": client.ip,
+            "server": server.ip,
             "server_port": server.port,
-            "protocol": m.protocol, "service": m.service,
+            "protocol": m.protocol,
+            "service": m.service,
             "targets": [list(t) for t in m.targets],
             **evidence,
         }
-        return self._raise_at(m.ts, m.ts, model_name, key, score, explanation, full,
-                              extra, device=server.ip)
+        return self._raise_at(
+            m.ts,
+            m.ts,
+            model_name,
+            key,
+            score,
+            explanation,
+            full,
+            extra,
+            device=server.ip,
+        )
 
-    def _raise_at(self, ts, event_ts, model_name, key, score, explanation, evidence,
-                  extra, device=None):
+    def _raise_at(
+        self,
+        ts,
+        event_ts,
+        model_name,
+        key,
+        score,
+        explanation,
+        evidence,
+        extra,
+        device=None,
+    ):
         model = self.models.get(model_name)
         if model is None:
             return None
@@ -579,11 +772,16 @@ class Detector:
                 frames.extend(evidence.get("frames", ()))
             return None
         alert = {
-            "ts": ts, "time": _iso(ts), "event_ts": event_ts,
+            "ts": ts,
+            "time": _iso(ts),
+            "event_ts": event_ts,
             "device": device or evidence.get("server"),
-            "model": model_name, "score": score,
+            "model": model_name,
+            "score": score,
             "techniques": techniques_of(model, tuple(extra)),
-            "evidence": evidence, "explanation": explanation, "repeats": 0,
+            "evidence": evidence,
+            "explanation": explanation,
+            "repeats": 0,
         }
         self._throttle[throttle_key] = alert
         self.alerts.append(alert)
@@ -608,7 +806,7 @@ def _periodic(times) -> float | None:
     if times is None or len(times) < BEACON_MIN_INTERVALS + 1:
         return None
     # The most recent run only: an earlier long session must not hide a new rhythm.
-    ordered = sorted(times)[-(BEACON_MIN_INTERVALS + 1):]
+    ordered = sorted(times)[-(BEACON_MIN_INTERVALS + 1) :]
     gaps = [b - a for a, b in zip(ordered, ordered[1:])]
     mean = sum(gaps) / len(gaps)
     if mean < BEACON_MIN_PERIOD:
@@ -625,13 +823,27 @@ def connection_event(flow) -> Message:
     """
     answered = flow.payload_bytes > 0 or flow.packets > 2
     return Message(
-        flow.last_ts, flow.last_frame, flow.id,
+        flow.last_ts,
+        flow.last_frame,
+        flow.id,
         Endpoint(flow.client.ip, flow.client.port, flow.client.mac),
         Endpoint(flow.server.ip, flow.server.port, flow.server.mac),
-        flow.transport, "event", "connection", None, "session", (),
-        {"server_port": flow.server.port, "started": flow.first_ts,
-         "duration": round(flow.last_ts - flow.first_ts, 6), "packets": flow.packets,
-         "payload_bytes": flow.payload_bytes, "application": flow.protocol,
-         "answered": answered},
-        {}, STATUS_OK, (),
+        flow.transport,
+        "event",
+        "connection",
+        None,
+        "session",
+        (),
+        {
+            "server_port": flow.server.port,
+            "started": flow.first_ts,
+            "duration": round(flow.last_ts - flow.first_ts, 6),
+            "packets": flow.packets,
+            "payload_bytes": flow.payload_bytes,
+            "application": flow.protocol,
+            "answered": answered,
+        },
+        {},
+        STATUS_OK,
+        (),
     )

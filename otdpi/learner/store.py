@@ -70,7 +70,9 @@ class Store:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
-            raise UsageError(f"{self.path}: not a usable otdpi database: {exc}") from None
+            raise UsageError(
+                f"{self.path}: not a usable otdpi database: {exc}"
+            ) from None
 
     def close(self) -> None:
         self._db.close()
@@ -88,21 +90,42 @@ class Store:
             return Baseline()
         return Baseline.from_json(json.loads(row[0]))
 
-    def save(self, baseline: Baseline, alerts: Iterable[dict[str, Any]] = (),
-             command: str = "", captures: Iterable[str] = ()) -> None:
+    def save(
+        self,
+        baseline: Baseline,
+        alerts: Iterable[dict[str, Any]] = (),
+        command: str = "",
+        captures: Iterable[str] = (),
+    ) -> None:
         """Replace the baseline and append ``alerts``, all in one transaction."""
         document = json.dumps(baseline.to_json(), separators=(",", ":"))
-        rows = [(a["ts"], a["model"], a.get("device"), a["score"],
-                 json.dumps(a, separators=(",", ":"), default=str)) for a in alerts]
+        rows = [
+            (
+                a["ts"],
+                a["model"],
+                a.get("device"),
+                a["score"],
+                json.dumps(a, separators=(",", ":"), default=str),
+            )
+            for a in alerts
+        ]
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.execute("INSERT OR REPLACE INTO baseline (id, saved_at, messages, document)"
-                       " VALUES (1, ?, ?, ?)", (time.time(), baseline.messages, document))
-            db.executemany("INSERT INTO alerts (ts, model, device, score, document) "
-                           "VALUES (?, ?, ?, ?, ?)", rows)
-            db.execute("INSERT INTO runs (finished_at, command, captures) VALUES (?, ?, ?)",
-                       (time.time(), command, json.dumps(list(captures))))
+            db.execute(
+                "INSERT OR REPLACE INTO baseline (id, saved_at, messages, document)"
+                " VALUES (1, ?, ?, ?)",
+                (time.time(), baseline.messages, document),
+            )
+            db.executemany(
+                "INSERT INTO alerts (ts, model, device, score, document) "
+                "VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+            db.execute(
+                "INSERT INTO runs (finished_at, command, captures) VALUES (?, ?, ?)",
+                (time.time(), command, json.dumps(list(captures))),
+            )
         except BaseException:
             db.execute("ROLLBACK")
             raise
@@ -110,8 +133,12 @@ class Store:
 
     def alerts(self) -> list[dict[str, Any]]:
         """Every stored alert, oldest first."""
-        return [json.loads(doc) for (doc,) in
-                self._db.execute("SELECT document FROM alerts ORDER BY ts, id")]
+        return [
+            json.loads(doc)
+            for (doc,) in self._db.execute(
+                "SELECT document FROM alerts ORDER BY ts, id"
+            )
+        ]
 
     def integrity(self) -> str:
         """SQLite's own ``integrity_check`` verdict (``ok`` when sound)."""
@@ -119,7 +146,7 @@ class Store:
 
 
 def export_json(baseline: Baseline, path: str | os.PathLike) -> None:
-    """Write a baseline as a JSON document other tools (and :func:`import_json`) read."""
+    """Write a baseline as JSON that other tools (and :func:`import_json`) read."""
     with open(path, "w", encoding="utf-8") as out:
         json.dump(baseline.to_json(), out, separators=(",", ":"))
         out.write("\n")

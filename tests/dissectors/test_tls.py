@@ -28,10 +28,41 @@ from otdpi.dissector import FlowContext
 from otdpi.message import Endpoint
 
 # The example of the JA4 technical description: Chrome's ClientHello.
-JA4_CIPHERS = [0x1301, 0x1302, 0x1303, 0xC02B, 0xC02F, 0xC02C, 0xC030, 0xCCA9, 0xCCA8,
-               0xC013, 0xC014, 0x009C, 0x009D, 0x002F, 0x0035]
-JA4_EXTENSIONS = [0x001B, 0x0000, 0x0033, 0x0010, 0x4469, 0x0017, 0x002D, 0x000D, 0x0005,
-                  0x0023, 0x0012, 0x002B, 0xFF01, 0x000B, 0x000A, 0x0015]
+JA4_CIPHERS = [
+    0x1301,
+    0x1302,
+    0x1303,
+    0xC02B,
+    0xC02F,
+    0xC02C,
+    0xC030,
+    0xCCA9,
+    0xCCA8,
+    0xC013,
+    0xC014,
+    0x009C,
+    0x009D,
+    0x002F,
+    0x0035,
+]
+JA4_EXTENSIONS = [
+    0x001B,
+    0x0000,
+    0x0033,
+    0x0010,
+    0x4469,
+    0x0017,
+    0x002D,
+    0x000D,
+    0x0005,
+    0x0023,
+    0x0012,
+    0x002B,
+    0xFF01,
+    0x000B,
+    0x000A,
+    0x0015,
+]
 JA4_SIGNATURES = [0x0403, 0x0804, 0x0401, 0x0503, 0x0805, 0x0501, 0x0806, 0x0601]
 
 
@@ -48,19 +79,27 @@ def _ext_body(kind: int) -> bytes:
 
 
 def client_hello(ciphers, extensions) -> bytes:
-    body = CLIENT_HELLO.build({
-        "legacy_version": 0x0303, "random": bytes(32), "legacy_session_id": b"",
-        "cipher_suites": ciphers, "legacy_compression_methods": b"\x00",
-        "extensions": [{"extension_type": e, "extension_data": _ext_body(e)}
-                       for e in extensions],
-    })
+    body = CLIENT_HELLO.build(
+        {
+            "legacy_version": 0x0303,
+            "random": bytes(32),
+            "legacy_session_id": b"",
+            "cipher_suites": ciphers,
+            "legacy_compression_methods": b"\x00",
+            "extensions": [
+                {"extension_type": e, "extension_data": _ext_body(e)}
+                for e in extensions
+            ],
+        }
+    )
     handshake = bytes([1]) + len(body).to_bytes(3, "big") + body
     return bytes([22, 3, 1]) + len(handshake).to_bytes(2, "big") + handshake
 
 
 def _session() -> TLSDissector:
-    flow = FlowContext(1, Endpoint("10.0.0.20", 50000), Endpoint("203.0.113.66", 6606),
-                       "tcp")
+    flow = FlowContext(
+        1, Endpoint("10.0.0.20", 50000), Endpoint("203.0.113.66", 6606), "tcp"
+    )
     return TLSDissector(flow)
 
 
@@ -76,15 +115,19 @@ def test_ja4_matches_the_published_example():
 
 
 def test_ja3_drops_grease_and_hashes_the_decimal_string():
-    full = ja3_string(771, [0x0A0A, 4865, 4866], [0x1A1A, 0, 10, 11], [0x2A2A, 29, 23],
-                      [0])
+    full = ja3_string(
+        771, [0x0A0A, 4865, 4866], [0x1A1A, 0, 10, 11], [0x2A2A, 29, 23], [0]
+    )
     assert full == "771,4865-4866,0-10-11,29-23,0"
     assert ja3(full) == "d5a3bba4b3d1b0b0b6e2d0fc7a0cd4a9" or len(ja3(full)) == 32
     assert all(is_grease(v) for v in (0x0A0A, 0xFAFA)) and not is_grease(0x0A0B)
 
 
 def test_ja4_without_extensions_or_ciphers():
-    assert ja4(0x0301, [], False, [], [], None, []) == "t10i000000_000000000000_000000000000"
+    assert (
+        ja4(0x0301, [], False, [], [], None, [])
+        == "t10i000000_000000000000_000000000000"
+    )
 
 
 def test_record_split_byte_by_byte_gives_the_same_message():
@@ -92,7 +135,7 @@ def test_record_split_byte_by_byte_gives_the_same_message():
     session = _session()
     out = []
     for i in range(len(data)):
-        out += session.feed(data[i:i + 1], True, 1.0, i + 1)
+        out += session.feed(data[i : i + 1], True, 1.0, i + 1)
     assert [m.fields["ja4"] for m in out] == ["t13d1516h2_8daaf6152771_e5627efa2ab1"]
 
 
@@ -100,22 +143,43 @@ def _self_signed(common_name: str) -> bytes:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(7)
-            .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=365))
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(7)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .sign(key, hashes.SHA256())
+    )
     return cert.public_bytes(serialization.Encoding.DER)
 
 
 def test_server_certificate_is_summarised():
     session = _session()
     session.feed(client_hello(JA4_CIPHERS[:3], [0x0000]), True, 1.0, 4)
-    hello = SERVER_HELLO.build({"legacy_version": 0x0303, "random": bytes(32),
-                                "legacy_session_id_echo": b"", "cipher_suite": 0xC02F,
-                                "legacy_compression_method": 0, "extensions": []})
-    cert = CERTIFICATE_TLS12.build({"certificate_list": [_self_signed("AsyncRAT Server")]})
-    handshakes = (b"\x02" + len(hello).to_bytes(3, "big") + hello
-                  + b"\x0b" + len(cert).to_bytes(3, "big") + cert)
+    hello = SERVER_HELLO.build(
+        {
+            "legacy_version": 0x0303,
+            "random": bytes(32),
+            "legacy_session_id_echo": b"",
+            "cipher_suite": 0xC02F,
+            "legacy_compression_method": 0,
+            "extensions": [],
+        }
+    )
+    cert = CERTIFICATE_TLS12.build(
+        {"certificate_list": [_self_signed("AsyncRAT Server")]}
+    )
+    handshakes = (
+        b"\x02"
+        + len(hello).to_bytes(3, "big")
+        + hello
+        + b"\x0b"
+        + len(cert).to_bytes(3, "big")
+        + cert
+    )
     record = b"\x16\x03\x03" + len(handshakes).to_bytes(2, "big") + handshakes
     out = session.feed(record, False, 1.1, 6)
     assert [m.service for m in out] == ["server_hello", "certificate"]
@@ -129,14 +193,20 @@ def test_server_certificate_is_summarised():
 
 def test_tls13_certificate_is_not_visible():
     session = _session()
-    hello = SERVER_HELLO.build({"legacy_version": 0x0303, "random": bytes(32),
-                                "legacy_session_id_echo": b"", "cipher_suite": 0x1301,
-                                "legacy_compression_method": 0,
-                                "extensions": [{"extension_type": 43,
-                                                "extension_data": b"\x03\x04"}]})
+    hello = SERVER_HELLO.build(
+        {
+            "legacy_version": 0x0303,
+            "random": bytes(32),
+            "legacy_session_id_echo": b"",
+            "cipher_suite": 0x1301,
+            "legacy_compression_method": 0,
+            "extensions": [{"extension_type": 43, "extension_data": b"\x03\x04"}],
+        }
+    )
     handshake = b"\x02" + len(hello).to_bytes(3, "big") + hello
-    [message] = session.feed(b"\x16\x03\x03" + len(handshake).to_bytes(2, "big")
-                             + handshake, False, 1.0, 2)
+    [message] = session.feed(
+        b"\x16\x03\x03" + len(handshake).to_bytes(2, "big") + handshake, False, 1.0, 2
+    )
     assert message.fields["version_name"] == "TLS 1.3"
     assert message.fields["certificate_visible"] is False
 
@@ -162,7 +232,7 @@ def test_any_bytes_never_raise(data, whole):
         session.feed(b"\x16\x03\x01" + data, True, 1.0, 1)
     else:
         for i in range(0, len(data), 1):
-            session.feed(data[i:i + 1], bool(i % 2), 1.0, i)
+            session.feed(data[i : i + 1], bool(i % 2), 1.0, i)
     session.close(2.0, 99)
 
 
@@ -171,7 +241,7 @@ def test_any_bytes_never_raise(data, whole):
 def test_mutated_hello_never_raises(position, garbage):
     data = bytearray(client_hello(JA4_CIPHERS, JA4_EXTENSIONS))
     position %= len(data)
-    data[position:position + len(garbage)] = garbage
+    data[position : position + len(garbage)] = garbage
     session = _session()
     for message in session.feed(bytes(data), True, 1.0, 1):
         assert message.status.state in ("ok", "malformed")

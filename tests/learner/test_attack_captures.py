@@ -1,4 +1,4 @@
-"""The learner on the public Lemay & Fernandez Modbus attack captures (skips without them)."""
+"""The learner on the public Lemay & Fernandez Modbus attack captures."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ CAPTURES = Path(__file__).resolve().parents[2].parent / "shared" / "captures"
 
 pytestmark = pytest.mark.skipif(
     not (CAPTURES / "attacks" / "lemay_send_fake_command_modbus_6rtu.pcap").exists(),
-    reason="shared attack captures not present")
+    reason="shared attack captures not present",
+)
 
 
 def _evaluation():
@@ -34,8 +35,10 @@ def test_every_attack_is_detected(rows, capsys):
     with capsys.disabled():
         print()
         for row in rows:
-            print(f"{Path(row['capture']).name}: detected={row['detected']} "
-                  f"true={row['true']} false={row['false']} {row['models']}")
+            print(
+                f"{Path(row['capture']).name}: detected={row['detected']} "
+                f"true={row['true']} false={row['false']} {row['models']}"
+            )
     assert all(row["detected"] for row in rows)
 
 
@@ -54,9 +57,12 @@ COVERT = CAPTURES / "attacks" / "lemay_covert_channel_4d_12s.pcap"
 
 
 @pytest.mark.skipif(not COVERT.exists(), reason="covert-channel capture not present")
-@pytest.mark.xfail(strict=True, reason="the Lemay covert channel (4 digits, 12 s) hides "
-                   "in the timing of otherwise normal polling from the one master; no "
-                   "model scores the fine timing or ordering of a known relationship")
+@pytest.mark.xfail(
+    strict=True,
+    reason="the Lemay covert channel (4 digits, 12 s) hides "
+    "in the timing of otherwise normal polling from the one master; no "
+    "model scores the fine timing or ordering of a known relationship",
+)
 def test_covert_channel_is_detected():
     from otdpi.learner import Detector, feed_captures
 

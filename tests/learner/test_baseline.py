@@ -1,4 +1,4 @@
-"""Baseline state: learning, exact merging (merge(A, B) == learn(A + B)), JSON round trip."""
+"""Baseline state: learning, exact merge (merge(A, B) == learn(A + B)), JSON."""
 
 from __future__ import annotations
 
@@ -7,7 +7,13 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from otdpi.learner.baseline import Baseline, add_moment, mean_std, merge_moments, new_moments
+from otdpi.learner.baseline import (
+    Baseline,
+    add_moment,
+    mean_std,
+    merge_moments,
+    new_moments,
+)
 from otdpi.message import Endpoint, Message, Target
 
 IPS = ["10.0.0.1", "10.0.0.2", "10.0.0.3", "192.0.2.7"]
@@ -32,15 +38,29 @@ def messages(draw):
         n = draw(st.integers(1, 8))
         fields = {"length": draw(st.integers(0, 260))}
         if draw(st.booleans()):
-            fields["values"] = draw(st.lists(st.integers(-5, 70_000), min_size=n,
-                                             max_size=n))
+            fields["values"] = draw(
+                st.lists(st.integers(-5, 70_000), min_size=n, max_size=n)
+            )
         if kind == "response" and draw(st.booleans()):
             fields["response_time"] = draw(st.integers(0, 10_000)) / 1e6
         if draw(st.booleans()):
             fields["sub_function_name"] = draw(st.sampled_from(["x", "y"]))
-        out.append(Message(ts, frame, 1, Endpoint(src, 1000), Endpoint(dst, 502),
-                           protocol, kind, service, None, action,
-                           (Target(space, start, n),), fields))
+        out.append(
+            Message(
+                ts,
+                frame,
+                1,
+                Endpoint(src, 1000),
+                Endpoint(dst, 502),
+                protocol,
+                kind,
+                service,
+                None,
+                action,
+                (Target(space, start, n),),
+                fields,
+            )
+        )
     return out
 
 
@@ -77,8 +97,10 @@ def test_json_round_trip(stream):
     assert Baseline.from_json(json.loads(text)).to_json() == base.to_json()
 
 
-@given(st.lists(st.integers(0, 10**9), max_size=50),
-       st.lists(st.integers(0, 10**9), max_size=50))
+@given(
+    st.lists(st.integers(0, 10**9), max_size=50),
+    st.lists(st.integers(0, 10**9), max_size=50),
+)
 def test_integer_moments_merge_exactly(xs, ys):
     a, b, both = new_moments(), new_moments(), new_moments()
     for x in xs:
@@ -100,11 +122,23 @@ def test_mean_and_std_from_moments():
 
 def test_periodic_polling_is_recognised():
     base = Baseline()
-    stream = [Message(100 + 2.0 * i, i, 1, Endpoint("10.0.0.5", 1000),
-                      Endpoint("10.0.0.2", 502), "modbus", "request",
-                      "read_holding_registers", 3, "read",
-                      (Target("holding_registers", 0, 10),), {})
-              for i in range(20)]
+    stream = [
+        Message(
+            100 + 2.0 * i,
+            i,
+            1,
+            Endpoint("10.0.0.5", 1000),
+            Endpoint("10.0.0.2", 502),
+            "modbus",
+            "request",
+            "read_holding_registers",
+            3,
+            "read",
+            (Target("holding_registers", 0, 10),),
+            {},
+        )
+        for i in range(20)
+    ]
     base.learn_all(stream)
     rel = base.relations["10.0.0.5", "10.0.0.2", "modbus"]
     assert rel.services["read_holding_registers"].period() == 2.0

@@ -1,4 +1,4 @@
-"""The SQLite store: round trip, JSON export/import, and no half-written save after kill -9."""
+"""The SQLite store: round trip, JSON export/import, no half-written save on kill -9."""
 
 from __future__ import annotations
 
@@ -19,9 +19,20 @@ from otdpi.message import Endpoint, Message, Target
 def _baseline(n: int) -> Baseline:
     base = Baseline()
     base.learn_all(
-        Message(float(i), i, 1, Endpoint(f"10.0.{i % 50}.1", 1000),
-                Endpoint("10.0.0.2", 502), "modbus", "request", f"svc{i % 30}", 3,
-                "read", (Target("holding_registers", i, 10),), {"length": 6})
+        Message(
+            float(i),
+            i,
+            1,
+            Endpoint(f"10.0.{i % 50}.1", 1000),
+            Endpoint("10.0.0.2", 502),
+            "modbus",
+            "request",
+            f"svc{i % 30}",
+            3,
+            "read",
+            (Target("holding_registers", i, 10),),
+            {"length": 6},
+        )
         for i in range(n)
     )
     return base
@@ -30,8 +41,12 @@ def _baseline(n: int) -> Baseline:
 def test_save_and_load_round_trip(tmp_path):
     base = _baseline(200)
     with Store(tmp_path / "a.sqlite") as store:
-        store.save(base, [{"ts": 1.0, "model": "ot/new-peer", "device": "10.0.0.2",
-                           "score": 60}], command="learn", captures=["x.pcap"])
+        store.save(
+            base,
+            [{"ts": 1.0, "model": "ot/new-peer", "device": "10.0.0.2", "score": 60}],
+            command="learn",
+            captures=["x.pcap"],
+        )
     with Store(tmp_path / "a.sqlite") as store:
         assert store.load().to_json() == base.to_json()
         assert [a["model"] for a in store.alerts()] == ["ot/new-peer"]
@@ -75,8 +90,12 @@ def test_store_survives_kill_during_save(tmp_path):
     path = tmp_path / "killed.sqlite"
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     for delay in (0.6, 0.9, 1.3):
-        child = subprocess.Popen([sys.executable, "-c", _CHILD, str(path)], cwd=root,
-                                 stdout=subprocess.PIPE, text=True)
+        child = subprocess.Popen(
+            [sys.executable, "-c", _CHILD, str(path)],
+            cwd=root,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         child.stdout.readline()  # at least one save went through
         time.sleep(delay)  # then kill it, most likely in the middle of a save
         os.kill(child.pid, signal.SIGKILL)
@@ -91,5 +110,6 @@ def test_store_survives_kill_during_save(tmp_path):
             # Each save adds one run and 50 alerts: never some without the other.
             assert alerts == 50 * runs
             last_round = store._db.execute(
-                "SELECT captures FROM runs ORDER BY id DESC LIMIT 1").fetchone()[0]
+                "SELECT captures FROM runs ORDER BY id DESC LIMIT 1"
+            ).fetchone()[0]
             assert base.messages == int(last_round.strip('[]"'))
