@@ -28,7 +28,7 @@ def _key(cert: x509.Certificate) -> tuple[str, int | None]:
 
 
 def name_matches(pattern: str, host: str) -> bool:
-    """Whether the certificate name ``pattern`` (``*.`` wildcards too) covers ``host``."""
+    """Whether certificate name ``pattern`` (``*.`` wildcards too) covers ``host``."""
     pattern, host = pattern.lower().rstrip("."), host.lower().rstrip(".")
     if pattern.startswith("*."):
         suffix = pattern[1:]

@@ -456,11 +456,12 @@ class Baseline:
 
     # -- learning ---------------------------------------------------------------
 
-    def learn(self, message: Message, values=False) -> Relation:
+    def learn(self, message: Message, values=False, cache_key=None) -> Relation:
         """Fold one message into the state; return its relationship.
 
-        ``values`` may carry :func:`value_range` of the message when the caller
-        already computed it (False: compute it here).
+        ``values`` may carry :func:`value_range` of the message and
+        ``cache_key`` its :meth:`cache_key` when the caller already computed
+        them (a scoring pass does).
         """
         ts = message.ts
         kind = message.kind
@@ -473,19 +474,11 @@ class Baseline:
 
         # The relationship and service of a flow's messages repeat: look them
         # up once per (flow, protocol, direction, service), not per message.
-        sub = fields.get("sub_function_name")
-        cache_key = (
-            message.flow,
-            message.src.ip,
-            message.dst.ip,
-            message.protocol,
-            kind,
-            message.service,
-            sub,
-        )
+        if cache_key is None:
+            cache_key = self.cache_key(message)
         cached = self._cache.get(cache_key)
         if cached is None:
-            cached = self._resolve(message, sub)
+            cached = self._resolve(message, cache_key[6])
             if len(self._cache) > 200_000:
                 self._cache.clear()
             self._cache[cache_key] = cached
@@ -539,6 +532,23 @@ class Baseline:
                     if hi > slot[2]:
                         slot[2] = hi
         return rel
+
+    @staticmethod
+    def cache_key(message: Message) -> tuple:
+        """The key of a message's (relationship, service) in the lookup cache."""
+        return (
+            message.flow,
+            message.src.ip,
+            message.dst.ip,
+            message.protocol,
+            message.kind,
+            message.service,
+            message.fields.get("sub_function_name"),
+        )
+
+    def cached(self, cache_key: tuple) -> tuple | None:
+        """``(relation, service stats, clock key)`` already looked up for this key."""
+        return self._cache.get(cache_key)
 
     def _resolve(self, message: Message, sub) -> tuple:
         ts = message.ts

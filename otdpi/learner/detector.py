@@ -180,8 +180,13 @@ class Detector:
         if base.learned_until is None:
             base.learned_until = base.last if base.last is not None else ts
         self._values = False
-        emitted = self._check(message)
-        self._track(message, base.learn(message, self._values))
+        key = base.cache_key(message)
+        cached = base.cached(key)
+        if cached is not None and self._fast_normal(message, cached):
+            emitted = []
+        else:
+            emitted = self._check(message)
+        self._track(message, base.learn(message, self._values, key))
         if ts >= self._next_cadence_check:
             self._next_cadence_check = ts + CADENCE_CHECK_EVERY
             emitted.extend(self._check_cadence(ts))
@@ -238,6 +243,37 @@ class Detector:
         ) or ts - first >= self.accept_after
 
     # -- the models -----------------------------------------------------------------
+
+    def _fast_normal(self, m: Message, cached: tuple) -> bool:
+        """The common case, scored without the general path: True when done.
+
+        A read response on a known flow and service only has its values
+        checked; a read request on a normal relationship and service only has
+        its ranges checked. Anything else goes through :meth:`_check`.
+        """
+        if m.protocol in IT_PROTOCOLS or m.action != "read":
+            return False
+        rel, stats, _ = cached
+        ts = m.ts
+        if m.kind == "response":
+            if not m.targets:
+                return True
+            found: list[tuple] = []
+            self._check_values(m, m.dst.ip, m.src.ip, rel, found, written=False)
+            return not found
+        if m.kind != "request":
+            return False
+        if not (
+            self._normal(rel.first, rel.last, ts)
+            and self._normal(stats.first, stats.last, ts)
+        ):
+            return False
+        for target in m.targets:
+            if not rel.addresses.get(("read", target[0]), _EMPTY).covers(
+                target[1], target[1] + target[2]
+            ):
+                return False
+        return True
 
     def _check(self, m: Message) -> list[dict[str, Any]]:
         kind = m.kind
@@ -786,6 +822,17 @@ class Detector:
         self._throttle[throttle_key] = alert
         self.alerts.append(alert)
         return alert
+
+
+class _NoRanges:
+    """Stands for an address set never created: covers nothing."""
+
+    @staticmethod
+    def covers(start: int, end: int) -> bool:
+        return False
+
+
+_EMPTY = _NoRanges()
 
 
 def _is_group_address(ip: str) -> bool:
