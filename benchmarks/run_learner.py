@@ -61,8 +61,11 @@ def main() -> None:
     parser.add_argument("--packets", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--learn-share", type=float, default=0.2)
+    parser.add_argument(
+        "--capture", type=Path, help="measure this capture instead of the synthetic one"
+    )
     args = parser.parse_args()
-    path = _capture(args.packets)
+    path = args.capture or _capture(args.packets)
 
     from otdpi.capture import open_capture
 

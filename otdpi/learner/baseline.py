@@ -472,13 +472,13 @@ class Baseline:
         if ts < self.first_seen:
             self.first_seen = ts
 
-        # The relationship and service of a flow's messages repeat: look them
-        # up once per (flow, protocol, direction, service), not per message.
+        # The relationship and service of messages repeat: look them up once
+        # per (source, destination, protocol, direction, service).
         if cache_key is None:
             cache_key = self.cache_key(message)
         cached = self._cache.get(cache_key)
         if cached is None:
-            cached = self._resolve(message, cache_key[6])
+            cached = self._resolve(message, cache_key[5])
             if len(self._cache) > 200_000:
                 self._cache.clear()
             self._cache[cache_key] = cached
@@ -536,8 +536,8 @@ class Baseline:
     @staticmethod
     def cache_key(message: Message) -> tuple:
         """The key of a message's (relationship, service) in the lookup cache."""
+        # Not the flow id: polling that opens a connection per cycle would miss.
         return (
-            message.flow,
             message.src.ip,
             message.dst.ip,
             message.protocol,
