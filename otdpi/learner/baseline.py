@@ -135,7 +135,7 @@ class Ranges:
         if i >= 0 and ends[i] >= end:
             return False
         if len(starts) >= MAX_RUNS:
-            return True  # Limitation below: full; reported as new, not kept
+            return True  # full (see the caps Limitation): reported new, not kept
         # Runs from j to k-1 overlap or touch [start, end): fold them in.
         j = i if i >= 0 and ends[i] >= start else i + 1
         k = bisect_right(starts, end)
