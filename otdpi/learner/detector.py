@@ -152,6 +152,7 @@ class Detector:
         self._recent_gaps: dict[tuple, deque] = {}
         self._stopped: set[tuple] = set()
         self._writers: dict[str, set[str]] = {}
+        self._periods: dict[tuple, float] = {}
         self._values = False  # value_range of the message being scored, once known
         self._next_cadence_check = 0.0
         self._last_ts = 0.0
@@ -695,7 +696,14 @@ class Detector:
             for name, stats in rel.services.items():
                 if stats.requests < 10:
                     continue
+                # The period last seen steady: a flood or a stall that is
+                # being learned must not erase the period it departs from.
+                period_key = (client, server, protocol, name)
                 period = stats.period()
+                if period is None or period_key in self._stopped:
+                    period = self._periods.get(period_key, period)
+                elif not self._departing(period_key, period):
+                    self._periods[period_key] = period
                 if period is None:
                     continue
                 recent = self._recent_gaps.get(((client, server, protocol), name))
@@ -750,6 +758,15 @@ class Detector:
                     if alert:
                         out.append(alert)
         return out
+
+    def _departing(self, key: tuple, period: float) -> bool:
+        """Whether the recent requests of ``key`` are off its remembered period."""
+        remembered = self._periods.get(key)
+        recent = self._recent_gaps.get((key[:3], key[3]))
+        if remembered is None or recent is None or len(recent) < 2:
+            return False
+        mean = (recent[-1] - recent[0]) / (len(recent) - 1)
+        return not remembered / 4 <= mean <= remembered * 4
 
     # -- alerts -------------------------------------------------------------------
 
