@@ -99,7 +99,7 @@ class TLSDissector(Dissector):
 
     name = "tls"
     transports = ("tcp",)
-    default_ports = (443, 8443, 993, 995, 465, 636, 853, 4443, 6606)
+    default_ports = (443, 8443, 993, 995, 465, 636, 853, 4443)
     probe_min_bytes = 6
     state = (
         "a record buffer and a handshake buffer per direction, the client's SNI, "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
 
 import construct as cs
 from cryptography import x509
@@ -119,7 +120,7 @@ def test_ja3_drops_grease_and_hashes_the_decimal_string():
         771, [0x0A0A, 4865, 4866], [0x1A1A, 0, 10, 11], [0x2A2A, 29, 23], [0]
     )
     assert full == "771,4865-4866,0-10-11,29-23,0"
-    assert ja3(full) == "d5a3bba4b3d1b0b0b6e2d0fc7a0cd4a9" or len(ja3(full)) == 32
+    assert ja3(full) == hashlib.md5(full.encode()).hexdigest()
     assert all(is_grease(v) for v in (0x0A0A, 0xFAFA)) and not is_grease(0x0A0B)
 
 
