@@ -99,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
 
     prot = commands.add_parser("protocols", help="list the installed dissectors")
     prot.set_defaults(run=_run_protocols)
+    _add_learner_commands(commands)
     return parser
 
 
@@ -481,6 +482,195 @@ def _report_problems(counters, problems) -> None:
     hidden = counters["capture_problems"] - min(len(problems), 20)
     if hidden > 0:
         print(f"otdpi: warning: {hidden} more capture problems not shown", file=sys.stderr)
+
+
+# -- learner commands: learn, detect, watch -------------------------------------
+
+
+def _add_learner_commands(commands) -> None:
+    from otdpi.learner.store import DEFAULT_DB
+
+    def common(parser, alerts: bool) -> None:
+        parser.add_argument("captures", nargs="+", metavar="CAPTURE")
+        parser.add_argument("--db", metavar="FILE", default=DEFAULT_DB,
+                            help=f"SQLite store of baselines and alerts (default "
+                            f"./{DEFAULT_DB}); runs accumulate in it")
+        parser.add_argument("--import", dest="import_json", metavar="FILE",
+                            help="merge a baseline exported as JSON before reading")
+        parser.add_argument("--export", dest="export_json", metavar="FILE",
+                            help="write the resulting baseline as JSON")
+        parser.add_argument("--no-save", action="store_true",
+                            help="leave the store as it was")
+        if alerts:
+            parser.add_argument("-o", "--output", metavar="FILE",
+                                help="write alerts as JSON Lines to FILE, not stdout")
+            parser.add_argument("--accept-after", metavar="DURATION", default="1d",
+                                help="what is new becomes normal after this long "
+                                "(default 1d; s, m, h, d suffixes)")
+        _add_protocol_option(parser)
+
+    learn = commands.add_parser(
+        "learn", help="learn per-device baselines from captures into the store",
+        description="Learn what each device normally does and merge it into the "
+        "baseline kept in the store.")
+    common(learn, alerts=False)
+    learn.set_defaults(run=_run_learn)
+
+    detect = commands.add_parser(
+        "detect", help="score captures against the stored baseline; alerts as JSON Lines",
+        description="Compare captures with the stored baseline, write alerts as JSON "
+        "Lines and a summary, and keep learning.")
+    common(detect, alerts=True)
+    detect.set_defaults(run=_run_detect)
+
+    watch = commands.add_parser(
+        "watch", help="learn from the start of the captures, then detect, in one pass",
+        description="Learn for a span of capture time (or a share of the captures), "
+        "then detect while learning goes on.")
+    common(watch, alerts=True)
+    span = watch.add_mutually_exclusive_group(required=True)
+    span.add_argument("--learn-for", metavar="DURATION",
+                      help="capture time spent learning only (e.g. 90s, 10m, 14d)")
+    span.add_argument("--learn-share", metavar="FRACTION", type=float,
+                      help="share (0 to 1) of the captures' time span spent learning")
+    watch.set_defaults(run=_run_watch)
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``90``, ``90s``, ``10m``, ``2h`` or ``14d``."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = text.strip().lower()
+    try:
+        if text and text[-1] in units:
+            return float(text[:-1]) * units[text[-1]]
+        return float(text)
+    except ValueError:
+        raise UsageError(f"{text!r}: not a duration (like 90s, 10m, 2h, 14d)") from None
+
+
+def _open_store(args):
+    from otdpi.learner import Store, import_json
+
+    store = None if args.no_save and not os.path.exists(args.db) else Store(args.db)
+    baseline = store.load() if store is not None else None
+    if args.import_json:
+        imported = import_json(args.import_json)
+        baseline = imported if baseline is None else baseline.merge(imported)
+    if baseline is None:
+        from otdpi.learner import Baseline
+
+        baseline = Baseline()
+    return store, baseline
+
+
+def _finish_store(args, store, baseline, alerts, command) -> None:
+    from otdpi.learner import export_json
+
+    if args.export_json:
+        export_json(baseline, args.export_json)
+    if store is not None:
+        if not args.no_save:
+            store.save(baseline, alerts, command=command,
+                       captures=[os.path.abspath(p) for p in args.captures])
+        store.close()
+
+
+def _run_learn(args: argparse.Namespace) -> int:
+    from otdpi.learner import Detector, feed_captures
+
+    _check_inputs(args.captures)
+    store, baseline = _open_store(args)
+    detector = Detector(learn_for=float("inf"))
+    with _progress(args.captures) as progress:
+        engine = feed_captures(detector, args.captures, args.protocol, progress=progress)
+    learned = detector.baseline
+    learned.learned_until = learned.last
+    baseline.merge(learned)
+    _finish_store(args, store, baseline, (), "learn")
+    print(f"learned {learned.messages} messages: {len(learned.devices)} devices, "
+          f"{len(learned.relations)} relationships; the store now holds "
+          f"{baseline.messages} messages, {len(baseline.devices)} devices "
+          f"({args.db if not args.no_save else 'not saved'})")
+    _report_problems(engine)
+    return 0
+
+
+def _run_detect(args: argparse.Namespace) -> int:
+    from otdpi.learner import Detector
+
+    _check_inputs(args.captures)
+    store, baseline = _open_store(args)
+    if not baseline.relations:
+        print("otdpi: warning: the baseline is empty: everything will look new; "
+              "run `otdpi learn` or `otdpi watch` first", file=sys.stderr)
+    detector = Detector(baseline, learn_for=None,
+                        accept_after=parse_duration(args.accept_after))
+    return _detect(args, detector, store, "detect")
+
+
+def _run_watch(args: argparse.Namespace) -> int:
+    from otdpi.learner import Detector
+
+    _check_inputs(args.captures)
+    if args.learn_for is not None:
+        learn_for = parse_duration(args.learn_for)
+    else:
+        if not 0 <= args.learn_share <= 1:
+            raise UsageError("--learn-share takes a fraction between 0 and 1")
+        first, last = _time_span(args.captures)
+        learn_for = (last - first) * args.learn_share
+    store, baseline = _open_store(args)
+    detector = Detector(baseline, learn_for=learn_for,
+                        accept_after=parse_duration(args.accept_after))
+    return _detect(args, detector, store, "watch")
+
+
+def _time_span(paths: Sequence[str]) -> tuple[float, float]:
+    from otdpi.capture import open_capture
+
+    first, last = float("inf"), float("-inf")
+    for path in paths:
+        with open_capture(path) as reader:
+            for record in reader:
+                ts = record[1]
+                first = min(first, ts)
+                last = max(last, ts)
+    return (first, last) if first <= last else (0.0, 0.0)
+
+
+def _detect(args, detector, store, command: str) -> int:
+    from otdpi.learner import feed_captures
+
+    dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False,
+                             default=str).encode
+    with _progress(args.captures) as progress, _open_output(args.output) as out:
+        def on_alert(alert):
+            out.write(dumps(alert))
+            out.write("\n")
+
+        engine = feed_captures(detector, args.captures, args.protocol,
+                               on_alert=on_alert, progress=progress)
+    _finish_store(args, store, detector.baseline, detector.alerts, command)
+    _print_alert_summary(detector, sys.stderr if args.output is None else sys.stdout)
+    _report_problems(engine)
+    return 0
+
+
+def _print_alert_summary(detector, stream) -> None:
+    from collections import Counter
+
+    alerts = detector.alerts
+    by_model = Counter(a["model"] for a in alerts)
+    print(f"{len(alerts)} alerts from {detector.messages} messages"
+          + (f" ({', '.join(f'{m} {n}' for m, n in by_model.most_common())})"
+             if alerts else ""), file=stream)
+    for alert in sorted(alerts, key=lambda a: -a["score"])[:20]:
+        ids = ",".join(t["id"] for t in alert["techniques"])
+        repeats = f" (+{alert['repeats']} repeats)" if alert["repeats"] else ""
+        print(f"  {alert['time']}  {alert['score']:3d}  {alert['model']:<22} {ids:<16} "
+              f"{alert['explanation']}{repeats}", file=stream)
+    if len(alerts) > 20:
+        print(f"  ... {len(alerts) - 20} more", file=stream)
 
 
 if __name__ == "__main__":  # pragma: no cover

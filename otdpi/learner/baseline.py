@@ -1,0 +1,714 @@
+"""Mergeable per-device behaviour state learned from Messages, and its JSON form.
+
+Strategy
+--------
+Everything here is plain data that merges exactly: counts add, sets union,
+first-seen takes the minimum and last-seen the maximum. Statistics of
+durations (request inter-arrival, response time) and sizes are kept as
+integer moments ``[n, sum, sum of squares, min, max]`` over integer
+microseconds (or bytes), so merging two of them is integer addition and is
+exact, not merely equal up to rounding. Mean and variance are computed from
+them only when a model reads them.
+
+The state is keyed by *relationship*: ``(client, server, protocol)``, the
+client being the side that sends requests. A relationship holds the
+services used on it, the action mix, the address ranges read and written per
+address space, and the ranges of values seen per address. A per-device index
+(protocols used in which role, peers) is kept alongside for the models that
+ask about a device rather than a relationship.
+
+Inter-arrival statistics need the time of the previous request, which is run
+state, not baseline: it lives in :class:`StreamClock` and is reset at the
+start of each capture, so that learning two captures in one run
+(``learn(A + B)``) gives exactly the baseline that learning each apart and
+merging them gives.
+
+Nothing here reads a protocol's wire format: only the Message envelope and
+two field conventions, ``fields["values"]`` (or ``registers``/``bits``)
+aligned with a single target, and ``fields["sub_function_name"]`` refining a
+service.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Iterable
+from typing import Any
+
+from otdpi.message import Message
+
+FORMAT = "otdpi-baseline/1"
+
+# Caps that bound the state of one relationship (the 64 KB per device target).
+MAX_RUNS = 1024  # disjoint address runs per (action, space) of one relationship
+MAX_VALUE_RANGES = 128  # per relationship
+MAX_SERVICES = 256  # per relationship
+MAX_PEERS = 1024  # per device
+
+# Limitation: when a cap above is reached, further keys (or address runs) are
+# not added (counts are still kept, and a range that does not fit is reported
+# as new), so merge(A, B) equals learn(A + B) exactly only while both stay
+# under the caps. Caps sized from real traffic, or a sketch that merges
+# exactly (HyperLogLog for peers), would lift it.
+
+_US = 1_000_000
+_NEVER = float("inf")
+
+
+def new_moments() -> list[int]:
+    """An empty integer moment set ``[n, sum, sum_sq, min, max]``."""
+    return [0, 0, 0, 0, 0]
+
+
+def add_moment(moments: list[int], value: int) -> None:
+    """Add one integer observation to ``moments`` in place."""
+    if moments[0] == 0:
+        moments[3] = moments[4] = value
+    elif value < moments[3]:
+        moments[3] = value
+    elif value > moments[4]:
+        moments[4] = value
+    moments[0] += 1
+    moments[1] += value
+    moments[2] += value * value
+
+
+def merge_moments(into: list[int], other: list[int]) -> None:
+    """Fold ``other`` into ``into``; exact, since every part is an integer."""
+    if other[0] == 0:
+        return
+    if into[0] == 0:
+        into[:] = other
+        return
+    into[0] += other[0]
+    into[1] += other[1]
+    into[2] += other[2]
+    into[3] = min(into[3], other[3])
+    into[4] = max(into[4], other[4])
+
+
+def mean_std(moments: list[int]) -> tuple[float, float]:
+    """Mean and population standard deviation of a moment set (0, 0 if empty)."""
+    n = moments[0]
+    if n == 0:
+        return 0.0, 0.0
+    mean = moments[1] / n
+    variance = max(0.0, (moments[2] - moments[1] * moments[1] / n) / n)
+    return mean, variance**0.5
+
+
+class Ranges:
+    """A set of integer addresses kept as sorted, disjoint, non-touching runs.
+
+    Polled and written ranges are contiguous, so a few runs describe what a
+    relationship touched; adding or testing a range is a binary search. The
+    union of two is exact and independent of the order of insertion.
+    """
+
+    __slots__ = ("starts", "ends")  # ends are exclusive
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+
+    def __len__(self) -> int:
+        return sum(e - s for s, e in zip(self.starts, self.ends))
+
+    def __eq__(self, other) -> bool:
+        return (
+            isinstance(other, Ranges)
+            and self.starts == other.starts
+            and self.ends == other.ends
+        )
+
+    def covers(self, start: int, end: int) -> bool:
+        """Whether every address in ``[start, end)`` is in the set."""
+        i = bisect_right(self.starts, start) - 1
+        return i >= 0 and self.ends[i] >= end
+
+    def add(self, start: int, end: int) -> bool:
+        """Add ``[start, end)``; True when it held an address not in the set."""
+        if end <= start:
+            return False
+        starts, ends = self.starts, self.ends
+        i = bisect_right(starts, start) - 1
+        if i >= 0 and ends[i] >= end:
+            return False
+        if len(starts) >= MAX_RUNS:
+            return True  # full (see the caps Limitation): reported new, not kept
+        # Runs from j to k-1 overlap or touch [start, end): fold them in.
+        j = i if i >= 0 and ends[i] >= start else i + 1
+        k = bisect_right(starts, end)
+        if j < k:
+            start = min(start, starts[j])
+            end = max(end, ends[k - 1])
+        starts[j:k] = [start]
+        ends[j:k] = [end]
+        return True
+
+    def update(self, other: Ranges) -> None:
+        for start, end in zip(other.starts, other.ends):
+            self.add(start, end)
+
+    def runs(self) -> list[list[int]]:
+        """``[first, last]`` inclusive runs, for JSON."""
+        return [[s, e - 1] for s, e in zip(self.starts, self.ends)]
+
+    @classmethod
+    def from_runs(cls, runs) -> Ranges:
+        found = cls()
+        for first, last in runs:
+            found.add(first, last + 1)
+        return found
+
+
+class ServiceStats:
+    """One service on one relationship: counts, first/last seen, request cadence."""
+
+    __slots__ = ("count", "requests", "first", "last", "gaps")
+
+    def __init__(self, ts: float) -> None:
+        self.count = 0
+        self.requests = 0
+        self.first = ts
+        self.last = ts
+        self.gaps = new_moments()  # request inter-arrival, microseconds
+
+    def period(self, min_gaps: int = 8, max_cv: float = 0.25) -> float | None:
+        """The request period in seconds when the requests are periodic, else None."""
+        if self.gaps[0] < min_gaps:
+            return None
+        mean, std = mean_std(self.gaps)
+        if mean <= 0 or std / mean > max_cv:
+            return None
+        return mean / _US
+
+    def merge(self, other: ServiceStats) -> None:
+        self.count += other.count
+        self.requests += other.requests
+        self.first = min(self.first, other.first)
+        self.last = max(self.last, other.last)
+        merge_moments(self.gaps, other.gaps)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "count": self.count,
+            "requests": self.requests,
+            "first": self.first,
+            "last": self.last,
+            "gaps_us": list(self.gaps),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ServiceStats:
+        stats = cls(data["first"])
+        stats.count = data["count"]
+        stats.requests = data["requests"]
+        stats.last = data["last"]
+        stats.gaps = list(data["gaps_us"])
+        return stats
+
+
+class Relation:
+    """What one client does with one server over one protocol."""
+
+    __slots__ = (
+        "count",
+        "first",
+        "last",
+        "services",
+        "actions",
+        "addresses",
+        "values",
+        "sizes",
+        "response_us",
+    )
+
+    def __init__(self, ts: float) -> None:
+        self.count = 0
+        self.first = ts
+        self.last = ts
+        self.services: dict[str, ServiceStats] = {}
+        self.actions: dict[str, int] = {}
+        # (action, space) -> addresses touched; action is read/write/control...
+        self.addresses: dict[tuple[str, str], Ranges] = {}
+        # (space, start, count) -> [n, min, max] of values written or polled
+        self.values: dict[tuple[str, int, int], list[int]] = {}
+        self.sizes = new_moments()
+        self.response_us = new_moments()
+
+    def add_range(self, action: str, space: str, start: int, count: int) -> bool:
+        """Fold an address range in; True when it held an address not seen before."""
+        addresses = self.addresses.get((action, space))
+        if addresses is None:
+            addresses = self.addresses[action, space] = Ranges()
+        return addresses.add(start, start + count)
+
+    def merge(self, other: Relation) -> None:
+        self.count += other.count
+        self.first = min(self.first, other.first)
+        self.last = max(self.last, other.last)
+        for name, stats in other.services.items():
+            mine = self.services.get(name)
+            if mine is None:
+                if len(self.services) < MAX_SERVICES:
+                    mine = self.services[name] = ServiceStats(stats.first)
+                    mine.merge(stats)
+            else:
+                mine.merge(stats)
+        for action, n in other.actions.items():
+            self.actions[action] = self.actions.get(action, 0) + n
+        for key, addresses in other.addresses.items():
+            mine = self.addresses.get(key)
+            if mine is None:
+                mine = self.addresses[key] = Ranges()
+            mine.update(addresses)
+        for key, (n, lo, hi) in other.values.items():
+            mine = self.values.get(key)
+            if mine is None:
+                if len(self.values) < MAX_VALUE_RANGES:
+                    self.values[key] = [n, lo, hi]
+            else:
+                mine[0] += n
+                mine[1] = min(mine[1], lo)
+                mine[2] = max(mine[2], hi)
+        merge_moments(self.sizes, other.sizes)
+        merge_moments(self.response_us, other.response_us)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "count": self.count,
+            "first": self.first,
+            "last": self.last,
+            "services": {k: v.to_json() for k, v in sorted(self.services.items())},
+            "actions": dict(sorted(self.actions.items())),
+            "addresses": [
+                [a, s, v.runs()] for (a, s), v in sorted(self.addresses.items())
+            ],
+            "values": [[s, a, c, *v] for (s, a, c), v in sorted(self.values.items())],
+            "sizes": list(self.sizes),
+            "response_us": list(self.response_us),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Relation:
+        rel = cls(data["first"])
+        rel.count = data["count"]
+        rel.last = data["last"]
+        rel.services = {
+            k: ServiceStats.from_json(v) for k, v in data["services"].items()
+        }
+        rel.actions = dict(data["actions"])
+        rel.addresses = {(a, s): Ranges.from_runs(v) for a, s, v in data["addresses"]}
+        rel.values = {(s, a, c): [n, lo, hi] for s, a, c, n, lo, hi in data["values"]}
+        rel.sizes = list(data["sizes"])
+        rel.response_us = list(data["response_us"])
+        return rel
+
+
+class Device:
+    """Index of one address: protocols by role, peers with direction."""
+
+    __slots__ = ("first", "last", "protocols", "peers")
+
+    def __init__(self, ts: float) -> None:
+        self.first = ts
+        self.last = ts
+        # (protocol, role) -> [count, first, last]; role is "client" or "server"
+        self.protocols: dict[tuple[str, str], list] = {}
+        # peer -> [messages as client, messages as server, first, last]
+        self.peers: dict[str, list] = {}
+
+    def merge(self, other: Device) -> None:
+        self.first = min(self.first, other.first)
+        self.last = max(self.last, other.last)
+        for key, (n, first, last) in other.protocols.items():
+            mine = self.protocols.get(key)
+            if mine is None:
+                self.protocols[key] = [n, first, last]
+            else:
+                mine[0] += n
+                mine[1] = min(mine[1], first)
+                mine[2] = max(mine[2], last)
+        for peer, (as_client, as_server, first, last) in other.peers.items():
+            mine = self.peers.get(peer)
+            if mine is None:
+                if len(self.peers) < MAX_PEERS:
+                    self.peers[peer] = [as_client, as_server, first, last]
+            else:
+                mine[0] += as_client
+                mine[1] += as_server
+                mine[2] = min(mine[2], first)
+                mine[3] = max(mine[3], last)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "first": self.first,
+            "last": self.last,
+            "protocols": [[p, r, *v] for (p, r), v in sorted(self.protocols.items())],
+            "peers": {k: v for k, v in sorted(self.peers.items())},
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Device:
+        dev = cls(data["first"])
+        dev.last = data["last"]
+        dev.protocols = {(p, r): [n, f, la] for p, r, n, f, la in data["protocols"]}
+        dev.peers = {k: list(v) for k, v in data["peers"].items()}
+        return dev
+
+
+def relation_ends(message: Message) -> tuple[str, str]:
+    """``(client, server)`` addresses of the relationship a message belongs to."""
+    if message.kind == "response":
+        return message.dst.ip, message.src.ip
+    return message.src.ip, message.dst.ip
+
+
+def service_key(message: Message) -> str:
+    """The service name, refined by ``fields["sub_function_name"]`` where given."""
+    sub = message.fields.get("sub_function_name") if message.fields else None
+    if isinstance(sub, str):
+        return f"{message.service}/{sub}"
+    return message.service
+
+
+def value_range(message: Message) -> tuple[tuple[str, int, int], int, int] | None:
+    """``((space, start, count), lowest, highest)`` of the values a message carries.
+
+    By field convention: a message with exactly one target and a list of
+    integers in ``fields["values"]``, ``fields["registers"]`` or
+    ``fields["bits"]`` of the target's length; or a one-address target with a
+    boolean ``fields["coil"]`` (learned as 0 or 1, as it reads back) or an
+    integer ``fields["value"]``. Values are learned per addressed range, as
+    polled and written ranges repeat.
+    """
+    targets = message.targets
+    if len(targets) != 1:
+        return None
+    fields = message.fields
+    target = targets[0]
+    count = target[2]
+    for name in ("values", "registers", "bits"):
+        values = fields.get(name)
+        if values.__class__ is list and len(values) == count and count:
+            try:
+                lo, hi = min(values), max(values)
+            except TypeError:
+                return None
+            if lo.__class__ is int and hi.__class__ is int:
+                return (target, lo, hi)
+            return None
+    if count == 1:
+        # A boolean state (a coil, a binary output) is read back as 0/1 bits,
+        # so it is learned as 0/1 too, not as its wire encoding (0xFF00).
+        state = fields.get("coil")
+        if state.__class__ is bool:
+            return (target, int(state), int(state))
+        value = fields.get("value")
+        if value.__class__ is int:
+            return (target, value, value)
+    return None
+
+
+class StreamClock:
+    """Run state that is not baseline: the last request time per relation service."""
+
+    __slots__ = ("last_request",)
+
+    def __init__(self) -> None:
+        self.last_request: dict[tuple, float] = {}
+
+    def reset(self) -> None:
+        """A new capture starts: gaps never span two captures."""
+        self.last_request.clear()
+
+
+class Baseline:
+    """The learned state of a network: relations, devices and the time span seen.
+
+    Attributes
+    ----------
+    relations
+        ``(client, server, protocol)`` to :class:`Relation`.
+    devices
+        address to :class:`Device`.
+    first, last
+        capture time span learned (None before any message).
+    learned_until
+        capture time up to which learning was the only mode: anything first
+        seen before it is normal.
+    messages
+        messages learned.
+    """
+
+    def __init__(self) -> None:
+        self.relations: dict[tuple[str, str, str], Relation] = {}
+        self.devices: dict[str, Device] = {}
+        self.first_seen = _NEVER
+        self.last_seen = -_NEVER
+        self._cache: dict[tuple, tuple] = {}
+        # (relation, service stats, clock key) of the message learned last.
+        self.current: tuple | None = None
+        self.learned_until: float | None = None
+        self.messages = 0
+        self.clock = StreamClock()
+
+    # -- learning ---------------------------------------------------------------
+
+    def learn(self, message: Message, values=False, cache_key=None) -> Relation:
+        """Fold one message into the state; return its relationship.
+
+        ``values`` may carry :func:`value_range` of the message and
+        ``cache_key`` its :meth:`cache_key` when the caller already computed
+        them (a scoring pass does).
+        """
+        ts = message.ts
+        kind = message.kind
+        fields = message.fields
+        self.messages += 1
+        if ts > self.last_seen:
+            self.last_seen = ts
+        if ts < self.first_seen:
+            self.first_seen = ts
+
+        # The relationship and service of messages repeat: look them up once
+        # per (source, destination, protocol, direction, service).
+        if cache_key is None:
+            cache_key = self.cache_key(message)
+        cached = self._cache.get(cache_key)
+        if cached is None:
+            cached = self._resolve(message, cache_key[5])
+            if len(self._cache) > 200_000:
+                self._cache.clear()
+            self._cache[cache_key] = cached
+        self.current = cached
+        rel, stats, clock_key = cached
+
+        rel.count += 1
+        if ts > rel.last:
+            rel.last = ts
+        elif ts < rel.first:
+            rel.first = ts
+        stats.count += 1
+        if ts > stats.last:
+            stats.last = ts
+        elif ts < stats.first:
+            stats.first = ts
+        action = message.action
+        actions = rel.actions
+        actions[action] = actions.get(action, 0) + 1
+
+        targets = message.targets
+        if kind != "response":
+            stats.requests += 1
+            last_request = self.clock.last_request
+            previous = last_request.get(clock_key)
+            last_request[clock_key] = ts
+            if previous is not None and ts >= previous:
+                add_moment(stats.gaps, int((ts - previous) * _US))
+            for target in targets:
+                rel.add_range(action, *target)
+        else:
+            response_time = fields.get("response_time")
+            if response_time is not None and response_time >= 0:
+                add_moment(rel.response_us, int(response_time * _US))
+        size = fields.get("length")
+        if type(size) is int:
+            add_moment(rel.sizes, size)
+        if targets and (kind != "response" or action == "read"):
+            found = value_range(message) if values is False else values
+            if found is not None:
+                key, lo, hi = found
+                values = rel.values
+                slot = values.get(key)
+                if slot is None:
+                    if len(values) < MAX_VALUE_RANGES:
+                        values[key] = [1, lo, hi]
+                else:
+                    slot[0] += 1
+                    if lo < slot[1]:
+                        slot[1] = lo
+                    if hi > slot[2]:
+                        slot[2] = hi
+        return rel
+
+    @staticmethod
+    def cache_key(message: Message) -> tuple:
+        """The key of a message's (relationship, service) in the lookup cache."""
+        # Not the flow id: polling that opens a connection per cycle would miss.
+        return (
+            message.src.ip,
+            message.dst.ip,
+            message.protocol,
+            message.kind,
+            message.service,
+            message.fields.get("sub_function_name"),
+        )
+
+    def cached(self, cache_key: tuple) -> tuple | None:
+        """``(relation, service stats, clock key)`` already looked up for this key."""
+        return self._cache.get(cache_key)
+
+    def _resolve(self, message: Message, sub) -> tuple:
+        ts = message.ts
+        protocol = message.protocol
+        if message.kind == "response":
+            client, server = message.dst.ip, message.src.ip
+        else:
+            client, server = message.src.ip, message.dst.ip
+        key = (client, server, protocol)
+        rel = self.relations.get(key)
+        if rel is None:
+            rel = self.relations[key] = Relation(ts)
+            self._link(client, server, protocol, ts)
+        name = f"{message.service}/{sub}" if isinstance(sub, str) else message.service
+        stats = rel.services.get(name)
+        if stats is None:
+            if len(rel.services) >= MAX_SERVICES:
+                name = "(other)"
+                stats = rel.services.get(name)
+            if stats is None:
+                stats = rel.services[name] = ServiceStats(ts)
+        return rel, stats, (key, name)
+
+    @property
+    def first(self) -> float | None:
+        return None if self.first_seen == _NEVER else self.first_seen
+
+    @first.setter
+    def first(self, value: float | None) -> None:
+        self.first_seen = _NEVER if value is None else value
+
+    @property
+    def last(self) -> float | None:
+        return None if self.last_seen == -_NEVER else self.last_seen
+
+    @last.setter
+    def last(self, value: float | None) -> None:
+        self.last_seen = -_NEVER if value is None else value
+
+    def _link(self, client: str, server: str, protocol: str, ts: float) -> None:
+        for ip, role, peer in ((client, "client", server), (server, "server", client)):
+            dev = self.devices.get(ip)
+            if dev is None:
+                dev = self.devices[ip] = Device(ts)
+            dev.first = min(dev.first, ts)
+            dev.last = max(dev.last, ts)
+            slot = dev.protocols.get((protocol, role))
+            if slot is None:
+                dev.protocols[protocol, role] = [0, ts, ts]
+            if peer not in dev.peers and len(dev.peers) < MAX_PEERS:
+                dev.peers[peer] = [0, 0, ts, ts]
+
+    def finish(self) -> None:
+        """Bring the device index up to date with the relations (counts, last seen)."""
+        for dev in self.devices.values():
+            for slot in dev.protocols.values():
+                slot[0] = 0
+            for slot in dev.peers.values():
+                slot[0] = slot[1] = 0
+        for (client, server, protocol), rel in self.relations.items():
+            for ip, role, peer, index in (
+                (client, "client", server, 0),
+                (server, "server", client, 1),
+            ):
+                dev = self.devices[ip]
+                dev.first = min(dev.first, rel.first)
+                dev.last = max(dev.last, rel.last)
+                slot = dev.protocols[protocol, role]
+                slot[0] += rel.count
+                slot[1] = min(slot[1], rel.first)
+                slot[2] = max(slot[2], rel.last)
+                peer_slot = dev.peers.get(peer)
+                if peer_slot is not None:
+                    peer_slot[index] += rel.count
+                    peer_slot[2] = min(peer_slot[2], rel.first)
+                    peer_slot[3] = max(peer_slot[3], rel.last)
+
+    def learn_all(self, messages: Iterable[Message]) -> Baseline:
+        """Learn every message of one stream (one capture); return self."""
+        self.clock.reset()
+        for message in messages:
+            self.learn(message)
+        self.finish()
+        return self
+
+    # -- merging and serialising ------------------------------------------------
+
+    def merge(self, other: Baseline) -> Baseline:
+        """Fold ``other`` into this baseline (in place); return self."""
+        self._cache.clear()
+        for key, rel in other.relations.items():
+            mine = self.relations.get(key)
+            if mine is None:
+                mine = self.relations[key] = Relation(rel.first)
+            mine.merge(rel)
+        for ip, dev in other.devices.items():
+            mine = self.devices.get(ip)
+            if mine is None:
+                mine = self.devices[ip] = Device(dev.first)
+            mine.merge(dev)
+        if other.first is not None:
+            self.first = (
+                other.first if self.first is None else min(self.first, other.first)
+            )
+            self.last = other.last if self.last is None else max(self.last, other.last)
+        if other.learned_until is not None:
+            self.learned_until = (
+                other.learned_until
+                if self.learned_until is None
+                else max(self.learned_until, other.learned_until)
+            )
+        self.messages += other.messages
+        self.finish()
+        return self
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict; :meth:`from_json` reads it back."""
+        return {
+            "format": FORMAT,
+            "first": self.first,
+            "last": self.last,
+            "learned_until": self.learned_until,
+            "messages": self.messages,
+            "devices": {ip: d.to_json() for ip, d in sorted(self.devices.items())},
+            "relations": [
+                [c, s, p, r.to_json()]
+                for (c, s, p), r in sorted(self.relations.items())
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Baseline:
+        """Read a dict made by :meth:`to_json`.
+
+        Raises
+        ------
+        ValueError
+            the dict is not an otdpi baseline of a format this version reads.
+        """
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise ValueError(f"not an {FORMAT} document")
+        base = cls()
+        base.first = data["first"]
+        base.last = data["last"]
+        base.learned_until = data["learned_until"]
+        base.messages = data["messages"]
+        base.devices = {ip: Device.from_json(d) for ip, d in data["devices"].items()}
+        base.relations = {
+            (c, s, p): Relation.from_json(r) for c, s, p, r in data["relations"]
+        }
+        return base
+
+    def device_state_size(self, ip: str) -> int:
+        """Bytes of compact JSON of a device's index and of the relationships it serves.
+
+        Each relationship is counted once, with its server: what is done to a
+        device is that device's baseline.
+        """
+        import json
+
+        parts = [self.devices[ip].to_json()] if ip in self.devices else []
+        parts += [r.to_json() for (_, s, _), r in self.relations.items() if s == ip]
+        return len(json.dumps(parts, separators=(",", ":")))

@@ -1,0 +1,167 @@
+"""The embedded SQLite store of baselines and alerts, one transaction per save.
+
+A save replaces the baseline document and appends the run's alerts inside a
+single transaction, so a run killed at any point leaves the store exactly as
+the last completed save left it: never a half-written baseline. The baseline
+is stored as the JSON of :meth:`Baseline.to_json` (never pickle), so the file
+can be read by any SQLite client.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from otdpi.errors import UsageError
+from otdpi.learner.baseline import Baseline
+
+DEFAULT_DB = "otdpi.sqlite"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS baseline (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    saved_at REAL NOT NULL,
+    messages INTEGER NOT NULL,
+    document TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY,
+    ts REAL NOT NULL,
+    model TEXT NOT NULL,
+    device TEXT,
+    score INTEGER NOT NULL,
+    document TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alerts_by_time ON alerts (ts);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    finished_at REAL NOT NULL,
+    command TEXT NOT NULL,
+    captures TEXT NOT NULL
+);
+"""
+
+
+class Store:
+    """An otdpi SQLite file: the baseline, the alerts raised, the runs made.
+
+    Parameters
+    ----------
+    path
+        the database file; created with its schema when missing.
+
+    Raises
+    ------
+    UsageError
+        the file exists but is not an SQLite database otdpi can use.
+    """
+
+    def __init__(self, path: str | os.PathLike = DEFAULT_DB) -> None:
+        self.path = os.fspath(path)
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            # WAL: a reader never sees a save in progress, and a killed writer
+            # leaves a journal that the next open rolls back or forward.
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise UsageError(
+                f"{self.path}: not a usable otdpi database: {exc}"
+            ) from None
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def load(self) -> Baseline:
+        """The stored baseline, or a new empty one."""
+        row = self._db.execute("SELECT document FROM baseline WHERE id = 1").fetchone()
+        if row is None:
+            return Baseline()
+        return Baseline.from_json(json.loads(row[0]))
+
+    def save(
+        self,
+        baseline: Baseline,
+        alerts: Iterable[dict[str, Any]] = (),
+        command: str = "",
+        captures: Iterable[str] = (),
+    ) -> None:
+        """Replace the baseline and append ``alerts``, all in one transaction."""
+        document = json.dumps(baseline.to_json(), separators=(",", ":"))
+        rows = [
+            (
+                a["ts"],
+                a["model"],
+                a.get("device"),
+                a["score"],
+                json.dumps(a, separators=(",", ":"), default=str),
+            )
+            for a in alerts
+        ]
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute(
+                "INSERT OR REPLACE INTO baseline (id, saved_at, messages, document)"
+                " VALUES (1, ?, ?, ?)",
+                (time.time(), baseline.messages, document),
+            )
+            db.executemany(
+                "INSERT INTO alerts (ts, model, device, score, document) "
+                "VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+            db.execute(
+                "INSERT INTO runs (finished_at, command, captures) VALUES (?, ?, ?)",
+                (time.time(), command, json.dumps(list(captures))),
+            )
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """Every stored alert, oldest first."""
+        return [
+            json.loads(doc)
+            for (doc,) in self._db.execute(
+                "SELECT document FROM alerts ORDER BY ts, id"
+            )
+        ]
+
+    def integrity(self) -> str:
+        """SQLite's own ``integrity_check`` verdict (``ok`` when sound)."""
+        return self._db.execute("PRAGMA integrity_check").fetchone()[0]
+
+
+def export_json(baseline: Baseline, path: str | os.PathLike) -> None:
+    """Write a baseline as JSON that other tools (and :func:`import_json`) read."""
+    with open(path, "w", encoding="utf-8") as out:
+        json.dump(baseline.to_json(), out, separators=(",", ":"))
+        out.write("\n")
+
+
+def import_json(path: str | os.PathLike) -> Baseline:
+    """Read a baseline written by :func:`export_json`.
+
+    Raises
+    ------
+    UsageError
+        the file is not JSON or not an otdpi baseline.
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return Baseline.from_json(json.load(handle))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"{path}: not an otdpi baseline: {exc}") from None
