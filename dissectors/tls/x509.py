@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
-from cryptography.x509.oid import NameOID
+# cryptography is imported when the first certificate is parsed, not with the
+# plugin: every run loads every plugin, and most captures carry no certificate.
 
 
-def _key(cert: x509.Certificate) -> tuple[str, int | None]:
+def _key(cert) -> tuple[str, int | None]:
+    from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+
     try:
         key = cert.public_key()
     except Exception:  # an unsupported or damaged key
@@ -41,6 +42,9 @@ def summarise(der: bytes, sni: str | None = None) -> dict[str, Any]:
 
     A certificate the library cannot parse gives ``{"error": reason}``.
     """
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
     try:
         cert = x509.load_der_x509_certificate(der)
         subject = cert.subject.rfc4514_string()
