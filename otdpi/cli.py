@@ -514,6 +514,10 @@ def _add_learner_commands(commands) -> None:
         description="Learn what each device normally does and merge it into the "
         "baseline kept in the store.")
     common(learn, alerts=False)
+    learn.add_argument("-j", "--jobs", type=_positive_int, default=1, metavar="N",
+                       help="worker processes, a capture each (default 1)")
+    learn.add_argument("--dask", metavar="ADDRESS",
+                       help="learn on this Dask distributed scheduler instead")
     learn.set_defaults(run=_run_learn)
 
     detect = commands.add_parser(
@@ -580,10 +584,18 @@ def _run_learn(args: argparse.Namespace) -> int:
 
     _check_inputs(args.captures)
     store, baseline = _open_store(args)
-    detector = Detector(learn_for=float("inf"))
-    with _progress(args.captures) as progress:
-        engine = feed_captures(detector, args.captures, args.protocol, progress=progress)
-    learned = detector.baseline
+    if args.jobs > 1 or args.dask:
+        from otdpi.parallel import learn_in_parallel
+
+        result = learn_in_parallel(args.captures, args.jobs, protocols=args.protocol,
+                                   dask_address=args.dask)
+        learned, counters, problems = result.baseline, result.counters, result.problems
+    else:
+        detector = Detector(learn_for=float("inf"))
+        with _progress(args.captures) as progress:
+            engine = feed_captures(detector, args.captures, args.protocol,
+                                   progress=progress)
+        learned, counters, problems = detector.baseline, engine.counters, engine.problems
     learned.learned_until = learned.last
     baseline.merge(learned)
     _finish_store(args, store, baseline, (), "learn")
@@ -591,7 +603,7 @@ def _run_learn(args: argparse.Namespace) -> int:
           f"{len(learned.relations)} relationships; the store now holds "
           f"{baseline.messages} messages, {len(baseline.devices)} devices "
           f"({args.db if not args.no_save else 'not saved'})")
-    _report_problems(engine)
+    _report_problems(counters, problems)
     return 0
 
 
@@ -652,7 +664,7 @@ def _detect(args, detector, store, command: str) -> int:
                                on_alert=on_alert, progress=progress)
     _finish_store(args, store, detector.baseline, detector.alerts, command)
     _print_alert_summary(detector, sys.stderr if args.output is None else sys.stdout)
-    _report_problems(engine)
+    _report_problems(engine.counters, engine.problems)
     return 0
 
 

@@ -7,7 +7,12 @@ returns a :class:`Partial` (an inventory, counters and capture problems), and
 partials merge with the same :meth:`~otdpi.inventory.Inventory.merge` a single
 process would use, so the result does not depend on how the work was cut.
 
-Two executors run the same task function: a local process pool
+Learning (:func:`learn_in_parallel`) cuts by whole files only: a baseline's
+cadence statistics follow each relationship's messages in time order, which a
+split by flow would tear apart, while baselines of separate captures merge
+exactly into the one a single run over them learns.
+
+Two executors run the same task functions: a local process pool
 (:class:`concurrent.futures.ProcessPoolExecutor`) and, for a cluster, Dask
 distributed (an optional dependency, ``pip install "otdpi[dask]"``). There is
 no scheduling code of our own beyond cutting the work into tasks.
@@ -77,6 +82,61 @@ def run_task(task: Task) -> Partial:
     return Partial(inventory, Counter(engine.counters), list(engine.problems))
 
 
+@dataclass
+class LearnedPartial:
+    """The baseline one capture taught, with the counters of reading it."""
+
+    baseline: object  # an otdpi.learner.Baseline
+    counters: Counter = field(default_factory=Counter)
+    problems: list[CaptureProblem] = field(default_factory=list)
+
+
+def run_learn_task(task: Task) -> LearnedPartial:
+    """Learn the baseline of one capture (runs in a worker process)."""
+    from otdpi.engine import Engine
+    from otdpi.learner import Detector, feed_captures
+
+    detector = Detector(learn_for=float("inf"))
+    engine = Engine(task.protocols, flow_config=task.flow_config)
+    feed_captures(detector, [task.path], engine=engine)
+    return LearnedPartial(detector.baseline, Counter(engine.counters),
+                          list(engine.problems))
+
+
+def learn_in_parallel(
+    paths: Sequence[str | os.PathLike],
+    jobs: int = 2,
+    *,
+    protocols: Iterable[str] | None = None,
+    flow_config: FlowConfig | None = None,
+    dask_address: str | None = None,
+) -> LearnedPartial:
+    """The baseline of ``paths``, one file per task, merged in the order given.
+
+    Parameters are those of :func:`inventory_in_parallel`; a capture is never
+    split, so more workers than files leaves some idle.
+    """
+    if jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, not {jobs}")
+    names = tuple(protocols) if protocols else None
+    tasks = [Task(os.fspath(p), None, names, flow_config) for p in paths]
+    if dask_address is not None:
+        partials = _run_on_dask(dask_address, tasks, run_learn_task)
+    elif jobs == 1:
+        partials = [run_learn_task(task) for task in tasks]
+    else:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            partials = list(pool.map(run_learn_task, tasks))
+    from otdpi.learner import Baseline
+
+    total = LearnedPartial(Baseline())
+    for partial in partials:
+        total.baseline.merge(partial.baseline)
+        total.counters.update(partial.counters)
+        total.problems.extend(partial.problems)
+    return total
+
+
 def plan(paths: Sequence[str | os.PathLike], jobs: int,
          protocols: Iterable[str] | None = None,
          flow_config: FlowConfig | None = None) -> list[Task]:
@@ -134,7 +194,7 @@ def inventory_in_parallel(
         raise UsageError(f"--jobs must be at least 1, not {jobs}")
     tasks = plan(paths, jobs, protocols, flow_config)
     if dask_address is not None:
-        partials = _run_on_dask(dask_address, tasks)
+        partials = _run_on_dask(dask_address, tasks, run_task)
     elif jobs == 1:
         partials = [run_task(task) for task in tasks]
     else:
@@ -143,7 +203,7 @@ def inventory_in_parallel(
     return combine(tasks, partials)
 
 
-def _run_on_dask(address: str, tasks: Sequence[Task]) -> list[Partial]:
+def _run_on_dask(address: str, tasks: Sequence[Task], function) -> list:
     try:
         from distributed import Client
     except ImportError:
@@ -151,5 +211,5 @@ def _run_on_dask(address: str, tasks: Sequence[Task]) -> list[Partial]:
             "--dask needs Dask distributed: pip install \"otdpi[dask]\""
         ) from None
     with Client(address) as client:
-        futures = client.map(run_task, tasks, pure=False)
+        futures = client.map(function, tasks, pure=False)
         return client.gather(futures)

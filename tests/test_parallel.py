@@ -96,3 +96,42 @@ def test_a_local_dask_cluster_of_two_workers_equals_one_process():
     assert result.inventory.assets() == assets
     assert result.counters["messages"] == counters["messages"]
     assert otdpi.__version__  # the workers imported the same package
+
+
+def _learned_alone(paths) -> dict:
+    from otdpi.learner import learn
+
+    return learn(paths).to_json()
+
+
+def test_learn_jobs_2_equals_one_process():
+    from otdpi.parallel import learn_in_parallel
+
+    paths = _captures()
+    result = learn_in_parallel(paths, jobs=2)
+    assert result.baseline.to_json() == _learned_alone(paths)
+    assert result.counters["messages"] > 0
+
+
+@pytest.mark.slow
+def test_learning_on_a_local_dask_cluster_equals_one_process():
+    distributed = pytest.importorskip("distributed")
+    from otdpi.parallel import learn_in_parallel
+
+    paths = _captures()
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        result = learn_in_parallel(paths, jobs=2, dask_address=cluster.scheduler_address)
+    assert result.baseline.to_json() == _learned_alone(paths)
+
+
+def test_cli_learn_with_jobs_saves_the_same_baseline(tmp_path, capsys):
+    from otdpi.learner import Store
+
+    one, two = tmp_path / "one.sqlite", tmp_path / "two.sqlite"
+    paths = [str(p) for p in _captures()]
+    assert main(["learn", *paths, "--db", str(one)]) == 0
+    assert main(["learn", *paths, "--db", str(two), "--jobs", "2"]) == 0
+    capsys.readouterr()
+    with Store(one) as first, Store(two) as second:
+        assert first.load().to_json() == second.load().to_json()
