@@ -357,6 +357,19 @@ def _output_format(path: str | None, given: str | None) -> str:
 
 
 @contextmanager
+def _open_output(path: str | None):
+    if path is None:
+        yield sys.stdout
+        return
+    try:
+        handle = open(path, "w", encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot write: {exc.strerror}") from None
+    with handle:
+        yield handle
+
+
+@contextmanager
 def _open_binary_output(path: str | None):
     if path is None:
         sys.stdout.flush()
