@@ -39,6 +39,10 @@ BLOCK_TYPE_NAMES = {
 }  # fmt: skip
 
 
+# Areas whose items address a timer or counter number, not a byte and bit.
+_NUMBERED_AREAS = frozenset({0x1C, 0x1D, 0x1E, 0x1F})
+
+
 class DecodeError(Exception):
     """Raised inside this module only; the caller turns it into ``malformed``."""
 
@@ -89,8 +93,11 @@ def _request_items(param: bytes, count: int) -> list[dict[str, Any]]:
             item["length"] = body[2] << 8 | body[3]
             item["db_number"] = body[4] << 8 | body[5]
             item["area"] = body[6]
-            item["byte_address"] = address >> 3
-            item["bit_address"] = address & 7
+            if body[6] in _NUMBERED_AREAS:
+                item["number"] = address  # timers and counters are numbered
+            else:
+                item["byte_address"] = address >> 3
+                item["bit_address"] = address & 7
         elif syntax == SyntaxId.DBREAD and size >= 2:
             areas = []
             at = 2

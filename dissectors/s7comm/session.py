@@ -103,7 +103,8 @@ def _targets(items: list[dict[str, Any]]) -> tuple[Target, ...]:
             continue
         short = AREA_SHORT.get(area, f"area_0x{area:02x}")
         space = f"DB{item['db_number']}" if short in ("DB", "DI") else short
-        found.append(Target(space, item["byte_address"], item["length"]))
+        start = item["number"] if "number" in item else item["byte_address"]
+        found.append(Target(space, start, item["length"]))
     return tuple(found)
 
 
