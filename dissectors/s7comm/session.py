@@ -268,7 +268,8 @@ class S7commDissector(Dissector):
                 for key in ("filename", "block_type", "block_number", "pi_service"):
                     if key in asked:
                         fields.setdefault(key, asked[key])
-            identity = dict(_PLC_IDENTITY)
+            if not to_server:
+                identity = dict(_PLC_IDENTITY)
         if function is None:
             service = ROSCTR_NAMES[rosctr] if rosctr == Rosctr.ACK else "unknown"
             action = "other"
@@ -299,7 +300,8 @@ class S7commDissector(Dissector):
         request = utype == 0x4
         kind = "request" if request else "response" if utype == 0x8 else "unsolicited"
         payload = data[4:]
-        identity: dict[str, Any] = {} if request else dict(_PLC_IDENTITY)
+        # The server of the flow is the PLC, whatever the userdata type says.
+        identity: dict[str, Any] = {} if to_server else dict(_PLC_IDENTITY)
         # Fragments of one answer share a data unit reference; join them.
         key = (group, sub, fields.get("data_unit_reference"), to_server)
         more = fields.get("last_data_unit") == 1 and fields.get("data_unit_reference")
@@ -319,9 +321,10 @@ class S7commDissector(Dissector):
                 fields["reassembled_fragments"] = len(held)
             if not error:
                 found, more_findings = decode_userdata_payload(fields, payload, request)
-                identity.update(found)
+                if not to_server:
+                    identity.update(found)
                 findings.extend(more_findings)
-        if request and self.client_role:
+        if to_server and self.client_role:
             identity["role"] = self.client_role
         service = userdata_service(group, sub)
         action = _USERDATA_ACTIONS.get((group, sub)) or _USERDATA_GROUP_ACTIONS.get(
