@@ -137,9 +137,11 @@ def plc_identity(strings: list[str]) -> dict[str, Any]:
     return {}
 
 
-def decode_pdu(pdu: bytes) -> tuple[dict[str, Any], str | None]:
+def decode_pdu(pdu: bytes, continuation: bool = False) -> tuple[dict[str, Any], str | None]:
     """Decode an S7comm-plus PDU's header, integrity part and data header.
 
+    ``continuation`` says the previous PDU of this direction had no trailer,
+    so this one carries the rest of its data and no opcode of its own.
     Returns ``(fields, error)``; ``error`` is None or why the PDU is bad.
     """
     fields: dict[str, Any] = {}
@@ -161,7 +163,9 @@ def decode_pdu(pdu: bytes) -> tuple[dict[str, Any], str | None]:
             pdu[pos] == DIGEST_SIZE:
         fields["integrity_digest"] = pdu[pos + 1 : pos + 1 + DIGEST_SIZE].hex()
         pos += 1 + DIGEST_SIZE
-    if version not in (Version.V1, Version.V2, Version.V3):
+    if continuation:
+        fields["continuation"] = True
+    if version not in (Version.V1, Version.V2, Version.V3) or continuation:
         fields["body"] = pdu[pos:end].hex()
         return fields, None
     if end - pos < 9:
@@ -169,6 +173,14 @@ def decode_pdu(pdu: bytes) -> tuple[dict[str, Any], str | None]:
         return fields, None
     opcode = pdu[pos]
     fields["opcode"] = opcode
+    if opcode == Opcode.NOTIFICATION:
+        # A notification names its subscription object, not a function.
+        fields["subscription_object_id"] = int.from_bytes(pdu[pos + 1 : pos + 5], "big")
+        fields["body"] = pdu[pos + 5 : min(end, pos + 1024)].hex()
+        return fields, None
+    if opcode not in (Opcode.REQUEST, Opcode.RESPONSE, Opcode.RESPONSE2):
+        fields["body"] = pdu[pos + 1 : min(end, pos + 1024)].hex()
+        return fields, None
     fields["function"] = pdu[pos + 3] << 8 | pdu[pos + 4]
     fields["sequence_number"] = pdu[pos + 7] << 8 | pdu[pos + 8]
     pos += 9
@@ -200,6 +212,8 @@ class S7commPlusDissector(Dissector):
         self.transports = {True: IsoTransport(), False: IsoTransport()}
         self.client_role: str | None = None
         self.tls = False
+        # Per direction: the last PDU had no trailer, so the next continues it.
+        self.continuing = {True: False, False: False}
         self.tls_records = 0
 
     @classmethod
@@ -274,13 +288,20 @@ class S7commPlusDissector(Dissector):
                       "length": len(pdu)}
             return self._message(to_server, ts, frame, "tls_record", None, "session",
                                  fields, self._sender_identity(to_server, {}))
-        fields, error = decode_pdu(pdu)
+        fields, error = decode_pdu(pdu, self.continuing[to_server])
+        version = fields.get("protocol_version")
+        if version in (Version.V1, Version.V2, Version.V3) and error is None:
+            self.continuing[to_server] = not fields.get("has_trailer")
         fields["tpkt_length"] = tpdu.tpkt_length
         function = fields.get("function")
         opcode = fields.get("opcode")
         if function is not None:
             service = _FUNCTION_NAMES.get(function, f"function_0x{function:04x}")
             action = _ACTIONS.get(function, "other")
+        elif opcode == Opcode.NOTIFICATION:
+            service, action = "notification", "data"
+        elif fields.get("continuation"):
+            service, action = "continuation", "data"
         elif "protocol_version" in fields:
             service = f"version_0x{fields['protocol_version']:02x}"
             action = "other"
