@@ -196,8 +196,9 @@ def parse_tpdu(data: bytes, tpkt_length: int = 0) -> Tpdu:
             fields["eot"] = bool(data[4] & 0x80) if li >= 4 else False
             fields["tpdu_number"] = data[4] & 0x7F if li >= 4 else 0
     elif code in (TpduCode.CR, TpduCode.CC, TpduCode.DR, TpduCode.DC):
-        if li < 6:
-            error = f"{name} length indicator {li} is below 6"
+        least = 5 if code == TpduCode.DC else 6  # DC has no class or reason octet
+        if li < least:
+            error = f"{name} length indicator {li} is below {least}"
         else:
             fields["credit"] = data[1] & 0x0F
             fields["destination_reference"] = int.from_bytes(data[2:4], "big")

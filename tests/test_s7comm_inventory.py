@@ -116,3 +116,19 @@ def test_s7commplus_servers_report_order_number_and_firmware() -> None:
             assert {p[1] for p in pairs} <= firmware
             assert by_ip[ip]["role"] == "PLC"
     assert seen, "no S7comm-plus capture named a PLC"
+
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "s7comm_snap7.pcap"
+
+
+@pytest.mark.skipif(not FIXTURE.exists(), reason="fixture missing")
+def test_snap7_fixture_names_the_emulated_plc_and_the_engineering_station() -> None:
+    """python-snap7's server reports a fixed S7-300 identity in a short SZL record."""
+    by_ip = _by_ip(FIXTURE)
+    plc, station = by_ip["127.0.0.4"], by_ip["127.0.0.5"]
+    assert plc["role"] == "PLC"
+    assert {c["value"] for c in plc["identity"]["order_number"]} == {"6ES7 315-2EH14-0AB0"}
+    assert {c["value"] for c in plc["identity"]["product_family"]} == {"S7-300"}
+    assert station["role"] == "engineering station"
+    # The second connection is an OP's: its messages claim HMI.
+    assert "HMI" in {c["value"] for c in station["identity"]["role"]}

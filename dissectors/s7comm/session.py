@@ -256,11 +256,14 @@ class S7commDissector(Dissector):
             if len(self.pending) >= MAX_PENDING:
                 self.pending.pop(next(iter(self.pending)))
             self.pending[fields["pdu_reference"]] = fields
-            if function in _ENGINEERING:
-                identity["role"] = "engineering station"
-            elif self.client_role:
-                identity["role"] = self.client_role
-        else:
+        if not to_server:
+            # The PLC sends jobs too (it asks for each block of a download).
+            identity = dict(_PLC_IDENTITY)
+        elif function in _ENGINEERING:
+            identity["role"] = "engineering station"
+        elif self.client_role:
+            identity["role"] = self.client_role
+        if not request:
             asked = self.pending.pop(fields["pdu_reference"], None)
             if asked is not None and asked.get("function") == function:
                 if "items" in asked:
@@ -268,8 +271,6 @@ class S7commDissector(Dissector):
                 for key in ("filename", "block_type", "block_number", "pi_service"):
                     if key in asked:
                         fields.setdefault(key, asked[key])
-            if not to_server:
-                identity = dict(_PLC_IDENTITY)
         if function is None:
             service = ROSCTR_NAMES[rosctr] if rosctr == Rosctr.ACK else "unknown"
             action = "other"

@@ -101,31 +101,31 @@ def _version(version: int, release: int) -> str:
 def _module_identification(records: list[bytes]) -> tuple[list, dict[str, Any]]:
     decoded, identity = [], {}
     for rec in records:
-        if len(rec) < 28:
+        if len(rec) < 22:
             decoded.append({"raw": rec.hex()})
             continue
         index = rec[0] << 8 | rec[1]
         order_number = _text(rec[2:22])
-        module_type_id = rec[22] << 8 | rec[23]
-        version = rec[24] << 8 | rec[25]
-        release = rec[26] << 8 | rec[27]
-        item = {
-            "index": index, "name": MODULE_IDENTIFICATION.get(index),
-            "order_number": order_number, "module_type_id": module_type_id,
-            "version": version, "release": release,
-        }  # fmt: skip
+        item: dict[str, Any] = {"index": index, "name": MODULE_IDENTIFICATION.get(index),
+                                "order_number": order_number}
+        # Some emulators send records shorter than the 28 bytes of the list;
+        # the order number is still there, the versions may not be.
+        complete = len(rec) >= 28
+        if complete:
+            version = rec[24] << 8 | rec[25]
+            release = rec[26] << 8 | rec[27]
+            item["module_type_id"] = rec[22] << 8 | rec[23]
+            item["version"] = version
+            item["release"] = release
         decoded.append(item)
-        if index == 0x0001 and order_number:
-            identity["order_number"] = order_number
+        if index in (0x0001, 0x0006) and order_number:
+            identity.setdefault("order_number", order_number)
             family = product_family(order_number)
             if family:
-                identity["product_family"] = family
-            identity.setdefault("hardware_version", str(version))
-        elif index == 0x0006:
-            if order_number and "order_number" not in identity:
-                identity["order_number"] = order_number
-            identity["hardware_version"] = str(version)
-        elif index == 0x0007:
+                identity.setdefault("product_family", family)
+            if complete:
+                identity["hardware_version"] = str(version)
+        elif index == 0x0007 and complete:
             identity["firmware"] = _version(version, release)
     return decoded, identity
 
