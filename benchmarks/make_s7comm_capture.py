@@ -39,12 +39,15 @@ def _checksum(header: bytes) -> int:
     return ~total & 0xFFFF
 
 
-def _frame(src: tuple, dst: tuple, seq: int, ack: int, flags: int, payload: bytes) -> bytes:
+def _frame(
+    src: tuple, dst: tuple, seq: int, ack: int, flags: int, payload: bytes
+) -> bytes:
     (smac, sip, sport), (dmac, dip, dport) = src, dst
     tcp = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, 5 << 4, flags, 65535, 0, 0)
     total = 20 + len(tcp) + len(payload)
-    ip = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, total, 0, 0x4000, 64, 6, 0,
-                               sip, dip))
+    ip = bytearray(
+        struct.pack("!BBHHHBBH4s4s", 0x45, 0, total, 0, 0x4000, 64, 6, 0, sip, dip)
+    )
     ip[10:12] = _checksum(bytes(ip)).to_bytes(2, "big")
     return dmac + smac + b"\x08\x00" + bytes(ip) + tcp + payload
 
@@ -60,8 +63,11 @@ def s7(rosctr: int, ref: int, param: bytes, data: bytes = b"") -> bytes:
 
 
 def _cr(cc: bool, slot: int, kind: int) -> bytes:
-    params = bytes.fromhex("c0010a") + bytes.fromhex("c1020100") + bytes(
-        [0xC2, 2, kind, slot])
+    params = (
+        bytes.fromhex("c0010a")
+        + bytes.fromhex("c1020100")
+        + bytes([0xC2, 2, kind, slot])
+    )
     body = bytes([6 + len(params), 0xD0 if cc else 0xE0, 0, 1 if cc else 0, 0, 1, 0])
     return struct.pack("!BBH", 3, 0, len(body) + 4 + len(params)) + body + params
 
@@ -69,7 +75,9 @@ def _cr(cc: bool, slot: int, kind: int) -> bytes:
 class Connection:
     """One TCP connection between an S7 client and a PLC, as a script of exchanges."""
 
-    def __init__(self, rng: random.Random, client: tuple, server: tuple, kind: int) -> None:
+    def __init__(
+        self, rng: random.Random, client: tuple, server: tuple, kind: int
+    ) -> None:
         self.rng, self.client, self.server, self.kind = rng, client, server, kind
         self.cseq, self.sseq = rng.randrange(1 << 31), rng.randrange(1 << 31)
         self.ref = 0
@@ -80,8 +88,14 @@ class Connection:
         items = []
         for _ in range(self.rng.randrange(1, 9)):
             area, is_db = self.rng.choice(AREAS)
-            items.append((area, self.rng.randrange(1, 200) if is_db else 0,
-                          self.rng.randrange(0, 512), self.rng.choice((1, 2, 4, 8))))
+            items.append(
+                (
+                    area,
+                    self.rng.randrange(1, 200) if is_db else 0,
+                    self.rng.randrange(0, 512),
+                    self.rng.choice((1, 2, 4, 8)),
+                )
+            )
         return items
 
     def _exchange(self) -> tuple[list[bytes], list[bytes]]:
@@ -91,18 +105,32 @@ class Connection:
         if roll < 0.05:
             param = bytes.fromhex("0001120411440100")
             job = s7(7, ref, param, bytes.fromhex("ff09000400110000"))
-            records = b"".join(struct.pack(">H", i) + b"6ES7 315-2EH14-0AB0 " + struct.pack(
-                ">HHH", 0xC0, 0x5603 if i == 7 else 3, 0x0207 if i == 7 else 1)
-                for i in (1, 6, 7))
+            records = b"".join(
+                struct.pack(">H", i)
+                + b"6ES7 315-2EH14-0AB0 "
+                + struct.pack(
+                    ">HHH", 0xC0, 0x5603 if i == 7 else 3, 0x0207 if i == 7 else 1
+                )
+                for i in (1, 6, 7)
+            )
             body = struct.pack(">HHHH", 0x11, 0, 28, 3) + records
-            answer = s7(7, ref, bytes.fromhex("000112081284010200000000"),
-                        bytes.fromhex("ff09") + len(body).to_bytes(2, "big") + body)
+            answer = s7(
+                7,
+                ref,
+                bytes.fromhex("000112081284010200000000"),
+                bytes.fromhex("ff09") + len(body).to_bytes(2, "big") + body,
+            )
             return [tpkt_dt(job)], [tpkt_dt(answer)]
         items = self._items()
-        spec = b"".join(bytes([0x12, 10, 0x10, 2]) + struct.pack(">HHB", size, db, area)
-                        + (start << 3).to_bytes(3, "big") for area, db, start, size in items)
-        values = [bytes(self.rng.randrange(256) for _ in range(size))
-                  for *_, size in items]
+        spec = b"".join(
+            bytes([0x12, 10, 0x10, 2])
+            + struct.pack(">HHB", size, db, area)
+            + (start << 3).to_bytes(3, "big")
+            for area, db, start, size in items
+        )
+        values = [
+            bytes(self.rng.randrange(256) for _ in range(size)) for *_, size in items
+        ]
         if roll < 0.15:
             data = b""
             for i, value in enumerate(values):
@@ -121,7 +149,10 @@ class Connection:
             answer = s7(3, ref, bytes([4, len(items)]), data)
         if self.rng.random() < 0.03 and len(answer) > 20:
             cut = len(answer) // 2  # the PLC splits its answer over two DTs
-            return [tpkt_dt(job)], [tpkt_dt(answer[:cut], eot=False), tpkt_dt(answer[cut:])]
+            return [tpkt_dt(job)], [
+                tpkt_dt(answer[:cut], eot=False),
+                tpkt_dt(answer[cut:]),
+            ]
         return [tpkt_dt(job)], [tpkt_dt(answer)]
 
     def packets(self):
@@ -147,7 +178,10 @@ class Connection:
         jobs, answers = self._exchange()
         if self.rng.random() < 0.05:
             more_jobs, more_answers = self._exchange()
-            jobs, answers = [b"".join(jobs + more_jobs)], [b"".join(answers + more_answers)]
+            jobs, answers = (
+                [b"".join(jobs + more_jobs)],
+                [b"".join(answers + more_answers)],
+            )
         for job in jobs:
             yield True, PSH | ACK, job
         for answer in answers:
@@ -158,10 +192,13 @@ class Connection:
 def write_capture(path: str, packets: int, seed: int = 1) -> dict:
     """Write ``packets`` packets to ``path``; return counts of what was written."""
     rng = random.Random(seed)
-    plcs = [(bytes([0, 0x1B, 0x1B, 0, 0, i]), bytes([10, 0, 3, i + 1]), PORT)
-            for i in range(10)]
-    clients = [(bytes([0, 0x50, 0x56, 0, 0, i]), bytes([10, 0, 4, i + 1]), 0)
-               for i in range(4)]
+    plcs = [
+        (bytes([0, 0x1B, 0x1B, 0, 0, i]), bytes([10, 0, 3, i + 1]), PORT)
+        for i in range(10)
+    ]
+    clients = [
+        (bytes([0, 0x50, 0x56, 0, 0, i]), bytes([10, 0, 4, i + 1]), 0) for i in range(4)
+    ]
     open_connections: list[Connection] = []
     written = pdus = 0
     now = START_US
@@ -174,20 +211,29 @@ def write_capture(path: str, packets: int, seed: int = 1) -> dict:
                 mac, ip, _ = clients[index]
                 port = port + 1 if port < 65000 else 49152
                 kind = 1 if index == 0 else 2  # one engineering station, three HMIs
-                open_connections.append(Connection(rng, (mac, ip, port), rng.choice(plcs),
-                                                   kind))
+                open_connections.append(
+                    Connection(rng, (mac, ip, port), rng.choice(plcs), kind)
+                )
             conn = rng.choice(open_connections)
             for from_client, flags, payload in conn.packets():
                 if written >= packets:
                     break
-                src, dst = (conn.client, conn.server) if from_client else (
-                    conn.server, conn.client)
+                src, dst = (
+                    (conn.client, conn.server)
+                    if from_client
+                    else (conn.server, conn.client)
+                )
                 seq = conn.cseq if from_client else conn.sseq
                 ack = conn.sseq if from_client else conn.cseq
-                frame = _frame(src, dst, seq, ack if flags != SYN else 0, flags, payload)
+                frame = _frame(
+                    src, dst, seq, ack if flags != SYN else 0, flags, payload
+                )
                 now += rng.randrange(50, 2000)
-                out.write(RECORD.pack(now // 1_000_000, now % 1_000_000, len(frame),
-                                      len(frame)))
+                out.write(
+                    RECORD.pack(
+                        now // 1_000_000, now % 1_000_000, len(frame), len(frame)
+                    )
+                )
                 out.write(frame)
                 written += 1
                 advance = len(payload) + (1 if flags & (SYN | FIN) else 0)
@@ -195,8 +241,11 @@ def write_capture(path: str, packets: int, seed: int = 1) -> dict:
                     conn.cseq = (conn.cseq + advance) & 0xFFFFFFFF
                 else:
                     conn.sseq = (conn.sseq + advance) & 0xFFFFFFFF
-                pdus += payload.count(b"\x32\x01\x00\x00") + payload.count(
-                    b"\x32\x03\x00\x00") + payload.count(b"\x32\x07\x00\x00")
+                pdus += (
+                    payload.count(b"\x32\x01\x00\x00")
+                    + payload.count(b"\x32\x03\x00\x00")
+                    + payload.count(b"\x32\x07\x00\x00")
+                )
             if conn.state == "done":
                 open_connections.remove(conn)
     return {"packets": written, "seed": seed, "approximate_pdus": pdus}

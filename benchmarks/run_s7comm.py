@@ -37,9 +37,21 @@ def ensure_capture(packets: int, seed: int) -> tuple[Path, dict]:
     if path.exists() and stats_path.exists():
         return path, json.loads(stats_path.read_text())
     CACHE.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run([sys.executable, str(GENERATOR), "--packets", str(packets),
-                           "--out", str(path), "--seed", str(seed)],
-                          check=True, capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(GENERATOR),
+            "--packets",
+            str(packets),
+            "--out",
+            str(path),
+            "--seed",
+            str(seed),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     stats_path.write_text(done.stdout)
     return path, json.loads(done.stdout)
 
@@ -62,24 +74,45 @@ def main() -> int:
     otdpi_cli = shutil.which("otdpi") or "otdpi"
     commands = {
         "tshark 4.0 (-Y s7comm, one field)": [
-            "tshark", "-n", "-r", str(path), "-Y", "s7comm", "-T", "fields",
-            "-e", "s7comm.header.pduref"],
-        "otdpi dissect -p s7comm (JSON lines)": [otdpi_cli, "dissect", "-p", "s7comm",
-                                                 str(path)],
+            "tshark",
+            "-n",
+            "-r",
+            str(path),
+            "-Y",
+            "s7comm",
+            "-T",
+            "fields",
+            "-e",
+            "s7comm.header.pduref",
+        ],
+        "otdpi dissect -p s7comm (JSON lines)": [
+            otdpi_cli,
+            "dissect",
+            "-p",
+            "s7comm",
+            str(path),
+        ],
         "otdpi.read, library only": [
-            sys.executable, "-c",
-            "import sys, otdpi\n"
-            "for _ in otdpi.read(sys.argv[1], ['s7comm']): pass", str(path)],
+            sys.executable,
+            "-c",
+            "import sys, otdpi\nfor _ in otdpi.read(sys.argv[1], ['s7comm']): pass",
+            str(path),
+        ],
     }
     if shutil.which("tshark") is None:
         del commands["tshark 4.0 (-Y s7comm, one field)"]
-    print(f"capture: {path} ({stats['packets']:,} packets, about "
-          f"{stats['approximate_pdus']:,} S7comm PDUs)")
+    print(
+        f"capture: {path} ({stats['packets']:,} packets, about "
+        f"{stats['approximate_pdus']:,} S7comm PDUs)"
+    )
     results = {}
     for name, command in commands.items():
         seconds = statistics.median(timed(command) for _ in range(args.repeat))
         results[name] = seconds
-        print(f"{name:40s} {seconds:7.2f} s  {stats['packets'] / seconds:>10,.0f} packets/s")
+        print(
+            f"{name:40s} {seconds:7.2f} s"
+            f"  {stats['packets'] / seconds:>10,.0f} packets/s"
+        )
     tshark = results.get("tshark 4.0 (-Y s7comm, one field)")
     if tshark:
         for name, seconds in results.items():

@@ -133,7 +133,9 @@ def measure_tpkt(buf: bytes, pos: int) -> int:
     return length
 
 
-def _parameters(data: bytes, start: int, end: int, fields: dict[str, Any]) -> str | None:
+def _parameters(
+    data: bytes, start: int, end: int, fields: dict[str, Any]
+) -> str | None:
     """Read the variable part of CR/CC/DR/ER into ``fields``; an error or None."""
     pos = start
     parameters = []
@@ -181,8 +183,14 @@ def parse_tpdu(data: bytes, tpkt_length: int = 0) -> Tpdu:
     fields: dict[str, Any] = {"length_indicator": li, "tpdu_code": code}
     header_end = 1 + li
     if header_end > len(data):
-        return Tpdu(code, name, fields, b"", tpkt_length,
-                    f"length indicator {li} runs past the {len(data)}-byte TPDU")
+        return Tpdu(
+            code,
+            name,
+            fields,
+            b"",
+            tpkt_length,
+            f"length indicator {li} runs past the {len(data)}-byte TPDU",
+        )
     payload = data[header_end:]
     error = None
     if code == TpduCode.DT:
@@ -271,10 +279,24 @@ class IsoTransport:
                 continue
             tpkt_length = unit[2] << 8 | unit[3]
             # The hot path: a class 0 DT with EOT and nothing held.
-            if unit[4] == 2 and unit[5] == 0xF0 and unit[6] & 0x80 and not self.segments:
-                tpdu = Tpdu(0xF, "DT", {"length_indicator": 2, "tpdu_code": 0xF,
-                                        "eot": True, "tpdu_number": unit[6] & 0x7F},
-                            unit[7:], tpkt_length)
+            if (
+                unit[4] == 2
+                and unit[5] == 0xF0
+                and unit[6] & 0x80
+                and not self.segments
+            ):
+                tpdu = Tpdu(
+                    0xF,
+                    "DT",
+                    {
+                        "length_indicator": 2,
+                        "tpdu_code": 0xF,
+                        "eot": True,
+                        "tpdu_number": unit[6] & 0x7F,
+                    },
+                    unit[7:],
+                    tpkt_length,
+                )
                 out.append((tpdu, tpdu.payload))
                 continue
             tpdu = parse_tpdu(unit[4:], tpkt_length)
@@ -286,8 +308,9 @@ class IsoTransport:
             return None
         self.segments.append(tpdu.payload)
         self.segment_bytes += len(tpdu.payload)
-        too_big = (self.segment_bytes > self.max_user_data
-                   or len(self.segments) > MAX_SEGMENTS)
+        too_big = (
+            self.segment_bytes > self.max_user_data or len(self.segments) > MAX_SEGMENTS
+        )
         if too_big:
             self.segments = []
             self.segment_bytes = 0
@@ -296,7 +319,9 @@ class IsoTransport:
         if not tpdu.fields.get("eot"):
             return None
         tpdu.fields["segments"] = len(self.segments)
-        joined = self.segments[0] if len(self.segments) == 1 else b"".join(self.segments)
+        joined = (
+            self.segments[0] if len(self.segments) == 1 else b"".join(self.segments)
+        )
         self.segments = []
         self.segment_bytes = 0
         return joined

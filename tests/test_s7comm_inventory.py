@@ -22,7 +22,9 @@ from dissectors.s7commplus import plc_identity
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "captures"
 S7_CAPTURES = sorted((SHARED / "s7comm").glob("*.pcap*")) if SHARED.is_dir() else []
-PLUS_CAPTURES = sorted((SHARED / "s7commplus").glob("*.pcap*")) if SHARED.is_dir() else []
+PLUS_CAPTURES = (
+    sorted((SHARED / "s7commplus").glob("*.pcap*")) if SHARED.is_dir() else []
+)
 needs_tshark = pytest.mark.skipif(shutil.which("tshark") is None, reason="no tshark")
 
 # tshark field of SZL 0x001C texts -> our identity attribute.
@@ -34,8 +36,21 @@ COMPONENT_FIELDS = {
 
 
 def _tshark(path: Path, display_filter: str, *fields: str) -> list[list[str]]:
-    command = ["tshark", "-r", str(path), "-Y", display_filter, "-T", "fields",
-               "-E", "separator=\t", "-E", "occurrence=a", "-E", "aggregator=|"]
+    command = [
+        "tshark",
+        "-r",
+        str(path),
+        "-Y",
+        display_filter,
+        "-T",
+        "fields",
+        "-E",
+        "separator=\t",
+        "-E",
+        "occurrence=a",
+        "-E",
+        "aggregator=|",
+    ]
     for name in fields:
         command += ["-e", name]
     done = subprocess.run(command, capture_output=True, text=True, check=True)
@@ -44,20 +59,31 @@ def _tshark(path: Path, display_filter: str, *fields: str) -> list[list[str]]:
 
 def expected_identity(path: Path) -> dict[str, dict[str, set[str]]]:
     found: dict[str, dict[str, set[str]]] = {}
-    rows = _tshark(path, "s7comm.szl.xy11.0001.index", "ip.src",
-                   "s7comm.szl.xy11.0001.index", "s7comm.szl.xy11.0001.anz",
-                   "s7comm.szl.xy11.0001.ausbg", "s7comm.szl.xy11.0001.ausbe")
+    rows = _tshark(
+        path,
+        "s7comm.szl.xy11.0001.index",
+        "ip.src",
+        "s7comm.szl.xy11.0001.index",
+        "s7comm.szl.xy11.0001.anz",
+        "s7comm.szl.xy11.0001.ausbg",
+        "s7comm.szl.xy11.0001.ausbe",
+    )
     for src, indexes, orders, versions, releases in rows:
         for index, order, version, release in zip(
-            indexes.split("|"), orders.split("|"), versions.split("|"), releases.split("|")
+            indexes.split("|"),
+            orders.split("|"),
+            versions.split("|"),
+            releases.split("|"),
         ):
             entry = found.setdefault(src, {})
             if int(index, 16) == 1 and order.strip():
                 entry.setdefault("order_number", set()).add(order.strip())
             if int(index, 16) == 7 and int(version) >> 8 == ord("V"):
                 release_number = int(release)
-                firmware = (f"V{int(version) & 0xFF}.{release_number >> 8}."
-                            f"{release_number & 0xFF}")
+                firmware = (
+                    f"V{int(version) & 0xFF}.{release_number >> 8}."
+                    f"{release_number & 0xFF}"
+                )
                 entry.setdefault("firmware", set()).add(firmware)
     names = list(COMPONENT_FIELDS)
     rows = _tshark(path, "s7comm.szl.001c.000x.index", "ip.src", *names)
@@ -65,7 +91,9 @@ def expected_identity(path: Path) -> dict[str, dict[str, set[str]]]:
         for name, value in zip(names, values):
             if value.strip():
                 attribute = COMPONENT_FIELDS[name]
-                found.setdefault(src, {}).setdefault(attribute, set()).add(value.strip())
+                found.setdefault(src, {}).setdefault(attribute, set()).add(
+                    value.strip()
+                )
     return found
 
 
@@ -90,7 +118,9 @@ def test_every_plc_answering_szl_is_named_with_its_identity(path: Path) -> None:
         assert {c["value"] for c in identity["vendor"]} == {"Siemens"}
         for attribute, values in attributes.items():
             ours = {c["value"] for c in identity.get(attribute, ())}
-            assert values <= ours, f"{path.name}: {ip} {attribute}: tshark {values}, ours {ours}"
+            assert values <= ours, (
+                f"{path.name}: {ip} {attribute}: tshark {values}, ours {ours}"
+            )
         if "order_number" in attributes:
             assert identity.get("product_family"), f"{path.name}: {ip} has no family"
 
@@ -105,7 +135,8 @@ def test_s7commplus_servers_report_order_number_and_firmware() -> None:
             found = plc_identity(message.fields.get("strings", []))
             if found and message.kind == "response":
                 expected.setdefault(message.src.ip, set()).add(
-                    (found["order_number"], found["firmware"]))
+                    (found["order_number"], found["firmware"])
+                )
         by_ip = _by_ip(path)
         for ip, pairs in expected.items():
             seen += 1
@@ -127,7 +158,9 @@ def test_snap7_fixture_names_the_emulated_plc_and_the_engineering_station() -> N
     by_ip = _by_ip(FIXTURE)
     plc, station = by_ip["127.0.0.4"], by_ip["127.0.0.5"]
     assert plc["role"] == "PLC"
-    assert {c["value"] for c in plc["identity"]["order_number"]} == {"6ES7 315-2EH14-0AB0"}
+    assert {c["value"] for c in plc["identity"]["order_number"]} == {
+        "6ES7 315-2EH14-0AB0"
+    }
     assert {c["value"] for c in plc["identity"]["product_family"]} == {"S7-300"}
     assert station["role"] == "engineering station"
     # The second connection is an OP's: its messages claim HMI.

@@ -44,7 +44,9 @@ CR_S7 = tpkt(bytes.fromhex("11e00000000100c0010ac1020100c2020102"))
 # The matching CC: dst-ref 0x0001, src-ref 0x4431.
 CC_S7 = tpkt(bytes.fromhex("11d00001443100c0010ac1020100c2020102"))
 # CR of a TIA Portal session to an S7-1200: called TSAP "SIMATIC-ROOT-ES".
-CR_PLUS = tpkt(bytes.fromhex("1ee00000000100c1020600c20f53494d415449432d524f4f542d4553c0010a"))
+CR_PLUS = tpkt(
+    bytes.fromhex("1ee00000000100c1020600c20f53494d415449432d524f4f542d4553c0010a")
+)
 # CR of an MMS client: TSAPs 0001 / 0001.
 CR_MMS = tpkt(bytes.fromhex("0ee00000000100c1020001c2020001"))
 SETUP_COMMUNICATION = bytes.fromhex("32010000000000080000f0000001000101e0")
@@ -66,14 +68,28 @@ def test_connection_request_fields_and_tsaps() -> None:
     assert tpdu.error is None and tpdu.code == TpduCode.CR and tpdu.type_name == "CR"
     f = tpdu.fields
     assert (f["destination_reference"], f["source_reference"], f["class"]) == (0, 1, 0)
-    assert (f["tpdu_size"], f["calling_tsap"], f["called_tsap"]) == (1024, "0100", "0102")
+    assert (f["tpdu_size"], f["calling_tsap"], f["called_tsap"]) == (
+        1024,
+        "0100",
+        "0102",
+    )
     assert interpret_tsap(f["called_tsap"]) == {
-        "tsap": "0102", "connection_type": "PG", "rack": 0, "slot": 2}
+        "tsap": "0102",
+        "connection_type": "PG",
+        "rack": 0,
+        "slot": 2,
+    }
     assert interpret_tsap("0203")["connection_type"] == "OP"
-    assert interpret_tsap("0323") == {"tsap": "0323", "connection_type": "S7_BASIC",
-                                      "rack": 1, "slot": 3}
-    assert interpret_tsap(parse_tpdu(CR_PLUS[4:]).fields["called_tsap"])[
-        "tsap_text"] == "SIMATIC-ROOT-ES"
+    assert interpret_tsap("0323") == {
+        "tsap": "0323",
+        "connection_type": "S7_BASIC",
+        "rack": 1,
+        "slot": 3,
+    }
+    assert (
+        interpret_tsap(parse_tpdu(CR_PLUS[4:]).fields["called_tsap"])["tsap_text"]
+        == "SIMATIC-ROOT-ES"
+    )
 
 
 def test_disconnect_error_and_broken_parameters() -> None:

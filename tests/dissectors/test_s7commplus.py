@@ -38,8 +38,9 @@ KNOWN_FUNCTIONS = {f.value for f in FunctionCode}
 
 
 def new() -> S7commPlusDissector:
-    return S7commPlusDissector(FlowContext(1, Endpoint("192.0.2.1", 50000),
-                                           Endpoint("192.0.2.2", 102), "tcp"))
+    return S7commPlusDissector(
+        FlowContext(1, Endpoint("192.0.2.1", 50000), Endpoint("192.0.2.2", 102), "tcp")
+    )
 
 
 def tpkt_dt(payload: bytes) -> bytes:
@@ -60,29 +61,48 @@ def wstring(attribute: int, text: str) -> bytes:
 # CreateObject request (opcode 0x31, function 0x04CA, sequence 1, session
 # 0x120, transport flags 0x36) and its response carrying the server's
 # "<n>;<order number>;<firmware>" string, both V1.
-CREATE_REQUEST = plus(1, bytes.fromhex("31000004ca0000000100000120" "36")
-                      + wstring(0x69, "HMI HOST"))
-CREATE_RESPONSE = plus(1, bytes.fromhex("32000004ca00000001" "36") + b"\x00"
-                       + wstring(0x3F, "1;6ES7 212-1BE40-0XB0 ;V4.4")
-                       + wstring(0x40, "2;288"))
-GET_MULTI_V3 = plus(3, bytes.fromhex("310000054c0000000700000123" "34") + b"\x00" * 6,
-                    digest=bytes(range(32)))
+CREATE_REQUEST = plus(
+    1, bytes.fromhex("31000004ca000000010000012036") + wstring(0x69, "HMI HOST")
+)
+CREATE_RESPONSE = plus(
+    1,
+    bytes.fromhex("32000004ca0000000136")
+    + b"\x00"
+    + wstring(0x3F, "1;6ES7 212-1BE40-0XB0 ;V4.4")
+    + wstring(0x40, "2;288"),
+)
+GET_MULTI_V3 = plus(
+    3,
+    bytes.fromhex("310000054c000000070000012334") + b"\x00" * 6,
+    digest=bytes(range(32)),
+)
 
 
 def test_create_object_names_the_plc_and_the_session() -> None:
     s = new()
     (request,) = s.feed(tpkt_dt(CREATE_REQUEST), True, 0.0, 1)
     f = request.fields
-    assert (request.service, request.kind, request.action) == ("create_object", "request",
-                                                               "session")
+    assert (request.service, request.kind, request.action) == (
+        "create_object",
+        "request",
+        "session",
+    )
     assert (f["protocol_version"], f["opcode"], f["function"]) == (1, 0x31, 0x04CA)
-    assert (f["sequence_number"], f["session_id"], f["transport_flags"]) == (1, 0x120, 0x36)
+    assert (f["sequence_number"], f["session_id"], f["transport_flags"]) == (
+        1,
+        0x120,
+        0x36,
+    )
     assert f["has_trailer"] and f["strings"] == ["HMI HOST"]
     (response,) = s.feed(tpkt_dt(CREATE_RESPONSE), False, 0.0, 2)
     assert response.kind == "response" and response.fields["sequence_number"] == 1
-    assert response.identity == {"order_number": "6ES7 212-1BE40-0XB0", "firmware": "V4.4",
-                                 "product_family": "S7-1200", "role": "PLC",
-                                 "vendor": "Siemens"}
+    assert response.identity == {
+        "order_number": "6ES7 212-1BE40-0XB0",
+        "firmware": "V4.4",
+        "product_family": "S7-1200",
+        "role": "PLC",
+        "vendor": "Siemens",
+    }
 
 
 def test_v3_integrity_part_and_functions() -> None:
@@ -90,12 +110,15 @@ def test_v3_integrity_part_and_functions() -> None:
     assert error is None
     assert fields["integrity_digest"] == bytes(range(32)).hex()
     assert (fields["function"], fields["sequence_number"], fields["session_id"]) == (
-        0x054C, 7, 0x123)
+        0x054C,
+        7,
+        0x123,
+    )
 
 
 def test_a_pdu_without_trailer_is_continued_by_the_next() -> None:
     s = new()
-    first = plus(3, bytes.fromhex("320000054c00000007" "00") + b"x" * 20, trailer=False)
+    first = plus(3, bytes.fromhex("320000054c0000000700") + b"x" * 20, trailer=False)
     rest = plus(3, b"y" * 30)
     out = s.feed(tpkt_dt(first) + tpkt_dt(rest), False, 0.0, 1)
     assert [m.service for m in out] == ["get_multi_variables", "continuation"]
@@ -106,8 +129,9 @@ def test_a_pdu_without_trailer_is_continued_by_the_next() -> None:
 def test_tls_records_are_counted_not_parsed() -> None:
     s = new()
     hello = bytes.fromhex("160303002a") + bytes(42)
-    out = s.feed(tpkt_dt(hello) + tpkt_dt(bytes.fromhex("1703030010") + bytes(16)), True,
-                 0.0, 1)
+    out = s.feed(
+        tpkt_dt(hello) + tpkt_dt(bytes.fromhex("1703030010") + bytes(16)), True, 0.0, 1
+    )
     assert [m.service for m in out] == ["tls_record", "tls_record"]
     assert s.tls and s.tls_records == 2 and out[1].fields["tls_records"] == 2
 
@@ -117,11 +141,13 @@ def test_role_from_the_simatic_tsap() -> None:
     params = bytes.fromhex("c1020600") + b"\xc2" + bytes([len(tsap)]) + tsap
     body = bytes([6 + len(params), 0xE0, 0, 0, 0, 1, 0]) + params
     s = new()
-    (request,) = s.feed(bytes([3, 0]) + (len(body) + 4).to_bytes(2, "big") + body, True,
-                        0.0, 1)
+    (request,) = s.feed(
+        bytes([3, 0]) + (len(body) + 4).to_bytes(2, "big") + body, True, 0.0, 1
+    )
     assert request.identity == {"role": "HMI"}
-    assert S7commPlusDissector.probe(bytes([3, 0]) + (len(body) + 4).to_bytes(2, "big")
-                                     + body, True)
+    assert S7commPlusDissector.probe(
+        bytes([3, 0]) + (len(body) + 4).to_bytes(2, "big") + body, True
+    )
 
 
 def test_wstrings_and_identity_helpers() -> None:
@@ -152,10 +178,24 @@ def test_any_bytes_never_raise(data: bytes, to_server: bool) -> None:
 
 def _tshark_tpkt_lengths(path: Path) -> dict[int, list[int]]:
     done = subprocess.run(
-        ["tshark", "-r", str(path), "-Y", "tpkt && tcp.port == 102 && "
-         "!tcp.analysis.retransmission && !tcp.analysis.fast_retransmission",
-         "-T", "fields", "-e", "frame.number", "-e", "tpkt.length"],
-        capture_output=True, text=True, check=True)
+        [
+            "tshark",
+            "-r",
+            str(path),
+            "-Y",
+            "tpkt && tcp.port == 102 && "
+            "!tcp.analysis.retransmission && !tcp.analysis.fast_retransmission",
+            "-T",
+            "fields",
+            "-e",
+            "frame.number",
+            "-e",
+            "tpkt.length",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     lengths = {}
     for line in done.stdout.splitlines():
         number, values = line.split("\t")
@@ -167,8 +207,11 @@ def _tshark_tpkt_lengths(path: Path) -> dict[int, list[int]]:
 @pytest.mark.skipif(not PLUS, reason="../shared/captures/s7commplus is not present")
 @pytest.mark.parametrize("path", PLUS, ids=[p.name for p in PLUS])
 def test_headers_on_public_captures(path: Path) -> None:
-    messages = [m for m in otdpi.read(path, protocols=["s7commplus"])
-                if m.protocol == "s7commplus"]
+    messages = [
+        m
+        for m in otdpi.read(path, protocols=["s7commplus"])
+        if m.protocol == "s7commplus"
+    ]
     pdus = [m for m in messages if "protocol_version" in m.fields]
     assert pdus, f"{path.name}: no S7comm-plus PDU"
     problems = Counter()
@@ -207,8 +250,11 @@ def test_headers_on_public_captures(path: Path) -> None:
         for m in messages:
             if "tpkt_length" in m.fields:
                 ours[m.frame].append(m.fields["tpkt_length"])
-        differing = [n for n, lengths in ours.items()
-                     if n in theirs and theirs[n][-len(lengths):] != lengths]
+        differing = [
+            n
+            for n, lengths in ours.items()
+            if n in theirs and theirs[n][-len(lengths) :] != lengths
+        ]
         assert len(differing) <= 0.001 * len(ours) + 0.5, differing[:20]
 
 
