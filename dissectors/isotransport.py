@@ -226,6 +226,9 @@ def parse_tpdu(data: bytes, tpkt_length: int = 0) -> Tpdu:
             fields["reject_cause"] = data[4]
             error = _parameters(data, 5, header_end, fields)
     elif code in _TYPE_NAMES:
+        # Limitation: ED, EA, AK and RJ (classes 1 to 4, never seen on port
+        # 102) keep their fixed part as raw hex. Decoding X.224 13.8 to 13.12
+        # would lift it.
         fields["header"] = data[2:header_end].hex()
     else:
         error = f"unknown TPDU code 0x{code:x}"

@@ -330,6 +330,10 @@ def decode_userdata_payload(
             fields["block_type"] = payload[:2].decode("latin-1")
     elif group == 0x7 and len(payload) >= 10:
         fields["timestamp"] = payload[-8:].hex() if len(payload) >= 8 else None
+    # Limitation: the items inside cyclic data, variable table, alarm and
+    # diagnostic payloads are not decoded; they come out as raw hex in
+    # "payload" (at most 512 bytes). Decoding the per-sub-function item lists
+    # (as read var data items) would lift it.
     if payload and "szl" not in fields and "blocks" not in fields:
         fields["payload"] = payload[:512].hex()
     return identity, findings

@@ -238,6 +238,14 @@ class S7commPlusDissector(Dissector):
             return True
         if code == TpduCode.CC:
             return False
+        start = 5 + data[4]
+        # A V1 to V3 PDU without integrity part: the opcode follows the header.
+        if code == TpduCode.DT and data[start : start + 1] == b"\x72":
+            opcode = data[start + 4 : start + 5]
+            if data[start + 1 : start + 2] == b"\x01" and opcode == b"\x31":
+                return True
+            if data[start + 1 : start + 2] == b"\x01" and opcode == b"\x32":
+                return False
         return None
 
     def feed(
