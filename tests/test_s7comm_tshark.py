@@ -24,8 +24,11 @@ transport size, length, DB number, area, byte and bit address of S7ANY items;
 return code, transport size and length of data items; the userdata
 parameter and data header (tshark's first return code, transport size and
 length of a userdata unit); data item lengths in bytes, as tshark shows
-them; SZL id, index, record length and count, order numbers of SZL 0x0011
-and the names of SZL 0x001C; block file names and PI service names.
+them; SZL id, index, record length and count, order numbers of SZL 0x0011,
+the names of SZL 0x001C, event and mode transition of SZL 0x0424, protection
+levels and mode selector of SZL 0x0132 index 4; block lists (type, count);
+block file names and their parts (identifier, type, number, file system),
+upload ids, and PI service names.
 Normalisations: tshark prints integers as decimal or ``0x..`` hex, both read
 as integers; byte strings as ``aa:bb``, compared as lower-case hex; texts are
 compared with trailing blanks stripped (tshark keeps the padding of
@@ -223,6 +226,34 @@ def our_view(m: Message) -> dict[str, list]:
         view["s7comm.szl.xy11.0001.anz"] = [
             r["order_number"] for r in records if "order_number" in r
         ]
+    if szl.get("szl_id") == 0x0424 and records:
+        view["s7comm.szl.0424.0000.ereig"] = [r["event_id"] for r in records]
+        view["s7comm.szl.0424.0000.bzu_id"] = [r["mode_transition"] for r in records]
+    if szl.get("szl_id") == 0x0132 and szl.get("szl_index") == 4 and records:
+        for key, name in (
+            ("key_switch_protection_level", "key"),
+            ("assigned_protection_level", "param"),
+            ("valid_protection_level", "real"),
+            ("mode_selector", "bart_sch"),
+        ):
+            view[f"s7comm.szl.0132.0004.{name}"] = [r[key] for r in records]
+    if "blocks" in f:
+        view["s7comm.blockinfo.blocktype"] = [_value(b["block_type"]) for b in f["blocks"]]
+        view["s7comm.blockinfo.block_count"] = [b["block_count"] for b in f["blocks"]]
+    if f.get("rosctr") in (1, 3) and f.get("function") in range(0x1A, 0x20):
+        for key, name in (
+            ("file_identifier", "file_identifier"),
+            ("block_type", "block_type"),
+            ("block_number", "block_number"),
+            ("destination_filesystem", "dest_filesys"),
+            ("upload_id", "uploadid"),
+        ):
+            # File name parts are the request's; a response only echoes them.
+            if key in f and (m.kind == "request" or key == "upload_id"):
+                value = f[key]
+                view[f"s7comm.data.blockcontrol.{name}"] = [
+                    _value(value) if isinstance(value, str) else value
+                ]
     if szl.get("szl_id", 0) & 0xFF == 0x1C:
         for index, name in (
             (1, "0001.name"),

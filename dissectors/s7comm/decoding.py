@@ -313,9 +313,12 @@ def decode_userdata_payload(
     elif group == 0x3 and sub == 0x01 and not request:
         blocks = []
         for at in range(0, min(len(payload), 4 * MAX_ITEMS) - 3, 4):
+            # The block type is two ASCII hex digits ("08" is an OB).
+            block_type = payload[at : at + 2].decode("latin-1")
             blocks.append(
                 {
-                    "block_type": payload[at : at + 2].hex().upper(),
+                    "block_type": block_type,
+                    "block_type_name": BLOCK_TYPE_NAMES.get(block_type.upper()),
                     "block_count": _u16(payload, at + 2),
                 }
             )

@@ -175,6 +175,7 @@ def _mode(records: list[bytes]) -> tuple[list, dict[str, Any]]:
         decoded.append(
             {
                 "event_id": rec[0] << 8 | rec[1],
+                "mode_transition": bzu,
                 "requested_mode": CPU_MODES.get(bzu & 0x0F),
                 "previous_mode": CPU_MODES.get(bzu >> 4),
                 "startup_info": rec[8:12].hex(),
@@ -196,7 +197,8 @@ def _protection(records: list[bytes]) -> tuple[list, dict[str, Any]]:
                 "key_switch_protection_level": words[1],
                 "assigned_protection_level": words[2],
                 "valid_protection_level": words[3],
-                "mode_selector": MODE_SELECTOR.get(words[4], words[4]),
+                "mode_selector": words[4],
+                "mode_selector_name": MODE_SELECTOR.get(words[4]),
                 "startup_switch": words[5],
             }
         )

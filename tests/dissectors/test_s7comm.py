@@ -288,7 +288,7 @@ def test_mode_and_protection_lists() -> None:
     )
     fields, _, _ = decode_szl(protection)
     assert fields["records"][0]["valid_protection_level"] == 3
-    assert fields["records"][0]["mode_selector"] == "RUN-P"
+    assert fields["records"][0]["mode_selector_name"] == "RUN-P"
     other = struct.pack(">HHHH", 0x0131, 1, 4, 2) + bytes.fromhex("0001000200030004")
     fields, _, _ = decode_szl(other)
     assert fields["records"] == ["00010002", "00030004"]
