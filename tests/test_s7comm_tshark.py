@@ -21,7 +21,8 @@ Always: ``tpkt.length``, ``cotp.type``, and for S7comm units the header
 (:func:`our_view` lists them by tshark name): COTP EOT, references, TSAPs and
 TPDU size; setup communication; item count, the syntax id of every item and
 transport size, length, DB number, area, byte and bit address of S7ANY items;
-return code, transport size and length of data items; the userdata
+return code, transport size and length of data items; the values of
+read and write items (``s7comm.resp.data``); the userdata
 parameter and data header (tshark's first return code, transport size and
 length of a userdata unit); data item lengths in bytes, as tshark shows
 them; SZL id, index, record length and count, order numbers of SZL 0x0011,
@@ -85,6 +86,9 @@ USERDATA_HEAD_FIELDS = (
     "s7comm.data.length",
 )
 
+# Fields that are bytes whatever they look like ("01" is one byte, not 1).
+BYTES_FIELDS = frozenset({"s7comm.resp.data"})
+
 needs_tshark = pytest.mark.skipif(not tshark_oracle.available(), reason="no tshark")
 
 
@@ -112,9 +116,17 @@ def tshark_units(frame: tshark_oracle.Frame) -> tuple[list[dict[str, list]], boo
                 units[-1].setdefault(key, []).extend(values)
     kept = [u for u in units if "s7comm" in u["_layers"] or _s7_connect(u)]
     return [
-        {k: [_value(v) for v in vs] for k, vs in u.items() if k != "_layers"}
+        {
+            k: [_bytes(v) if k in BYTES_FIELDS else _value(v) for v in vs]
+            for k, vs in u.items()
+            if k != "_layers"
+        }
         for u in kept
     ], malformed
+
+
+def _bytes(text: str) -> str:
+    return text.replace(":", "").lower()
 
 
 def _s7_connect(unit: dict[str, list]) -> bool:
@@ -214,6 +226,10 @@ def our_view(m: Message) -> dict[str, list]:
                 else i["length"]
                 for i in sized
             ]
+    if data_items and f.get("rosctr") in (1, 3) and f.get("function") in (4, 5):
+        values = [i["data"] for i in data_items if i.get("data")]
+        if values:
+            view["s7comm.resp.data"] = values
     if "szl_id" in f and f["szl_id"] is not None and not f.get("fragment"):
         view["s7comm.data.userdata.szl_id"] = [f["szl_id"]]
         view["s7comm.data.userdata.szl_index"] = [f["szl_index"]]
@@ -238,7 +254,9 @@ def our_view(m: Message) -> dict[str, list]:
         ):
             view[f"s7comm.szl.0132.0004.{name}"] = [r[key] for r in records]
     if "blocks" in f:
-        view["s7comm.blockinfo.blocktype"] = [_value(b["block_type"]) for b in f["blocks"]]
+        view["s7comm.blockinfo.blocktype"] = [
+            _value(b["block_type"]) for b in f["blocks"]
+        ]
         view["s7comm.blockinfo.block_count"] = [b["block_count"] for b in f["blocks"]]
     if f.get("rosctr") in (1, 3) and f.get("function") in range(0x1A, 0x20):
         for key, name in (
