@@ -1,9 +1,9 @@
 """Checks that our S7comm dissector agrees with tshark on every frame both decode.
 
 For each capture (the fixtures, every public capture under
-``../shared/captures/s7comm`` and the S7comm flows inside
-``../shared/captures/s7commplus``), tshark and ``otdpi.read`` decode the same
-file. tshark's layers of a frame are grouped into units, one per ``tpkt``
+``../shared/captures/s7comm`` and the S7comm flows of the captures filed
+elsewhere that hold some, :data:`ELSEWHERE`), tshark and ``otdpi.read``
+decode the same file. tshark's layers of a frame are grouped into units, one per ``tpkt``
 layer, each with the ``cotp`` and ``s7comm`` layers that follow it; units with
 an ``s7comm`` layer, and COTP connection requests and confirms, are kept (a
 COTP DT segment that does not end a PDU is no unit on either side). Our
@@ -55,14 +55,21 @@ from otdpi.message import Message
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "captures"
+# Captures filed under other protocols that hold S7comm flows too.
+ELSEWHERE = (
+    "s7commplus/icsnpp_s7comm_plus.pcap",
+    "s7commplus/agentcarter_teb_mixed.pcapng",
+    "attacks/qut_s7_changelowerthreshold_master.pcap",
+    "attacks/qut_s7_changeupperthreshold_master.pcap",
+    "attacks/qut_s7_conveyorbelton_flooding_hmi.pcap",
+    "attacks/qut_s7_watertankonmanu_flooding_master.pcap",
+    "modbus/iti_mb2_mixed_ot.pcap",
+    "modbus/agentcarter_mixed_ot_1.pcapng",
+)
 CAPTURES = sorted(
     [*REPO.joinpath("fixtures").glob("s7comm*.pcap*")]
     + [*(SHARED / "s7comm").glob("*.pcap*")]
-    + [
-        p
-        for p in (SHARED / "s7commplus").glob("*.pcap*")
-        if p.name in ("icsnpp_s7comm_plus.pcap", "agentcarter_teb_mixed.pcapng")
-    ]
+    + [SHARED / name for name in ELSEWHERE if (SHARED / name).exists()]
 )
 MIN_AGREEMENT = 0.999
 MIN_SHARE_COMPARED = 0.9
