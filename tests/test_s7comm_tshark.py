@@ -203,6 +203,8 @@ def our_view(m: Message) -> dict[str, list]:
             view[name] = [_value(value) if isinstance(value, str) else value]
     if "parameter_head" in f:
         view["s7comm.param.userdata.head"] = [int(f["parameter_head"], 16)]
+    if f.get("rosctr") == 7 and f.get("data_items"):
+        view["userdata_items"] = []  # a marker for compare(), never in tshark
     items = f.get("items") if m.kind == "request" else None
     if items:
         view["s7comm.param.item.syntaxid"] = [i["syntax_id"] for i in items]
@@ -222,8 +224,18 @@ def our_view(m: Message) -> dict[str, list]:
                     view[f"s7comm.param.item.{name}"] = values
     data_items = f.get("data_items")
     if data_items:
-        view["s7comm.data.returncode"] = [i["return_code"] for i in data_items]
         sized = [i for i in data_items if "length" in i]
+        if f.get("rosctr") == 7:
+            # Cyclic data: the userdata data header comes first in tshark's lists.
+            head = [
+                {
+                    "return_code": f["return_code"],
+                    "transport_size": f["transport_size"],
+                    "length": f["userdata_length"],
+                }
+            ]
+            data_items, sized = head + data_items, head + sized
+        view["s7comm.data.returncode"] = [i["return_code"] for i in data_items]
         if sized:
             view["s7comm.data.transportsize"] = [i["transport_size"] for i in sized]
             # tshark shows the length in bytes where the wire counts bits.
@@ -304,7 +316,7 @@ def compare(theirs: dict[str, list], ours: dict[str, list]) -> list[str]:
             continue
         mine = [v.rstrip() if isinstance(v, str) else v for v in value]
         seen = theirs[key]
-        if userdata and key in USERDATA_HEAD_FIELDS:
+        if userdata and key in USERDATA_HEAD_FIELDS and "userdata_items" not in ours:
             seen = seen[:1]  # the data header; tshark adds the items inside
         if seen != mine:
             diffs.append(f"{key}: tshark {theirs[key]} ours {mine}")
