@@ -5,12 +5,12 @@ For each capture (the fixtures, every public capture under
 elsewhere that hold some, :data:`ELSEWHERE`), tshark and ``otdpi.read``
 decode the same file. tshark's layers of a frame are grouped into units, one
 per ``tpkt`` layer, each with the ``cotp`` and ``s7comm`` layers that follow
-it; units with an ``s7comm`` layer, and COTP connection requests and confirms, are kept (a
-COTP DT segment that does not end a PDU is no unit on either side). Our
-S7comm messages of the frame are paired with them in stream order (the CR
-and CC of S7comm-plus flows, whose TSAP is a "SIMATIC-..." name, belong to
-the other dissector and are left out). A frame
-agrees when it holds as many units on both sides and every compared field is
+it. Units with an ``s7comm`` layer, and COTP connection requests and
+confirms, are kept (a COTP DT segment that does not end a PDU is no unit on
+either side; the CR and CC of S7comm-plus flows, whose TSAP is a
+"SIMATIC-..." name, belong to the other dissector). Our S7comm messages of
+the frame are paired with them in stream order. A frame agrees when it
+holds as many units on both sides and every compared field is
 equal; the test fails below 99.9 % and lists every differing frame.
 
 What is compared
