@@ -443,6 +443,7 @@ def _summary_columns(asset: dict[str, Any]) -> dict[str, str]:
 def _print_table(assets: list[dict[str, Any]], counters) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=f"{len(assets)} assets", title_justify="left")
     headers = ["asset", "ip", "mac_vendor", "role", "protocols", "unit_ids", "vendor",
@@ -451,8 +452,11 @@ def _print_table(assets: list[dict[str, Any]], counters) -> None:
         table.add_column(header.replace("_", " "), overflow="fold")
     for asset in assets:
         row = _summary_columns(asset)
-        table.add_row(*(row[h] for h in headers))
-    console = Console(width=None if sys.stdout.isatty() else 160)
+        table.add_row(*(Text(row[h]) for h in headers))
+    # Cell text comes off the wire: no markup, no ":name:" emoji codes (a MAC
+    # such as 1c:cd:47 would otherwise print a disc), no guessed highlighting.
+    console = Console(width=None if sys.stdout.isatty() else 160, markup=False,
+                      emoji=False, highlight=False)
     console.print(table)
     console.print(
         f"{counters['packets']} packets, {counters['messages']} messages "

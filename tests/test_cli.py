@@ -142,3 +142,15 @@ def test_flow_limits_are_options_and_say_when_they_bite(capsys, tmp_path):
     with pytest.raises(SystemExit) as stopped:  # argparse's own usage error
         main(["inventory", str(capture), "--max-flows", "0"])
     assert stopped.value.code == 2
+
+
+def test_table_prints_wire_strings_literally(capsys):
+    from otdpi.cli import _print_table
+
+    asset = {"key": "mac:00:1b:1b:1c:cd:47", "ips": ["10.0.0.1"], "mac_vendor": None,
+             "role": "PLC", "protocols": {}, "stations": {}, "peers": [],
+             "summary": {"vendor": "[bold]Evil[/bold] :smile:"}}
+    _print_table([asset], {"packets": 1, "messages": 1, "messages_malformed": 0,
+                           "flows": 1, "flows_unknown_protocol": 0})
+    out = capsys.readouterr().out
+    assert "[bold]Evil[/bold]" in out and ":smile:" in out and "1c:cd:47" in out
