@@ -407,7 +407,7 @@ def _request(code: int, buf: bytes, s: int, e: int, fields: dict) -> None:
                 fields["object_scope"] = ("vmd_specific", "domain_specific",
                                           "aa_specific")[scope] if scope < 3 else scope
                 if scope == 1:
-                    fields["domain_id"] = text(buf, inner[1], inner[2])
+                    fields["domain_specific"] = text(buf, inner[1], inner[2])
             elif ident == 0x82:
                 fields["continue_after"] = text(buf, s2, e2)
     elif code == 3:
