@@ -644,6 +644,9 @@ def decode_pdu(buf: bytes) -> Decoded:
             raise BerError(f"{pdu} without invokeID and service")
         invoke_id = unsigned(buf, parts[0][1], parts[0][2])
         service_tlv = parts[-1]
+        if service_tlv[0] & 0xC0 != 0x80 and not service_tlv[0] & (0x80 << 16):
+            raise BerError(f"{pdu} service of tag 0x{service_tlv[0]:x}, "
+                           "a context-specific tag expected")
         if pdu_code == 0 and len(parts) > 2:
             fields["list_of_modifier"] = buf[parts[1][1]:parts[1][2]].hex()
         code = tag_number(service_tlv[0])

@@ -217,6 +217,14 @@ class MmsDissector(Dissector):
 
     def _unit(self, data: bytes, to_server: bool, ts: float, frame: int) -> Message:
         kind = "request" if to_server else "response"
+        if data and data[0] & 0x80:
+            # An MMS PDU straight on COTP, no session or presentation layer.
+            try:
+                decoded = decode_pdu(data)
+            except BerError as exc:
+                return self._message(to_server, ts, frame, "mms", None, "other", kind,
+                                     {"bare": True}, status=malformed(f"MMS: {exc}"))
+            return self._mms(decoded, {"bare": True}, {}, to_server, ts, frame)
         spdu = parse_session(data)
         fields: dict[str, Any] = {"session": {"spdu": spdu_name(spdu.spdu),
                                               "types": spdu.types, **spdu.fields}}
@@ -328,11 +336,13 @@ class MmsDissector(Dissector):
                request: dict[str, Any] | None, specs, to_server: bool,
                identity: dict[str, Any]) -> None:
         """Server facts: identify answers, types, name plates, node classes."""
-        if to_server:
-            if code == 8 and self.client_role is None:
-                self.client_role = "SCADA"
-                identity["role"] = "SCADA"
+        if code == 8 and to_server and self.client_role is None:
+            self.client_role = "SCADA"
+            identity["role"] = "SCADA"
+        if code not in (1, 9):
             return
+        # A response's sender is the server of that exchange, whichever side
+        # opened the association (ICCP peers answer each other's requests).
         server_identity = identity
         if code == 9 and self.server_role is None:
             self.server_role = "IED"  # refined below when a model says otherwise
@@ -378,6 +388,10 @@ class MmsDissector(Dissector):
                 if "role" in found:
                     self.server_role = found["role"]
                 server_identity.update(plate)
+        if self.functions and code == 1:
+            # Repeated on every answer, so that the fullest list is the claim
+            # seen most often once the browsing is done.
+            server_identity["function"] = ", ".join(sorted(self.functions))
         if self.server_role and "role" not in server_identity and code in (1, 9) and \
                 (service in ("identify", "initiate") or server_identity):
             server_identity["role"] = self.server_role
