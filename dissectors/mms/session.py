@@ -38,7 +38,7 @@ from dissectors.iso_upper.presentation import (
 )
 from dissectors.iso_upper.session import parse_session, spdu_name
 from dissectors.mms import iec61850
-from dissectors.mms.decoding import Decoded, decode_pdu
+from dissectors.mms.decoding import DATA_ACCESS_ERRORS, Decoded, decode_pdu
 from dissectors.mms.fingerprint import identity_from
 from otdpi.dissector import Dissector, FlowContext
 from otdpi.framing import Skipped
@@ -79,6 +79,10 @@ _RESPONSE_PDUS = frozenset({1, 2, 6, 7, 9, 10, 12, 13, 4})
 _ACSE_TAGS = frozenset({0x60, 0x61, 0x62, 0x63, 0x64})
 
 _new = tuple.__new__
+
+
+def _access_error(code: int) -> str:
+    return DATA_ACCESS_ERRORS[code] if 0 <= code < len(DATA_ACCESS_ERRORS) else str(code)
 
 
 def looks_like_mms(data: bytes) -> bool:
@@ -311,6 +315,14 @@ class MmsDissector(Dissector):
             elif code == 1:
                 findings.append(Finding("unmatched_response",
                                         f"no request with invoke id {decoded.invoke_id} seen"))
+        failures = [r for r in mms.get("write_results", mms.get("list_of_access_result", ()))
+                    if "failure" in r] if code == 1 else []
+        if failures and len(failures) == len(mms.get("write_results",
+                                                      mms.get("list_of_access_result"))):
+            # Every variable refused: the request failed, as an error PDU says.
+            first = failures[0]
+            status = Status("exception", first["failure"],
+                            first.get("failure_name") or _access_error(first["failure"]))
         if code == 2:
             status = Status("exception", mms.get("error_code"), mms.get("error_class"))
         elif code == 4:

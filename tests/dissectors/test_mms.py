@@ -310,3 +310,37 @@ def test_inventory_names_the_abb_relion_ied(name: str) -> None:
     assert ied[0]["role"] == "IED"
     assert ied[0]["summary"]["model"] == "REF615"
     assert "protection" in ied[0]["summary"]["function"]
+
+
+# --- the fixtures -------------------------------------------------------------------------------
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+
+
+def test_goose_fixture_has_one_state_change_and_one_gap() -> None:
+    messages = list(otdpi.read(FIXTURES / "goose_asn1.pcap", protocols=["goose"]))
+    assert len(messages) == 14
+    events = [m for m in messages if m.kind == "event"]
+    gaps = [f for m in messages for f in m.findings if f.code == "sequence_gap"]
+    assert [m.fields["st_num"] for m in events] == [2]
+    assert len(gaps) == 1
+    assert {m.identity.get("ied_name") for m in messages if m.identity} == {
+        "ABBIED1", "IED2"}
+    assert any(m.fields["simulated_frame"] for m in messages)
+
+
+def test_libiec61850_fixture_fingerprints_the_server() -> None:
+    assets = otdpi.build_inventory([FIXTURES / "mms_libiec61850.pcap"]).assets()
+    server = next(a for a in assets if "127.0.0.2" in a["ips"])
+    summary = server["summary"]
+    assert (summary["vendor"], summary["model"], summary["revision"]) == (
+        "ABB", "REF615", "5.0 FP1")
+    assert summary["serial_number"] == "1VHR00012345"
+    assert summary["hardware_revision"] == "1.2"
+    assert server["role"] == "IED"
+    messages = list(otdpi.read(FIXTURES / "mms_libiec61850.pcap", protocols=["mms"]))
+    operate = [m for m in messages if m.action == "control" and m.kind == "request"]
+    assert operate and operate[0].targets[0].space.endswith("XCBR1$CO$Pos$Oper")
+    refused = [m for m in messages if m.service == "write" and m.kind == "response"
+               and m.status.state == "exception"]
+    assert refused and refused[0].status.name == "object-access-denied"
