@@ -188,3 +188,27 @@ def parse_presentation(data: bytes, spdu: int) -> PresentationPdu:
             return PresentationPdu("arp", fields, [])
     pdvs = _user_data(data, ident, start, stop, fields)
     return PresentationPdu("user_data", fields, pdvs)
+
+
+def single_pdv(data: bytes, start: int) -> tuple[int, bytes] | None:
+    """The hot path: fully encoded data holding one PDV-list of one single value.
+
+    Returns ``(context_id, value)`` when ``data[start:]`` is exactly
+    ``61 { 30 { 02 id, A0 value } }``, else None (the general decoder then
+    runs). Never raises.
+    """
+    end = len(data)
+    try:
+        ident, s, e, after = header(data, start, end)
+        if ident != 0x61 or after != end:
+            return None
+        ident, s2, e2, after = header(data, s, e)
+        if ident != 0x30 or after != e or s2 + 3 > e2 or data[s2] != 2 or \
+                data[s2 + 1] != 1:
+            return None
+        ident, s3, e3, after = header(data, s2 + 3, e2)
+        if ident != 0xA0 or after != e2:
+            return None
+        return data[s2 + 2], data[s3:e3]
+    except BerError:
+        return None

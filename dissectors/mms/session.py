@@ -35,6 +35,7 @@ from dissectors.iso_upper.ber import BerError
 from dissectors.iso_upper.presentation import (
     ABSTRACT_SYNTAX_NAMES,
     parse_presentation,
+    single_pdv,
 )
 from dissectors.iso_upper.session import parse_session, spdu_name
 from dissectors.mms import iec61850
@@ -74,9 +75,11 @@ _CONTROL = frozenset({"start", "stop", "resume", "reset", "kill", "take_control"
 _ENGINEERING = _PROGRAM | frozenset({"file_open", "obtain_file", "file_delete",
                                      "file_rename", "delete_domain"})
 _SETTING_FCS = frozenset({"SP", "SG", "SE", "CF"})
+_BROWSING = frozenset({"get_name_list", "get_variable_access_attributes"})
 _REQUEST_PDUS = frozenset({0, 5, 8, 11})
 _RESPONSE_PDUS = frozenset({1, 2, 6, 7, 9, 10, 12, 13, 4})
 _ACSE_TAGS = frozenset({0x60, 0x61, 0x62, 0x63, 0x64})
+_GT_DT = b"\x01\x00\x01\x00"
 
 _new = tuple.__new__
 
@@ -229,6 +232,20 @@ class MmsDissector(Dissector):
                 return self._message(to_server, ts, frame, "mms", None, "other", kind,
                                      {"bare": True}, status=malformed(f"MMS: {exc}"))
             return self._mms(decoded, {"bare": True}, {}, to_server, ts, frame)
+        if data[:4] == _GT_DT:
+            fast = single_pdv(data, 4)
+            if fast is not None and fast[1] and fast[1][0] not in _ACSE_TAGS:
+                # GT + DT around one MMS PDU: the shape of nearly every unit.
+                fields = {"session": {"spdu": "DT", "types": [1, 1]},
+                          "presentation": {"ppdu": "user_data",
+                                           "user_data": "fully-encoded-data",
+                                           "context_ids": [fast[0]]}}
+                try:
+                    decoded = decode_pdu(fast[1])
+                except BerError as exc:
+                    return self._message(to_server, ts, frame, "dt", 1, "session",
+                                         kind, fields, status=malformed(f"MMS: {exc}"))
+                return self._mms(decoded, fields, {}, to_server, ts, frame)
         spdu = parse_session(data)
         fields: dict[str, Any] = {"session": {"spdu": spdu_name(spdu.spdu),
                                               "types": spdu.types, **spdu.fields}}
@@ -400,7 +417,7 @@ class MmsDissector(Dissector):
                 if "role" in found:
                     self.server_role = found["role"]
                 server_identity.update(plate)
-        if self.functions and code == 1:
+        if self.functions and code == 1 and service in _BROWSING:
             # Repeated on every answer, so that the fullest list is the claim
             # seen most often once the browsing is done.
             server_identity["function"] = ", ".join(sorted(self.functions))
