@@ -344,3 +344,67 @@ def test_libiec61850_fixture_fingerprints_the_server() -> None:
     refused = [m for m in messages if m.service == "write" and m.kind == "response"
                and m.status.state == "exception"]
     assert refused and refused[0].status.name == "object-access-denied"
+
+
+
+def _first_aarq(path: Path) -> bytes:
+    """The AARQ bytes of the first CN in a capture, cut out by the project's layers."""
+    from scapy.layers.inet import TCP
+    from scapy.utils import rdpcap
+
+    from dissectors.iso_upper.presentation import parse_presentation
+    from dissectors.iso_upper.session import parse_session
+    for packet in rdpcap(str(path)):
+        if TCP not in packet:
+            continue
+        payload = bytes(packet[TCP].payload)
+        if len(payload) > 8 and payload[0] == 3 and payload[5] == 0xF0 and \
+                payload[7] == 13:
+            spdu = parse_session(payload[7:])
+            ppdu = parse_presentation(spdu.user_data, spdu.spdu)
+            return next(p.value for p in ppdu.pdvs if p.value[:1] == b"\x60")
+    raise AssertionError(f"no CN in {path}")
+
+
+@pytest.mark.parametrize("path", [FIXTURES / "mms_libiec61850.pcap",
+                                  SHARED / "iti_piccolo.pcap",
+                                  SHARED / "dina_acse_accept.pcap"],
+                         ids=lambda p: p.name)
+def test_aarq_fields_agree_with_pyasn1(path: Path) -> None:
+    from pyasn1.codec.ber import decoder
+
+    from dissectors.iso_upper.acse import parse_acse
+    if not path.exists():
+        pytest.skip("capture absent")
+    raw = _first_aarq(path)
+    theirs, rest = decoder.decode(raw, asn1Spec=asn1.AARQ())
+    assert rest == b""
+    ours = parse_acse(raw).fields
+    assert ours["aso_context_name"] == str(theirs["aSO-context-name"])
+    for name, key in (("called-AP-title", "called_ap_title"),
+                      ("calling-AP-title", "calling_ap_title")):
+        if theirs[name].isValue:
+            assert ours[key] == str(theirs[name])
+    for name, key in (("called-AE-qualifier", "called_ae_qualifier"),
+                      ("calling-AE-qualifier", "calling_ae_qualifier")):
+        if theirs[name].isValue:
+            assert ours[key] == int(theirs[name])
+    external = bytes(theirs["user-information"][0])
+    assert parse_acse(raw).user_data in external
+
+
+def test_mid_association_capture_is_still_decoded_as_mms() -> None:
+    path = SHARED / "adsc_read.pcap"
+    if not path.exists():
+        pytest.skip("capture absent")
+    messages = list(otdpi.read(path, protocols=["mms"]))
+    reads = [m for m in messages if m.service == "read"]
+    assert len(reads) == 4 and all(m.status.state == "ok" for m in reads)
+    assert reads[0].targets
+
+
+@pytest.mark.xfail(strict=True, reason="RNRP has no known magic number: the probe "
+                   "takes any datagram with version 1-2 and path 0-1 off port 2423")
+def test_rnrp_probe_rejects_other_udp() -> None:
+    dns_like = bytes.fromhex("0102010000010000000000000377777700")
+    assert not RnrpDissector.probe(dns_like, True)
