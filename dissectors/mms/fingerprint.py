@@ -29,7 +29,7 @@ _MODELS = (
     (re.compile(r"\bRTU5\d\d\b", re.I), "RTU500 remote terminal unit", "RTU"),
     (re.compile(r"800xA", re.I), "800xA system node", "ABB 800xA node"),
     (re.compile(r"\bSIPROTEC|\b7S[AJDK]\d", re.I), "SIPROTEC protection relay", "IED"),
-    (re.compile(r"\b[BCDFGLMNT]\d\d\b.*UR|\bUR\b", re.I), "Multilin UR relay", "IED"),
+    (re.compile(r"^[BCDFGLMNT]\d\d-[A-Z]{3}-|\bUR\b"), "Multilin UR relay", "IED"),
 )
 
 

@@ -37,7 +37,7 @@ _LN_NAME = re.compile(r"^(?P<prefix>[A-Za-z0-9_]*?)(?P<cls>LLN0|[A-Z]{4})(?P<ins
 # Common logical-device instance names appended to the IED name (8-1 8.1.2).
 _LD_INSTANCE = re.compile(
     r"(LD\d*|CTRL|PROT|MEAS|DR|EXT|SYS|CFG|CONTROL|PROTECTION|MEASUREMENT|Relay|"
-    r"MU\d*|PQ|SUP|REC|MET|Master|System|C1|P1|M1)$")
+    r"MU\d*|PQ|SUP|REC|MET|Master|System|C1|P1|M1)$", re.I)
 
 # Name plate attributes that feed identity, by CDC attribute name.
 NAME_PLATE_ATTRIBUTES = {"vendor": "vendor", "hwRev": "hardware_revision",
@@ -173,4 +173,50 @@ def name_plate(leaves: dict[str, Any]) -> dict[str, str]:
             attribute = NAME_PLATE_ATTRIBUTES.get(parts[-1])
             if attribute and value.strip():
                 found[attribute] = value.strip()
+    return found
+
+
+def _strings(value: dict) -> list[str]:
+    items = value.get("structure") or []
+    return [item["visible_string"] for item in items if "visible_string" in item]
+
+
+def positional_name_plate(item: str, value: dict) -> dict[str, Any]:
+    """Name plate leaves from a read whose type the server never described.
+
+    IEC 61850-7-3 orders a name plate's attributes vendor first, then swRev
+    (LPL) or hwRev, swRev, serNum, model (DPL), and the DC constraint of LLN0
+    and LPHD holds the plate as its first data object.
+
+    Limitation: DPL attributes after vendor are optional, so their positions
+    shift with what the model includes; only the vendor (and, for LLN0, the
+    swRev) are read by position, and a PhyNam string is taken as the model
+    only when it names a known device family. A getVariableAccessAttributes
+    answer seen before the read lifts this (the typed path is then used).
+    """
+    parts = item.split("$")
+    if len(parts) < 2 or parts[1] != "DC":
+        return {}
+    ln = parts[0]
+    plate = None
+    if len(parts) == 2 and ln.startswith(("LLN0", "LPHD")):
+        first = (value.get("structure") or [None])[0]
+        plate = first if isinstance(first, dict) and "structure" in first else None
+    elif len(parts) == 3 and parts[2] in ("NamPlt", "PhyNam"):
+        plate = value
+    if plate is None:
+        return {}
+    name = "NamPlt" if ln.startswith("LLN0") else "PhyNam"
+    strings = _strings(plate)
+    found: dict[str, Any] = {}
+    if strings:
+        found[f"{ln}$DC${name}$vendor"] = strings[0]
+    if name == "NamPlt" and len(strings) > 1:
+        found[f"{ln}$DC${name}$swRev"] = strings[1]
+    if name == "PhyNam":
+        from dissectors.mms.fingerprint import device_type
+        for text_value in strings[1:]:
+            if device_type(text_value)[0]:
+                found[f"{ln}$DC${name}$model"] = text_value
+                break
     return found

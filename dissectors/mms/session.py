@@ -406,6 +406,8 @@ class MmsDissector(Dissector):
                         scalar = next(iter(value.values()), None)
                         if isinstance(scalar, str):
                             leaves[item] = scalar
+                        else:
+                            leaves.update(iec61850.positional_name_plate(item, value))
             plate = iec61850.name_plate(leaves)
             plate = {k: v for k, v in plate.items() if self.plate.get(k) != v}
             if plate and len(self.plate) < 64:

@@ -302,13 +302,16 @@ def test_inventory_has_identify_answers(name: str) -> None:
 @needs_captures
 @pytest.mark.parametrize("name", ["emre_abb_ied600_h10_2.pcap",
                                   "emre_abb_ied600_h10_3.pcap",
-                                  "emre_abb_ied600_circuit.pcap"])
+                                  "emre_abb_ied600_circuit.pcap",
+                                  "emre_abb_ied600_ogtra_mms1.pcap",
+                                  "emre_abb_ied600_ogtra_mmsy.pcap"])
 def test_inventory_names_the_abb_relion_ied(name: str) -> None:
     assets = otdpi.build_inventory([SHARED / name]).assets()
     ied = [a for a in assets if a["summary"].get("vendor") == "ABB"]
     assert len(ied) == 1
     assert ied[0]["role"] == "IED"
     assert ied[0]["summary"]["model"] == "REF615"
+    assert ied[0]["summary"]["device_type"] == "Relion 615 series IED"
     assert "protection" in ied[0]["summary"]["function"]
 
 
