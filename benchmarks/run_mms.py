@@ -29,8 +29,9 @@ CACHE = Path(tempfile.gettempdir()) / "otdpi-bench"
 
 
 def _generator():
-    spec = importlib.util.spec_from_file_location("make_mms_capture",
-                                                  HERE / "make_mms_capture.py")
+    spec = importlib.util.spec_from_file_location(
+        "make_mms_capture", HERE / "make_mms_capture.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -40,8 +41,9 @@ def best_of(command: list[str], repeat: int) -> float:
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
-        subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       check=True)
+        subprocess.run(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True
+        )
         times.append(time.perf_counter() - start)
     return min(times)
 
@@ -58,26 +60,55 @@ def main(argv: list[str] | None = None) -> int:
     packets, mms = stats["packets"], stats["mms_packets"]
     python = sys.executable
     commands = {
-        "otdpi dissect -p mms": [python, "-m", "otdpi", "dissect", "-p", "mms",
-                                 str(capture)],
-        "otdpi inventory -p mms": [python, "-m", "otdpi", "inventory", "-p", "mms",
-                                   str(capture)],
-        "otdpi.read (in process)": [python, "-c",
-                                    "import sys, otdpi\n"
-                                    "for _ in otdpi.read(sys.argv[1], ['mms']): pass",
-                                    str(capture)],
+        "otdpi dissect -p mms": [
+            python,
+            "-m",
+            "otdpi",
+            "dissect",
+            "-p",
+            "mms",
+            str(capture),
+        ],
+        "otdpi inventory -p mms": [
+            python,
+            "-m",
+            "otdpi",
+            "inventory",
+            "-p",
+            "mms",
+            str(capture),
+        ],
+        "otdpi.read (in process)": [
+            python,
+            "-c",
+            "import sys, otdpi\nfor _ in otdpi.read(sys.argv[1], ['mms']): pass",
+            str(capture),
+        ],
     }
     if shutil.which("tshark"):
         commands["tshark -Y mms -T fields"] = [
-            "tshark", "-n", "-r", str(capture), "-Y", "mms", "-T", "fields",
-            "-e", "mms.invokeID"]
-    print(f"capture: {capture} ({packets} packets, {mms} carrying MMS, "
-          f"{os.path.getsize(capture) / 1e6:.1f} MB)")
+            "tshark",
+            "-n",
+            "-r",
+            str(capture),
+            "-Y",
+            "mms",
+            "-T",
+            "fields",
+            "-e",
+            "mms.invokeID",
+        ]
+    print(
+        f"capture: {capture} ({packets} packets, {mms} carrying MMS, "
+        f"{os.path.getsize(capture) / 1e6:.1f} MB)"
+    )
     print(f"{'tool':28} {'seconds':>8} {'packets/s':>11} {'MMS packets/s':>14}")
     for name, command in commands.items():
         seconds = best_of(command, args.repeat)
-        print(f"{name:28} {seconds:8.2f} {packets / seconds:11,.0f} "
-              f"{mms / seconds:14,.0f}")
+        print(
+            f"{name:28} {seconds:8.2f} {packets / seconds:11,.0f} "
+            f"{mms / seconds:14,.0f}"
+        )
     return 0
 
 

@@ -30,10 +30,21 @@ SQNUM_MODULUS = 1 << 32
 _new = tuple.__new__
 
 # goosePdu field tags (context, primitive unless noted) and their names.
-_FIELDS = {0x80: "gocb_ref", 0x81: "time_allowed_to_live", 0x82: "dat_set",
-           0x83: "go_id", 0x84: "t", 0x85: "st_num", 0x86: "sq_num",
-           0x87: "simulation", 0x88: "conf_rev", 0x89: "nds_com",
-           0x8A: "num_dat_set_entries", 0xAB: "all_data", 0x8C: "security"}
+_FIELDS = {
+    0x80: "gocb_ref",
+    0x81: "time_allowed_to_live",
+    0x82: "dat_set",
+    0x83: "go_id",
+    0x84: "t",
+    0x85: "st_num",
+    0x86: "sq_num",
+    0x87: "simulation",
+    0x88: "conf_rev",
+    0x89: "nds_com",
+    0x8A: "num_dat_set_entries",
+    0xAB: "all_data",
+    0x8C: "security",
+}
 
 
 def decode_goose(frame: bytes) -> dict[str, Any]:
@@ -44,11 +55,17 @@ def decode_goose(frame: bytes) -> dict[str, Any]:
     length = frame[2] << 8 | frame[3]
     reserved1 = frame[4] << 8 | frame[5]
     reserved2 = frame[6] << 8 | frame[7]
-    fields: dict[str, Any] = {"appid": appid, "length": length,
-                              "reserved1": reserved1, "reserved2": reserved2,
-                              "simulated_frame": bool(reserved1 & 0x8000)}
+    fields: dict[str, Any] = {
+        "appid": appid,
+        "length": length,
+        "reserved1": reserved1,
+        "reserved2": reserved2,
+        "simulated_frame": bool(reserved1 & 0x8000),
+    }
     if length < HEADER_SIZE or length > len(frame):
-        raise BerError(f"GOOSE length {length} disagrees with the {len(frame)}-byte frame")
+        raise BerError(
+            f"GOOSE length {length} disagrees with the {len(frame)}-byte frame"
+        )
     ident, start, stop, _ = header(frame, HEADER_SIZE, length)
     if ident != 0x61:
         raise BerError(f"goosePdu of tag 0x{ident:x}, [APPLICATION 1] expected")
@@ -58,8 +75,13 @@ def decode_goose(frame: bytes) -> dict[str, Any]:
         name = _FIELDS.get(tag)
         if name in ("gocb_ref", "dat_set", "go_id"):
             fields[name] = text(frame, s, e)
-        elif name in ("time_allowed_to_live", "st_num", "sq_num", "conf_rev",
-                      "num_dat_set_entries"):
+        elif name in (
+            "time_allowed_to_live",
+            "st_num",
+            "sq_num",
+            "conf_rev",
+            "num_dat_set_entries",
+        ):
             fields[name] = unsigned(frame, s, e)
         elif name in ("simulation", "nds_com"):
             fields[name] = boolean(frame, s, e)
@@ -92,7 +114,9 @@ class GooseDissector(Dissector):
     def probe(cls, data: bytes, to_server: bool) -> bool:
         return len(data) >= HEADER_SIZE + 2 and data[HEADER_SIZE] == 0x61
 
-    def feed(self, data: bytes, to_server: bool, ts: float, frame: int) -> list[Message]:
+    def feed(
+        self, data: bytes, to_server: bool, ts: float, frame: int
+    ) -> list[Message]:
         src, dst = self.endpoints(to_server)
         findings: list[Finding] = []
         identity: dict[str, Any] = {}
@@ -100,9 +124,28 @@ class GooseDissector(Dissector):
         try:
             fields = decode_goose(data)
         except BerError as exc:
-            return [_new(Message, (ts, frame, self.flow.flow_id, src, dst, PROTOCOL,
-                                   kind, "goose", None, "data", (), {"size": len(data)},
-                                   {}, malformed(str(exc)), ()))]
+            return [
+                _new(
+                    Message,
+                    (
+                        ts,
+                        frame,
+                        self.flow.flow_id,
+                        src,
+                        dst,
+                        PROTOCOL,
+                        kind,
+                        "goose",
+                        None,
+                        "data",
+                        (),
+                        {"size": len(data)},
+                        {},
+                        malformed(str(exc)),
+                        (),
+                    ),
+                )
+            ]
         status: Status = STATUS_OK
         ref = fields.get("gocb_ref")
         st_num, sq_num = fields.get("st_num"), fields.get("sq_num")
@@ -114,9 +157,13 @@ class GooseDissector(Dissector):
                     kind = "event"
                     fields["previous_st_num"] = last_st
                 elif sq_num != (last_sq + 1) % SQNUM_MODULUS and sq_num != last_sq:
-                    findings.append(Finding(
-                        "sequence_gap",
-                        f"sqNum went from {last_sq} to {sq_num} within stNum {st_num}"))
+                    findings.append(
+                        Finding(
+                            "sequence_gap",
+                            f"sqNum went from {last_sq} to {sq_num} "
+                            f"within stNum {st_num}",
+                        )
+                    )
             if ref in self.states or len(self.states) < MAX_CONTROL_BLOCKS:
                 self.states[ref] = (st_num, sq_num)
         if ref:
@@ -127,6 +174,25 @@ class GooseDissector(Dissector):
                 identity = {"ied_name": ied_name(device), "role": "IED"}
         if "gocb_ref" not in fields or "all_data" not in fields:
             status = malformed("goosePdu lacks gocbRef or allData")
-        return [_new(Message, (ts, frame, self.flow.flow_id, src, dst, PROTOCOL, kind,
-                               "goose", fields.get("appid"), "data", (), fields, identity,
-                               status, tuple(findings)))]
+        return [
+            _new(
+                Message,
+                (
+                    ts,
+                    frame,
+                    self.flow.flow_id,
+                    src,
+                    dst,
+                    PROTOCOL,
+                    kind,
+                    "goose",
+                    fields.get("appid"),
+                    "data",
+                    (),
+                    fields,
+                    identity,
+                    status,
+                    tuple(findings),
+                ),
+            )
+        ]

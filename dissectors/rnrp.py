@@ -62,7 +62,11 @@ def address_plan(ip: str | None) -> dict[str, int] | None:
         return None
     if octets[0] != 172 or octets[1] not in (16, 17):
         return None
-    return {"path": octets[1] - 16, "network_area": octets[2] // 4, "node_number": octets[3]}
+    return {
+        "path": octets[1] - 16,
+        "network_area": octets[2] // 4,
+        "node_number": octets[3],
+    }
 
 
 def decode_rnrp(datagram: bytes) -> dict[str, Any]:
@@ -104,33 +108,64 @@ class RnrpDissector(Dissector):
         # 0x0b, 0x1b, 0x23, 0xe3...) never passes.
         # Limitation: a weak test; a UDP flow off port 2423 whose first octets
         # happen to fit is taken for RNRP. A known magic would lift it.
-        return (HEADER_SIZE <= len(data) <= MAX_DATAGRAM and data[0] in (1, 2)
-                and data[3] in (0, 1))
+        return (
+            HEADER_SIZE <= len(data) <= MAX_DATAGRAM
+            and data[0] in (1, 2)
+            and data[3] in (0, 1)
+        )
 
-    def feed(self, data: bytes, to_server: bool, ts: float, frame: int) -> list[Message]:
+    def feed(
+        self, data: bytes, to_server: bool, ts: float, frame: int
+    ) -> list[Message]:
         src, dst = self.endpoints(to_server)
         try:
             fields = decode_rnrp(data)
         except ValueError as exc:
-            return [_new(Message, (ts, frame, self.flow.flow_id, src, dst, PROTOCOL,
-                                   "unsolicited", "rnrp", None, "other", (),
-                                   {"size": len(data)}, {}, malformed(str(exc)), ()))]
+            return [
+                _new(
+                    Message,
+                    (
+                        ts,
+                        frame,
+                        self.flow.flow_id,
+                        src,
+                        dst,
+                        PROTOCOL,
+                        "unsolicited",
+                        "rnrp",
+                        None,
+                        "other",
+                        (),
+                        {"size": len(data)},
+                        {},
+                        malformed(str(exc)),
+                        (),
+                    ),
+                )
+            ]
         findings = []
         plan = address_plan(src.ip)
         if plan is not None:
             fields["address_plan"] = plan
             for key in ("network_area", "node_number", "path"):
                 if plan[key] != fields[key]:
-                    findings.append(Finding(
-                        "address_plan_mismatch",
-                        f"header {key} {fields[key]} but the 800xA address plan of "
-                        f"{src.ip} says {plan[key]}"))
+                    findings.append(
+                        Finding(
+                            "address_plan_mismatch",
+                            f"header {key} {fields[key]} but the 800xA address plan of "
+                            f"{src.ip} says {plan[key]}",
+                        )
+                    )
         area, node, path = fields["network_area"], fields["node_number"], fields["path"]
         identity: dict[str, Any] = {}
         if not self.announced:
             self.announced = True
-            identity = {"role": "ABB 800xA node", "vendor": "ABB",
-                        "rnrp_address": f"{area}/{node}", "rnrp_path": path}
+            identity = {
+                "role": "ABB 800xA node",
+                "vendor": "ABB",
+                "rnrp_address": f"{area}/{node}",
+                "rnrp_path": path,
+            }
         key = (area, node)
         seen = _paths_seen.get(key)
         if seen is None and len(_paths_seen) < MAX_NODES:
@@ -138,18 +173,44 @@ class RnrpDissector(Dissector):
         if seen is not None and path not in seen:
             seen.add(path)
             if {0, 1} <= seen:
-                identity = {**identity, "rnrp_address": f"{area}/{node}",
-                            "redundant_pair": f"{area}/{node} on paths 0 and 1"}
+                identity = {
+                    **identity,
+                    "rnrp_address": f"{area}/{node}",
+                    "redundant_pair": f"{area}/{node} on paths 0 and 1",
+                }
                 fields["redundant_pair"] = True
         counter = fields["sequence_counter"]
         if self.last_counter is not None and counter < self.last_counter:
-            findings.append(Finding("counter_reset",
-                                    f"sequence counter fell from {self.last_counter} "
-                                    f"to {counter} (node restart?)"))
+            findings.append(
+                Finding(
+                    "counter_reset",
+                    f"sequence counter fell from {self.last_counter} "
+                    f"to {counter} (node restart?)",
+                )
+            )
         self.last_counter = counter
-        return [_new(Message, (ts, frame, self.flow.flow_id, src, dst, PROTOCOL,
-                               "unsolicited", "rnrp", fields["message_type"], "other",
-                               (), fields, identity, STATUS_OK, tuple(findings)))]
+        return [
+            _new(
+                Message,
+                (
+                    ts,
+                    frame,
+                    self.flow.flow_id,
+                    src,
+                    dst,
+                    PROTOCOL,
+                    "unsolicited",
+                    "rnrp",
+                    fields["message_type"],
+                    "other",
+                    (),
+                    fields,
+                    identity,
+                    STATUS_OK,
+                    tuple(findings),
+                ),
+            )
+        ]
 
 
 def forget_paths() -> None:

@@ -1,4 +1,4 @@
-"""Checks that the MMS and GOOSE dissectors agree with tshark on every frame both decode.
+"""Checks that the MMS and GOOSE dissectors agree with tshark on the frames both decode.
 
 For each capture (the MMS fixtures and every public capture under
 ``../shared/captures/mms``), tshark and ``otdpi.read`` decode the same file.
@@ -40,19 +40,28 @@ from otdpi.message import Message
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "captures" / "mms"
-CAPTURES = sorted([*REPO.joinpath("fixtures").glob("mms*.pcap*"),
-                   *SHARED.glob("*.pcap*")])
-GOOSE_CAPTURES = [p for p in CAPTURES if p.name in (
-    "ct_ge_multilin_goose_mms.pcapng", "iti_sample_mms_and_goose.pcap",
-    "emre_abb_ied600_ogtra_iedscout.pcap", "emre_abb_ied600_ogtra_mmsy.pcap")] + \
-    sorted(REPO.joinpath("fixtures").glob("goose*.pcap*"))
+CAPTURES = sorted(
+    [*REPO.joinpath("fixtures").glob("mms*.pcap*"), *SHARED.glob("*.pcap*")]
+)
+GOOSE_CAPTURES = [
+    p
+    for p in CAPTURES
+    if p.name
+    in (
+        "ct_ge_multilin_goose_mms.pcapng",
+        "iti_sample_mms_and_goose.pcap",
+        "emre_abb_ied600_ogtra_iedscout.pcap",
+        "emre_abb_ied600_ogtra_mmsy.pcap",
+    )
+] + sorted(REPO.joinpath("fixtures").glob("goose*.pcap*"))
 MIN_AGREEMENT = 0.999
 MMS_LAYERS = ("ses", "pres", "acse", "mms")
 DATA_TAGS = {name: tag for tag, name in DATA_TYPES.items()}
 VALUE_SERVICES = frozenset({"read", "write", "information_report"})
 
-needs_tshark = pytest.mark.skipif(not tshark_oracle.available(),
-                                  reason="tshark not installed")
+needs_tshark = pytest.mark.skipif(
+    not tshark_oracle.available(), reason="tshark not installed"
+)
 
 
 def _int(text: str) -> int:
@@ -99,8 +108,10 @@ def our_mms_view(messages: list[Message]) -> dict[str, list]:
         f = m.fields
         out["ses.type"].extend(str(t) for t in f.get("session", {}).get("types", ()))
         pres = f.get("presentation", {})
-        ids = [str(i["presentation_context_identifier"]) for i in
-               pres.get("presentation_context_definition_list", ())]
+        ids = [
+            str(i["presentation_context_identifier"])
+            for i in pres.get("presentation_context_definition_list", ())
+        ]
         ids += [str(i) for i in pres.get("context_ids", ()) if i is not None]
         out["pres.presentation_context_identifier"].extend(ids)
         acse = f.get("acse", {})
@@ -111,8 +122,11 @@ def our_mms_view(messages: list[Message]) -> dict[str, list]:
         for key in ("called_ap_title", "calling_ap_title", "responding_ap_title"):
             if isinstance(acse.get(key), str) and "." in acse[key]:
                 out["acse.ap_title_form2"].append(acse[key])
-        for key in ("called_ae_qualifier", "calling_ae_qualifier",
-                    "responding_ae_qualifier"):
+        for key in (
+            "called_ae_qualifier",
+            "calling_ae_qualifier",
+            "responding_ae_qualifier",
+        ):
             if isinstance(acse.get(key), int):
                 out["acse.aso_qualifier_form2"].append(str(acse[key]))
         pdu = f.get("mms_pdu")
@@ -122,15 +136,27 @@ def our_mms_view(messages: list[Message]) -> dict[str, list]:
             out["mms.invokeID"].append(str(f["invoke_id"]))
         if pdu in ("confirmed_request", "confirmed_response") and "invoke_id" in f:
             out["mms.invokeID"].append(str(f["invoke_id"]))
-            field = ("mms.confirmedServiceRequest" if pdu == "confirmed_request"
-                     else "mms.confirmedServiceResponse")
+            field = (
+                "mms.confirmedServiceRequest"
+                if pdu == "confirmed_request"
+                else "mms.confirmedServiceResponse"
+            )
             out[field].append(str(m.service_code))
-        for key, name in (("vendor_name", "mms.vendorName"),
-                          ("model_name", "mms.modelName"), ("revision", "mms.revision")):
+        for key, name in (
+            ("vendor_name", "mms.vendorName"),
+            ("model_name", "mms.modelName"),
+            ("revision", "mms.revision"),
+        ):
             if key in f and m.service == "identify":
                 out[name].append(f[key])
-        _walk_names({k: v for k, v in f.items()
-                     if k not in ("session", "presentation", "acse")}, out)
+        _walk_names(
+            {
+                k: v
+                for k, v in f.items()
+                if k not in ("session", "presentation", "acse")
+            },
+            out,
+        )
         if m.service in VALUE_SERVICES and pdu != "confirmed_error":
             values = True
             for result in f.get("list_of_access_result", ()):
@@ -145,15 +171,31 @@ def our_mms_view(messages: list[Message]) -> dict[str, list]:
 
 def their_mms_view(frame: tshark_oracle.Frame, values: bool) -> dict[str, list]:
     out: dict[str, list] = defaultdict(list)
-    wanted = ["ses.type", "pres.presentation_context_identifier",
-              "acse.aSO_context_name", "acse.result", "acse.ap_title_form2",
-              "acse.aso_qualifier_form2", "mms.invokeID",
-              "mms.confirmedServiceRequest", "mms.confirmedServiceResponse",
-              "mms.vendorName", "mms.modelName", "mms.revision",
-              "mms.domainId", "mms.itemId"]
+    wanted = [
+        "ses.type",
+        "pres.presentation_context_identifier",
+        "acse.aSO_context_name",
+        "acse.result",
+        "acse.ap_title_form2",
+        "acse.aso_qualifier_form2",
+        "mms.invokeID",
+        "mms.confirmedServiceRequest",
+        "mms.confirmedServiceResponse",
+        "mms.vendorName",
+        "mms.modelName",
+        "mms.revision",
+        "mms.domainId",
+        "mms.itemId",
+    ]
     if values:
-        wanted += ["mms.success", "mms.Data", "mms.integer", "mms.unsigned",
-                   "mms.boolean", "mms.data.visible-string"]
+        wanted += [
+            "mms.success",
+            "mms.Data",
+            "mms.integer",
+            "mms.unsigned",
+            "mms.boolean",
+            "mms.data.visible-string",
+        ]
     for layer in frame.layers:
         for name in wanted:
             if name.split(".")[0] == layer.name:
@@ -181,7 +223,9 @@ def mms_agreement(path: Path):
     for m in otdpi.read(path, protocols=["mms"]):
         if "mms_pdu" in m.fields or "acse" in m.fields:
             by_frame[m.frame].append(m)
-    frames = tshark_oracle.decode(tshark_oracle.request(path, MMS_LAYERS, "mms || acse"))
+    frames = tshark_oracle.decode(
+        tshark_oracle.request(path, MMS_LAYERS, "mms || acse")
+    )
     seen, agreed, differing, only_ours = 0, 0, {}, 0
     tshark_frames = set()
     for frame in frames:
@@ -203,8 +247,9 @@ def mms_agreement(path: Path):
 @pytest.fixture(scope="module", autouse=True)
 def _prefetch():
     if tshark_oracle.available():
-        tshark_oracle.prefetch(tshark_oracle.request(p, MMS_LAYERS, "mms || acse")
-                               for p in CAPTURES)
+        tshark_oracle.prefetch(
+            tshark_oracle.request(p, MMS_LAYERS, "mms || acse") for p in CAPTURES
+        )
 
 
 @needs_tshark
@@ -212,22 +257,34 @@ def _prefetch():
 def test_mms_agrees_with_tshark(path: Path) -> None:
     seen, agreed, differing, only_ours = mms_agreement(path)
     share = agreed / seen if seen else 1.0
-    print(f"\n{path.name}: {agreed}/{seen} frames agree ({share:.3%}); "
-          f"{only_ours} frames decoded by otdpi only")
-    listing = "\n".join(f"frame {n}: {'; '.join(d)}" for n, d in
-                        sorted(differing.items())[:40])
+    print(
+        f"\n{path.name}: {agreed}/{seen} frames agree ({share:.3%}); "
+        f"{only_ours} frames decoded by otdpi only"
+    )
+    listing = "\n".join(
+        f"frame {n}: {'; '.join(d)}" for n, d in sorted(differing.items())[:40]
+    )
     assert share >= MIN_AGREEMENT, f"{len(differing)} frames differ:\n{listing}"
 
 
-# --- GOOSE -----------------------------------------------------------------------------
+# --- GOOSE --------------------------------------------------------------------------
 
-GOOSE_FIELDS = {"goose.appid": "appid", "goose.length": "length",
-                "goose.gocbRef": "gocb_ref", "goose.timeAllowedtoLive":
-                "time_allowed_to_live", "goose.datSet": "dat_set",
-                "goose.goID": "go_id", "goose.stNum": "st_num", "goose.sqNum": "sq_num",
-                "goose.simulation": "simulation", "goose.confRev": "conf_rev",
-                "goose.ndsCom": "nds_com", "goose.numDatSetEntries": "num_dat_set_entries",
-                "goose.reserve1": "reserved1", "goose.reserve2": "reserved2"}
+GOOSE_FIELDS = {
+    "goose.appid": "appid",
+    "goose.length": "length",
+    "goose.gocbRef": "gocb_ref",
+    "goose.timeAllowedtoLive": "time_allowed_to_live",
+    "goose.datSet": "dat_set",
+    "goose.goID": "go_id",
+    "goose.stNum": "st_num",
+    "goose.sqNum": "sq_num",
+    "goose.simulation": "simulation",
+    "goose.confRev": "conf_rev",
+    "goose.ndsCom": "nds_com",
+    "goose.numDatSetEntries": "num_dat_set_entries",
+    "goose.reserve1": "reserved1",
+    "goose.reserve2": "reserved2",
+}
 
 
 def _norm(value: Any) -> str:
@@ -293,6 +350,7 @@ def test_goose_agrees_with_tshark(path: Path) -> None:
             agreed += 1
     share = agreed / seen if seen else 1.0
     print(f"\n{path.name}: {agreed}/{seen} GOOSE frames agree ({share:.3%})")
-    listing = "\n".join(f"frame {n}: {'; '.join(d)}" for n, d in
-                        sorted(differing.items())[:40])
+    listing = "\n".join(
+        f"frame {n}: {'; '.join(d)}" for n, d in sorted(differing.items())[:40]
+    )
     assert share >= MIN_AGREEMENT, f"{len(differing)} frames differ:\n{listing}"

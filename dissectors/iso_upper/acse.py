@@ -25,14 +25,22 @@ MMS_CONTEXT = "1.0.9506.2.3"
 MMS_CONTEXT_ALT = "1.0.9506.2.1"
 
 # Tag numbers of AARQ and AARE fields that name the two ends.
-_AARQ_FIELDS = {2: "called_ap_title", 3: "called_ae_qualifier",
-                4: "called_ap_invocation_identifier",
-                5: "called_ae_invocation_identifier", 6: "calling_ap_title",
-                7: "calling_ae_qualifier", 8: "calling_ap_invocation_identifier",
-                9: "calling_ae_invocation_identifier"}
-_AARE_FIELDS = {4: "responding_ap_title", 5: "responding_ae_qualifier",
-                6: "responding_ap_invocation_identifier",
-                7: "responding_ae_invocation_identifier"}
+_AARQ_FIELDS = {
+    2: "called_ap_title",
+    3: "called_ae_qualifier",
+    4: "called_ap_invocation_identifier",
+    5: "called_ae_invocation_identifier",
+    6: "calling_ap_title",
+    7: "calling_ae_qualifier",
+    8: "calling_ap_invocation_identifier",
+    9: "calling_ae_invocation_identifier",
+}
+_AARE_FIELDS = {
+    4: "responding_ap_title",
+    5: "responding_ae_qualifier",
+    6: "responding_ap_invocation_identifier",
+    7: "responding_ae_invocation_identifier",
+}
 
 
 class AcsePdu(NamedTuple):
@@ -55,8 +63,9 @@ def _title(buf: bytes, start: int, end: int) -> Any:
     return buf[start:end].hex()
 
 
-def _user_information(buf: bytes, start: int, end: int,
-                      fields: dict[str, Any]) -> bytes | None:
+def _user_information(
+    buf: bytes, start: int, end: int, fields: dict[str, Any]
+) -> bytes | None:
     found = None
     for ident, s, e in children(buf, start, end):
         if ident != 0x28:  # EXTERNAL
@@ -102,8 +111,11 @@ def parse_acse(data: bytes) -> AcsePdu:
         elif ident == 0x61 and ident2 == 0xA3:
             inner = children(data, s, e)
             if inner:
-                source = "acse-service-user" if inner[0][0] == 0xA1 else \
-                    "acse-service-provider"
+                source = (
+                    "acse-service-user"
+                    if inner[0][0] == 0xA1
+                    else "acse-service-provider"
+                )
                 value = children(data, inner[0][1], inner[0][2])
                 fields["result_source"] = source
                 if value:

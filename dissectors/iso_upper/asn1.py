@@ -9,7 +9,7 @@ the hot path: pyasn1 decodes about a hundred times slower.
 
 from __future__ import annotations
 
-from pyasn1.type import char, namedtype, tag, univ, useful  # noqa: F401
+from pyasn1.type import char, namedtype, tag, univ
 
 
 def _ctx(number: int, constructed: bool = False) -> tag.Tag:
@@ -76,7 +76,8 @@ class IECGoosePdu(univ.Sequence):
     """IEC 61850-8-1 IECGoosePdu, tagged [APPLICATION 1]."""
 
     tagSet = univ.Sequence.tagSet.tagImplicitly(
-        tag.Tag(tag.tagClassApplication, tag.tagFormatConstructed, 1))
+        tag.Tag(tag.tagClassApplication, tag.tagFormatConstructed, 1)
+    )
     componentType = namedtype.NamedTypes(
         namedtype.NamedType("gocbRef", _implicit(char.VisibleString(), 0)),
         namedtype.NamedType("timeAllowedtoLive", _implicit(univ.Integer(), 1)),
@@ -101,34 +102,50 @@ class AARQ(univ.Sequence):
     """ACSE AARQ-apdu (ISO 8650-1), AP titles and AE qualifiers in form 2 only."""
 
     tagSet = univ.Sequence.tagSet.tagImplicitly(
-        tag.Tag(tag.tagClassApplication, tag.tagFormatConstructed, 0))
+        tag.Tag(tag.tagClassApplication, tag.tagFormatConstructed, 0)
+    )
     componentType = namedtype.NamedTypes(
         namedtype.OptionalNamedType("protocol-version", _implicit(univ.BitString(), 0)),
         namedtype.NamedType("aSO-context-name", _explicit(univ.ObjectIdentifier(), 1)),
-        namedtype.OptionalNamedType("called-AP-title",
-                                    _explicit(univ.ObjectIdentifier(), 2)),
-        namedtype.OptionalNamedType("called-AE-qualifier", _explicit(univ.Integer(), 3)),
-        namedtype.OptionalNamedType("called-AP-invocation-identifier",
-                                    _explicit(univ.Integer(), 4)),
-        namedtype.OptionalNamedType("called-AE-invocation-identifier",
-                                    _explicit(univ.Integer(), 5)),
-        namedtype.OptionalNamedType("calling-AP-title",
-                                    _explicit(univ.ObjectIdentifier(), 6)),
-        namedtype.OptionalNamedType("calling-AE-qualifier", _explicit(univ.Integer(), 7)),
-        namedtype.OptionalNamedType("calling-AP-invocation-identifier",
-                                    _explicit(univ.Integer(), 8)),
-        namedtype.OptionalNamedType("calling-AE-invocation-identifier",
-                                    _explicit(univ.Integer(), 9)),
-        namedtype.OptionalNamedType("sender-acse-requirements",
-                                    _implicit(univ.BitString(), 10)),
-        namedtype.OptionalNamedType("mechanism-name",
-                                    _implicit(univ.ObjectIdentifier(), 11)),
+        namedtype.OptionalNamedType(
+            "called-AP-title", _explicit(univ.ObjectIdentifier(), 2)
+        ),
+        namedtype.OptionalNamedType(
+            "called-AE-qualifier", _explicit(univ.Integer(), 3)
+        ),
+        namedtype.OptionalNamedType(
+            "called-AP-invocation-identifier", _explicit(univ.Integer(), 4)
+        ),
+        namedtype.OptionalNamedType(
+            "called-AE-invocation-identifier", _explicit(univ.Integer(), 5)
+        ),
+        namedtype.OptionalNamedType(
+            "calling-AP-title", _explicit(univ.ObjectIdentifier(), 6)
+        ),
+        namedtype.OptionalNamedType(
+            "calling-AE-qualifier", _explicit(univ.Integer(), 7)
+        ),
+        namedtype.OptionalNamedType(
+            "calling-AP-invocation-identifier", _explicit(univ.Integer(), 8)
+        ),
+        namedtype.OptionalNamedType(
+            "calling-AE-invocation-identifier", _explicit(univ.Integer(), 9)
+        ),
+        namedtype.OptionalNamedType(
+            "sender-acse-requirements", _implicit(univ.BitString(), 10)
+        ),
+        namedtype.OptionalNamedType(
+            "mechanism-name", _implicit(univ.ObjectIdentifier(), 11)
+        ),
         # calling-authentication-value [12] is left out: an explicitly tagged
         # ANY confuses pyasn1's SEQUENCE decoder; no test capture carries one.
-        namedtype.OptionalNamedType("implementation-information",
-                                    _implicit(char.GraphicString(), 29)),
+        namedtype.OptionalNamedType(
+            "implementation-information", _implicit(char.GraphicString(), 29)
+        ),
         namedtype.OptionalNamedType(
             "user-information",
             univ.SequenceOf(componentType=univ.Any()).subtype(
-                implicitTag=_ctx(30, True))),
+                implicitTag=_ctx(30, True)
+            ),
+        ),
     )

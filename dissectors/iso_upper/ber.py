@@ -208,7 +208,9 @@ def oid(buf: bytes, start: int, end: int) -> str:
     if buf[end - 1] & 0x80:
         raise BerError("object identifier cut inside an arc")
     first = arcs[0]
-    head = [0, first] if first < 40 else [1, first - 40] if first < 80 else [2, first - 80]
+    head = (
+        [0, first] if first < 40 else [1, first - 40] if first < 80 else [2, first - 80]
+    )
     return ".".join(str(a) for a in head + arcs[1:])
 
 

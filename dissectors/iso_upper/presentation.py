@@ -46,8 +46,9 @@ class PresentationPdu(NamedTuple):
     pdvs: list[Pdv]
 
 
-def _user_data(buf: bytes, ident: int, start: int, end: int,
-               fields: dict[str, Any]) -> list[Pdv]:
+def _user_data(
+    buf: bytes, ident: int, start: int, end: int, fields: dict[str, Any]
+) -> list[Pdv]:
     """Simply-encoded [APPLICATION 0] or fully-encoded [APPLICATION 1] data."""
     if ident == 0x40:
         fields["user_data"] = "simply-encoded-data"
@@ -90,7 +91,8 @@ def _context_list(buf: bytes, start: int, end: int) -> list[dict[str, Any]]:
                 item["abstract_syntax_name"] = name
             elif ident2 == 0x30:
                 item["transfer_syntax_name_list"] = [
-                    oid(buf, s3, e3) for i3, s3, e3 in children(buf, s2, e2) if i3 == 6]
+                    oid(buf, s3, e3) for i3, s3, e3 in children(buf, s2, e2) if i3 == 6
+                ]
         items.append(item)
     return items
 
@@ -112,8 +114,9 @@ def _result_list(buf: bytes, start: int, end: int) -> list[dict[str, Any]]:
     return items
 
 
-def _normal_mode(buf: bytes, start: int, end: int, fields: dict[str, Any],
-                 accept: bool) -> list[Pdv]:
+def _normal_mode(
+    buf: bytes, start: int, end: int, fields: dict[str, Any], accept: bool
+) -> list[Pdv]:
     pdvs: list[Pdv] = []
     for ident, s, e in children(buf, start, end):
         if ident == 0x80:
@@ -127,8 +130,9 @@ def _normal_mode(buf: bytes, start: int, end: int, fields: dict[str, Any],
         elif ident == 0xA4:
             fields["presentation_context_definition_list"] = _context_list(buf, s, e)
         elif ident == 0xA5:
-            fields["presentation_context_definition_result_list"] = \
-                _result_list(buf, s, e)
+            fields["presentation_context_definition_result_list"] = _result_list(
+                buf, s, e
+            )
         elif ident == 0x88:
             fields["presentation_requirements"] = buf[s:e].hex()
         elif ident == 0x89:
@@ -203,8 +207,13 @@ def single_pdv(data: bytes, start: int) -> tuple[int, bytes] | None:
         if ident != 0x61 or after != end:
             return None
         ident, s2, e2, after = header(data, s, e)
-        if ident != 0x30 or after != e or s2 + 3 > e2 or data[s2] != 2 or \
-                data[s2 + 1] != 1:
+        if (
+            ident != 0x30
+            or after != e
+            or s2 + 3 > e2
+            or data[s2] != 2
+            or data[s2 + 1] != 1
+        ):
             return None
         ident, s3, e3, after = header(data, s2 + 3, e2)
         if ident != 0xA0 or after != e2:

@@ -86,8 +86,9 @@ def _length(data: bytes, pos: int, end: int) -> tuple[int, int]:
     return data[pos + 1] << 8 | data[pos + 2], pos + 3
 
 
-def _parameters(data: bytes, pos: int, end: int, fields: dict[str, Any],
-                depth: int = 0) -> bytes | None:
+def _parameters(
+    data: bytes, pos: int, end: int, fields: dict[str, Any], depth: int = 0
+) -> bytes | None:
     """Read PIs/PGIs into ``fields``; the user data parameter's bytes or None."""
     user_data = None
     for _ in range(MAX_PARAMETERS):
@@ -124,7 +125,8 @@ def _parameters(data: bytes, pos: int, end: int, fields: dict[str, Any],
             fields["tsdu_maximum_size"] = value.hex()
         else:
             fields.setdefault("other_parameters", []).append(
-                {"code": code, "value": value.hex()})
+                {"code": code, "value": value.hex()}
+            )
         pos = stop
     else:
         raise ValueError(f"more than {MAX_PARAMETERS} session parameters")
@@ -149,8 +151,12 @@ def parse_session(data: bytes) -> SessionPdu:
             if stop > end:
                 raise ValueError(f"SPDU length {length} runs past the {end}-byte unit")
             types.append(code)
-            if code == SpduType.GIVE_TOKENS_OR_DATA_TRANSFER and len(types) == 1 \
-                    and stop < end and data[stop] in (1, 2):
+            if (
+                code == SpduType.GIVE_TOKENS_OR_DATA_TRANSFER
+                and len(types) == 1
+                and stop < end
+                and data[stop] in (1, 2)
+            ):
                 _parameters(data, body, stop, fields)
                 pos = stop
                 continue  # GT (or PT) then the DT that follows

@@ -47,89 +47,267 @@ PDU_NAMES = {
 
 # ConfirmedServiceRequest / -Response choice tags, ISO 9506-2 clause 7.
 SERVICE_NAMES = (
-    "status", "get_name_list", "identify", "rename", "read", "write",
-    "get_variable_access_attributes", "define_named_variable",
-    "define_scattered_access", "get_scattered_access_attributes",
-    "delete_variable_access", "define_named_variable_list",
-    "get_named_variable_list_attributes", "delete_named_variable_list",
-    "define_named_type", "get_named_type_attributes", "delete_named_type",
-    "input", "output", "take_control", "relinquish_control", "define_semaphore",
-    "delete_semaphore", "report_semaphore_status", "report_pool_semaphore_status",
-    "report_semaphore_entry_status", "initiate_download_sequence",
-    "download_segment", "terminate_download_sequence", "initiate_upload_sequence",
-    "upload_segment", "terminate_upload_sequence", "request_domain_download",
-    "request_domain_upload", "load_domain_content", "store_domain_content",
-    "delete_domain", "get_domain_attributes", "create_program_invocation",
-    "delete_program_invocation", "start", "stop", "resume", "reset", "kill",
-    "get_program_invocation_attributes", "obtain_file", "define_event_condition",
-    "delete_event_condition", "get_event_condition_attributes",
-    "report_event_condition_status", "alter_event_condition_monitoring",
-    "trigger_event", "define_event_action", "delete_event_action",
-    "get_event_action_attributes", "report_event_action_status",
-    "define_event_enrollment", "delete_event_enrollment", "alter_event_enrollment",
-    "report_event_enrollment_status", "get_event_enrollment_attributes",
-    "acknowledge_event_notification", "get_alarm_summary",
-    "get_alarm_enrollment_summary", "read_journal", "write_journal",
-    "initialize_journal", "report_journal_status", "create_journal",
-    "delete_journal", "get_capability_list", "file_open", "file_read",
-    "file_close", "file_rename", "file_delete", "file_directory",
+    "status",
+    "get_name_list",
+    "identify",
+    "rename",
+    "read",
+    "write",
+    "get_variable_access_attributes",
+    "define_named_variable",
+    "define_scattered_access",
+    "get_scattered_access_attributes",
+    "delete_variable_access",
+    "define_named_variable_list",
+    "get_named_variable_list_attributes",
+    "delete_named_variable_list",
+    "define_named_type",
+    "get_named_type_attributes",
+    "delete_named_type",
+    "input",
+    "output",
+    "take_control",
+    "relinquish_control",
+    "define_semaphore",
+    "delete_semaphore",
+    "report_semaphore_status",
+    "report_pool_semaphore_status",
+    "report_semaphore_entry_status",
+    "initiate_download_sequence",
+    "download_segment",
+    "terminate_download_sequence",
+    "initiate_upload_sequence",
+    "upload_segment",
+    "terminate_upload_sequence",
+    "request_domain_download",
+    "request_domain_upload",
+    "load_domain_content",
+    "store_domain_content",
+    "delete_domain",
+    "get_domain_attributes",
+    "create_program_invocation",
+    "delete_program_invocation",
+    "start",
+    "stop",
+    "resume",
+    "reset",
+    "kill",
+    "get_program_invocation_attributes",
+    "obtain_file",
+    "define_event_condition",
+    "delete_event_condition",
+    "get_event_condition_attributes",
+    "report_event_condition_status",
+    "alter_event_condition_monitoring",
+    "trigger_event",
+    "define_event_action",
+    "delete_event_action",
+    "get_event_action_attributes",
+    "report_event_action_status",
+    "define_event_enrollment",
+    "delete_event_enrollment",
+    "alter_event_enrollment",
+    "report_event_enrollment_status",
+    "get_event_enrollment_attributes",
+    "acknowledge_event_notification",
+    "get_alarm_summary",
+    "get_alarm_enrollment_summary",
+    "read_journal",
+    "write_journal",
+    "initialize_journal",
+    "report_journal_status",
+    "create_journal",
+    "delete_journal",
+    "get_capability_list",
+    "file_open",
+    "file_read",
+    "file_close",
+    "file_rename",
+    "file_delete",
+    "file_directory",
 )
-UNCONFIRMED_NAMES = {0: "information_report", 1: "unsolicited_status",
-                     2: "event_notification"}
+UNCONFIRMED_NAMES = {
+    0: "information_report",
+    1: "unsolicited_status",
+    2: "event_notification",
+}
 
 # ParameterSupportOptions and ServiceSupportOptions bit names, in bit order.
-PARAMETER_CBB = ("str1", "str2", "vnam", "valt", "vadr", "vsca", "tpy", "vlis",
-                 "real", "spare_bit9", "cei")
-SERVICES_SUPPORTED = (
-    "status", "getNameList", "identify", "rename", "read", "write",
-    "getVariableAccessAttributes", "defineNamedVariable", "defineScatteredAccess",
-    "getScatteredAccessAttributes", "deleteVariableAccess",
-    "defineNamedVariableList", "getNamedVariableListAttributes",
-    "deleteNamedVariableList", "defineNamedType", "getNamedTypeAttributes",
-    "deleteNamedType", "input", "output", "takeControl", "relinquishControl",
-    "defineSemaphore", "deleteSemaphore", "reportSemaphoreStatus",
-    "reportPoolSemaphoreStatus", "reportSemaphoreEntryStatus",
-    "initiateDownloadSequence", "downloadSegment", "terminateDownloadSequence",
-    "initiateUploadSequence", "uploadSegment", "terminateUploadSequence",
-    "requestDomainDownload", "requestDomainUpload", "loadDomainContent",
-    "storeDomainContent", "deleteDomain", "getDomainAttributes",
-    "createProgramInvocation", "deleteProgramInvocation", "start", "stop",
-    "resume", "reset", "kill", "getProgramInvocationAttributes", "obtainFile",
-    "defineEventCondition", "deleteEventCondition", "getEventConditionAttributes",
-    "reportEventConditionStatus", "alterEventConditionMonitoring", "triggerEvent",
-    "defineEventAction", "deleteEventAction", "getEventActionAttributes",
-    "reportEventActionStatus", "defineEventEnrollment", "deleteEventEnrollment",
-    "alterEventEnrollment", "reportEventEnrollmentStatus",
-    "getEventEnrollmentAttributes", "acknowledgeEventNotification",
-    "getAlarmSummary", "getAlarmEnrollmentSummary", "readJournal", "writeJournal",
-    "initializeJournal", "reportJournalStatus", "createJournal", "deleteJournal",
-    "getCapabilityList", "fileOpen", "fileRead", "fileClose", "fileRename",
-    "fileDelete", "fileDirectory", "unsolicitedStatus", "informationReport",
-    "eventNotification", "attachToEventCondition", "attachToSemaphore",
-    "conclude", "cancel",
+PARAMETER_CBB = (
+    "str1",
+    "str2",
+    "vnam",
+    "valt",
+    "vadr",
+    "vsca",
+    "tpy",
+    "vlis",
+    "real",
+    "spare_bit9",
+    "cei",
 )
-OBJECT_CLASSES = {0: "named_variable", 1: "scattered_access", 2: "named_variable_list",
-                  3: "named_type", 4: "semaphore", 5: "event_condition",
-                  6: "event_action", 7: "event_enrollment", 8: "journal",
-                  9: "domain", 10: "program_invocation", 11: "operator_station"}
-ERROR_CLASSES = ("vmd_state", "application_reference", "definition", "resource",
-                 "service", "service_preempt", "time_resolution", "access",
-                 "initiate", "conclude", "cancel", "file", "others")
-DATA_ACCESS_ERRORS = ("object-invalidated", "hardware-fault",
-                      "temporarily-unavailable", "object-access-denied",
-                      "object-undefined", "invalid-address", "type-unsupported",
-                      "type-inconsistent", "object-attribute-inconsistent",
-                      "object-access-unsupported", "object-non-existent",
-                      "object-value-invalid")
-REJECT_PDU_TYPES = ("", "confirmed_request", "confirmed_response", "confirmed_error",
-                    "unconfirmed", "pdu_error", "cancel_request", "cancel_response",
-                    "cancel_error", "conclude_request", "conclude_response",
-                    "conclude_error")
-DATA_TYPES = {1: "array", 2: "structure", 3: "boolean", 4: "bit_string",
-              5: "integer", 6: "unsigned", 7: "floating_point", 9: "octet_string",
-              10: "visible_string", 11: "generalized_time", 12: "binary_time",
-              13: "bcd", 14: "boolean_array", 15: "obj_id", 16: "mms_string",
-              17: "utc_time"}
+SERVICES_SUPPORTED = (
+    "status",
+    "getNameList",
+    "identify",
+    "rename",
+    "read",
+    "write",
+    "getVariableAccessAttributes",
+    "defineNamedVariable",
+    "defineScatteredAccess",
+    "getScatteredAccessAttributes",
+    "deleteVariableAccess",
+    "defineNamedVariableList",
+    "getNamedVariableListAttributes",
+    "deleteNamedVariableList",
+    "defineNamedType",
+    "getNamedTypeAttributes",
+    "deleteNamedType",
+    "input",
+    "output",
+    "takeControl",
+    "relinquishControl",
+    "defineSemaphore",
+    "deleteSemaphore",
+    "reportSemaphoreStatus",
+    "reportPoolSemaphoreStatus",
+    "reportSemaphoreEntryStatus",
+    "initiateDownloadSequence",
+    "downloadSegment",
+    "terminateDownloadSequence",
+    "initiateUploadSequence",
+    "uploadSegment",
+    "terminateUploadSequence",
+    "requestDomainDownload",
+    "requestDomainUpload",
+    "loadDomainContent",
+    "storeDomainContent",
+    "deleteDomain",
+    "getDomainAttributes",
+    "createProgramInvocation",
+    "deleteProgramInvocation",
+    "start",
+    "stop",
+    "resume",
+    "reset",
+    "kill",
+    "getProgramInvocationAttributes",
+    "obtainFile",
+    "defineEventCondition",
+    "deleteEventCondition",
+    "getEventConditionAttributes",
+    "reportEventConditionStatus",
+    "alterEventConditionMonitoring",
+    "triggerEvent",
+    "defineEventAction",
+    "deleteEventAction",
+    "getEventActionAttributes",
+    "reportEventActionStatus",
+    "defineEventEnrollment",
+    "deleteEventEnrollment",
+    "alterEventEnrollment",
+    "reportEventEnrollmentStatus",
+    "getEventEnrollmentAttributes",
+    "acknowledgeEventNotification",
+    "getAlarmSummary",
+    "getAlarmEnrollmentSummary",
+    "readJournal",
+    "writeJournal",
+    "initializeJournal",
+    "reportJournalStatus",
+    "createJournal",
+    "deleteJournal",
+    "getCapabilityList",
+    "fileOpen",
+    "fileRead",
+    "fileClose",
+    "fileRename",
+    "fileDelete",
+    "fileDirectory",
+    "unsolicitedStatus",
+    "informationReport",
+    "eventNotification",
+    "attachToEventCondition",
+    "attachToSemaphore",
+    "conclude",
+    "cancel",
+)
+OBJECT_CLASSES = {
+    0: "named_variable",
+    1: "scattered_access",
+    2: "named_variable_list",
+    3: "named_type",
+    4: "semaphore",
+    5: "event_condition",
+    6: "event_action",
+    7: "event_enrollment",
+    8: "journal",
+    9: "domain",
+    10: "program_invocation",
+    11: "operator_station",
+}
+ERROR_CLASSES = (
+    "vmd_state",
+    "application_reference",
+    "definition",
+    "resource",
+    "service",
+    "service_preempt",
+    "time_resolution",
+    "access",
+    "initiate",
+    "conclude",
+    "cancel",
+    "file",
+    "others",
+)
+DATA_ACCESS_ERRORS = (
+    "object-invalidated",
+    "hardware-fault",
+    "temporarily-unavailable",
+    "object-access-denied",
+    "object-undefined",
+    "invalid-address",
+    "type-unsupported",
+    "type-inconsistent",
+    "object-attribute-inconsistent",
+    "object-access-unsupported",
+    "object-non-existent",
+    "object-value-invalid",
+)
+REJECT_PDU_TYPES = (
+    "",
+    "confirmed_request",
+    "confirmed_response",
+    "confirmed_error",
+    "unconfirmed",
+    "pdu_error",
+    "cancel_request",
+    "cancel_response",
+    "cancel_error",
+    "conclude_request",
+    "conclude_response",
+    "conclude_error",
+)
+DATA_TYPES = {
+    1: "array",
+    2: "structure",
+    3: "boolean",
+    4: "bit_string",
+    5: "integer",
+    6: "unsigned",
+    7: "floating_point",
+    9: "octet_string",
+    10: "visible_string",
+    11: "generalized_time",
+    12: "binary_time",
+    13: "bcd",
+    14: "boolean_array",
+    15: "obj_id",
+    16: "mms_string",
+    17: "utc_time",
+}
 
 
 class Decoded(NamedTuple):
@@ -159,8 +337,10 @@ def object_name(buf: bytes, start: int, end: int) -> dict[str, str]:
         parts = children(buf, s, e)
         if len(parts) != 2:
             raise BerError("domain-specific name without domainId and itemId")
-        return {"domain_id": text(buf, parts[0][1], parts[0][2]),
-                "item_id": text(buf, parts[1][1], parts[1][2])}
+        return {
+            "domain_id": text(buf, parts[0][1], parts[0][2]),
+            "item_id": text(buf, parts[1][1], parts[1][2]),
+        }
     if ident == 0x82:
         return {"aa_specific": text(buf, s, e)}
     raise BerError(f"ObjectName of tag 0x{ident:x}")
@@ -174,8 +354,10 @@ def _name_of(ident: int, buf: bytes, s: int, e: int) -> dict[str, str]:
         parts = children(buf, s, e)
         if len(parts) != 2:
             raise BerError("domain-specific name without domainId and itemId")
-        return {"domain_id": text(buf, parts[0][1], parts[0][2]),
-                "item_id": text(buf, parts[1][1], parts[1][2])}
+        return {
+            "domain_id": text(buf, parts[0][1], parts[0][2]),
+            "item_id": text(buf, parts[1][1], parts[1][2]),
+        }
     return {"aa_specific": text(buf, s, e)}
 
 
@@ -195,8 +377,12 @@ def utc_time(buf: bytes, start: int, end: int) -> dict[str, Any]:
         raise BerError(f"utc-time of {end - start} octets")
     seconds = int.from_bytes(buf[start : start + 4], "big")
     fraction = int.from_bytes(buf[start + 4 : start + 7], "big")
-    return {"seconds": seconds, "fraction": fraction, "quality": buf[start + 7],
-            "time": seconds + fraction / (1 << 24)}
+    return {
+        "seconds": seconds,
+        "fraction": fraction,
+        "quality": buf[start + 7],
+        "time": seconds + fraction / (1 << 24),
+    }
 
 
 def data(buf: bytes, ident: int, start: int, end: int, depth: int = 0) -> dict:
@@ -324,8 +510,9 @@ def type_specification(buf: bytes, ident: int, s: int, e: int, depth: int = 0) -
                 found["number_of_elements"] = unsigned(buf, s2, e2)
             elif i2 == 0xA2:
                 inner = header(buf, s2, e2)
-                found["array"] = type_specification(buf, inner[0], inner[1], inner[2],
-                                                    depth + 1)
+                found["array"] = type_specification(
+                    buf, inner[0], inner[1], inner[2], depth + 1
+                )
         return found
     if number == 2:
         components = []
@@ -341,8 +528,9 @@ def type_specification(buf: bytes, ident: int, s: int, e: int, depth: int = 0) -
                         name = text(buf, s4, e4)
                     elif i4 == 0xA1:
                         inner = header(buf, s4, e4)
-                        kind = type_specification(buf, inner[0], inner[1], inner[2],
-                                                  depth + 1)
+                        kind = type_specification(
+                            buf, inner[0], inner[1], inner[2], depth + 1
+                        )
                 components.append({"name": name, "type": kind})
         return {"structure": components}
     name = DATA_TYPES.get(number, f"type_{number}")
@@ -379,8 +567,9 @@ def service_error(buf: bytes, start: int, end: int, fields: dict) -> None:
             inner = children(buf, s, e)
             if inner:
                 number = tag_number(inner[0][0])
-                fields["error_class"] = (ERROR_CLASSES[number] if number < 13
-                                         else f"class_{number}")
+                fields["error_class"] = (
+                    ERROR_CLASSES[number] if number < 13 else f"class_{number}"
+                )
                 fields["error_code"] = integer(buf, inner[0][1], inner[0][2])
         elif ident == 0x81:
             fields["additional_code"] = integer(buf, s, e)
@@ -404,8 +593,11 @@ def _request(code: int, buf: bytes, s: int, e: int, fields: dict) -> None:
             elif ident == 0xA1:
                 inner = header(buf, s2, e2)
                 scope = tag_number(inner[0])
-                fields["object_scope"] = ("vmd_specific", "domain_specific",
-                                          "aa_specific")[scope] if scope < 3 else scope
+                fields["object_scope"] = (
+                    ("vmd_specific", "domain_specific", "aa_specific")[scope]
+                    if scope < 3
+                    else scope
+                )
                 if scope == 1:
                     fields["domain_specific"] = text(buf, inner[1], inner[2])
             elif ident == 0x82:
@@ -439,8 +631,9 @@ def _request(code: int, buf: bytes, s: int, e: int, fields: dict) -> None:
     elif code == 11:
         parts = children(buf, s, e)
         if parts:
-            fields["variable_list_name"] = _name_of(parts[0][0], buf, parts[0][1],
-                                                    parts[0][2])
+            fields["variable_list_name"] = _name_of(
+                parts[0][0], buf, parts[0][1], parts[0][2]
+            )
         for ident, s2, e2 in parts[1:]:
             if ident == 0xA0:
                 fields["list_of_variable"] = variable_specs(buf, s2, e2)
@@ -453,7 +646,8 @@ def _request(code: int, buf: bytes, s: int, e: int, fields: dict) -> None:
                 fields["scope_of_delete"] = integer(buf, s2, e2)
             elif ident == 0xA1:
                 fields["list_of_variable_list_name"] = [
-                    _name_of(i3, buf, s3, e3) for i3, s3, e3 in children(buf, s2, e2)]
+                    _name_of(i3, buf, s3, e3) for i3, s3, e3 in children(buf, s2, e2)
+                ]
             elif ident == 0x82:
                 fields["domain_name"] = text(buf, s2, e2)
     elif code in (37, 36, 26, 29, 33, 32):
@@ -518,7 +712,8 @@ def _response(code: int, buf: bytes, s: int, e: int, fields: dict) -> None:
                 fields["revision"] = text(buf, s2, e2)
             elif ident == 0xA3:
                 fields["list_of_abstract_syntaxes"] = [
-                    oid(buf, s3, e3) for _, s3, e3 in children(buf, s2, e2)]
+                    oid(buf, s3, e3) for _, s3, e3 in children(buf, s2, e2)
+                ]
     elif code == 4:
         for ident, s2, e2 in children(buf, s, e):
             if ident == 0xA0:
@@ -543,7 +738,8 @@ def _response(code: int, buf: bytes, s: int, e: int, fields: dict) -> None:
             elif ident == 0xA2:
                 inner = header(buf, s2, e2)
                 fields["type_specification"] = type_specification(
-                    buf, inner[0], inner[1], inner[2])
+                    buf, inner[0], inner[1], inner[2]
+                )
     elif code == 12:
         for ident, s2, e2 in children(buf, s, e):
             if ident == 0x80:
@@ -625,8 +821,9 @@ def _initiate(buf: bytes, s: int, e: int, fields: dict, response: bool) -> None:
                 elif i3 == 0x82:
                     unused, octets = bit_string(buf, s3, e3)
                     fields[f"services_supported_{side}"] = octets.hex()
-                    fields["services_supported"] = bit_names(octets, unused,
-                                                             SERVICES_SUPPORTED)
+                    fields["services_supported"] = bit_names(
+                        octets, unused, SERVICES_SUPPORTED
+                    )
 
 
 def decode_pdu(buf: bytes) -> Decoded:
@@ -645,10 +842,12 @@ def decode_pdu(buf: bytes) -> Decoded:
         invoke_id = unsigned(buf, parts[0][1], parts[0][2])
         service_tlv = parts[-1]
         if service_tlv[0] & 0xC0 != 0x80 and not service_tlv[0] & (0x80 << 16):
-            raise BerError(f"{pdu} service of tag 0x{service_tlv[0]:x}, "
-                           "a context-specific tag expected")
+            raise BerError(
+                f"{pdu} service of tag 0x{service_tlv[0]:x}, "
+                "a context-specific tag expected"
+            )
         if pdu_code == 0 and len(parts) > 2:
-            fields["list_of_modifier"] = buf[parts[1][1]:parts[1][2]].hex()
+            fields["list_of_modifier"] = buf[parts[1][1] : parts[1][2]].hex()
         code = tag_number(service_tlv[0])
         if pdu_code == 0:
             _request(code, buf, service_tlv[1], service_tlv[2], fields)
@@ -677,8 +876,9 @@ def decode_pdu(buf: bytes) -> Decoded:
             if len(inner) != 2:
                 raise BerError("information report without specification and results")
             variable_access(buf, *inner[0], fields)
-            fields["list_of_access_result"] = access_results(buf, inner[1][1],
-                                                             inner[1][2])
+            fields["list_of_access_result"] = access_results(
+                buf, inner[1][1], inner[1][2]
+            )
         else:
             fields["raw"] = buf[s2:e2].hex()
         return Decoded(pdu, pdu_code, None, name, code, fields)
@@ -689,8 +889,9 @@ def decode_pdu(buf: bytes) -> Decoded:
                 invoke_id = unsigned(buf, s2, e2)
             else:
                 number = tag_number(i2)
-                fields["reject_pdu_type"] = (REJECT_PDU_TYPES[number] if number < 12
-                                             else str(number))
+                fields["reject_pdu_type"] = (
+                    REJECT_PDU_TYPES[number] if number < 12 else str(number)
+                )
                 fields["reject_code"] = integer(buf, s2, e2)
         return Decoded(pdu, pdu_code, invoke_id, "reject", None, fields)
     if pdu_code in (5, 6):

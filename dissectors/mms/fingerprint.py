@@ -56,8 +56,9 @@ def device_type(model: str, vendor: str = "") -> tuple[str | None, str | None]:
     return None, None
 
 
-def identity_from(vendor: str | None, model: str | None,
-                  revision: str | None) -> dict[str, str]:
+def identity_from(
+    vendor: str | None, model: str | None, revision: str | None
+) -> dict[str, str]:
     """Identity attributes for an identify response or a name plate."""
     found: dict[str, str] = {}
     if vendor and vendor.strip():

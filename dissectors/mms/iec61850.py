@@ -20,29 +20,62 @@ FUNCTIONAL_CONSTRAINTS = frozenset({
 
 # Logical-node classes (and class groups by first letter) and their functions.
 _CLASS_FUNCTIONS = {
-    "XCBR": "breaker control", "CSWI": "switch control", "XSWI": "switch control",
-    "CILO": "interlocking", "CPOW": "switch control", "MMXU": "measurement",
-    "MMXN": "measurement", "MSQI": "measurement", "MHAI": "power quality",
-    "MMTR": "metering", "MSTA": "measurement", "RDRE": "disturbance recording",
-    "RBDR": "disturbance recording", "RREC": "auto-reclosing",
-    "RSYN": "synchrocheck", "RBRF": "breaker failure protection",
-    "YPTR": "transformer", "ATCC": "tap changer control", "GGIO": "generic I/O",
-    "LPHD": "", "LLN0": "", "SIMG": "supervision", "SCBR": "supervision",
-    "SPDC": "supervision", "TCTR": "measurement", "TVTR": "measurement",
+    "XCBR": "breaker control",
+    "CSWI": "switch control",
+    "XSWI": "switch control",
+    "CILO": "interlocking",
+    "CPOW": "switch control",
+    "MMXU": "measurement",
+    "MMXN": "measurement",
+    "MSQI": "measurement",
+    "MHAI": "power quality",
+    "MMTR": "metering",
+    "MSTA": "measurement",
+    "RDRE": "disturbance recording",
+    "RBDR": "disturbance recording",
+    "RREC": "auto-reclosing",
+    "RSYN": "synchrocheck",
+    "RBRF": "breaker failure protection",
+    "YPTR": "transformer",
+    "ATCC": "tap changer control",
+    "GGIO": "generic I/O",
+    "LPHD": "",
+    "LLN0": "",
+    "SIMG": "supervision",
+    "SCBR": "supervision",
+    "SPDC": "supervision",
+    "TCTR": "measurement",
+    "TVTR": "measurement",
 }
-_GROUP_FUNCTIONS = {"P": "protection", "R": "protection", "M": "measurement",
-                    "S": "supervision", "A": "automatic control", "C": "control",
-                    "X": "switchgear", "T": "measurement", "Y": "transformer"}
-_LN_NAME = re.compile(r"^(?P<prefix>[A-Za-z0-9_]*?)(?P<cls>LLN0|[A-Z]{4})(?P<inst>\d*)$")
+_GROUP_FUNCTIONS = {
+    "P": "protection",
+    "R": "protection",
+    "M": "measurement",
+    "S": "supervision",
+    "A": "automatic control",
+    "C": "control",
+    "X": "switchgear",
+    "T": "measurement",
+    "Y": "transformer",
+}
+_LN_NAME = re.compile(
+    r"^(?P<prefix>[A-Za-z0-9_]*?)(?P<cls>LLN0|[A-Z]{4})(?P<inst>\d*)$"
+)
 # Common logical-device instance names appended to the IED name (8-1 8.1.2).
 _LD_INSTANCE = re.compile(
     r"(LD\d*|CTRL|PROT|MEAS|DR|EXT|SYS|CFG|CONTROL|PROTECTION|MEASUREMENT|Relay|"
-    r"MU\d*|PQ|SUP|REC|MET|Master|System|C1|P1|M1)$", re.I)
+    r"MU\d*|PQ|SUP|REC|MET|Master|System|C1|P1|M1)$",
+    re.I,
+)
 
 # Name plate attributes that feed identity, by CDC attribute name.
-NAME_PLATE_ATTRIBUTES = {"vendor": "vendor", "hwRev": "hardware_revision",
-                         "swRev": "software_revision", "serNum": "serial_number",
-                         "model": "model"}
+NAME_PLATE_ATTRIBUTES = {
+    "vendor": "vendor",
+    "hwRev": "hardware_revision",
+    "swRev": "software_revision",
+    "serNum": "serial_number",
+    "model": "model",
+}
 
 
 def split_logical_node(name: str) -> dict[str, str]:
@@ -125,16 +158,27 @@ def _scalar(value: dict) -> Any:
     return None
 
 
-def named_leaves(value: dict, type_spec: Any, path: str, out: dict[str, Any],
-                 depth: int = 0, limit: int = 2048) -> None:
+def named_leaves(
+    value: dict,
+    type_spec: Any,
+    path: str,
+    out: dict[str, Any],
+    depth: int = 0,
+    limit: int = 2048,
+) -> None:
     """Pair a Data value with its TypeSpecification: ``path$name -> scalar``."""
     if depth > 32 or len(out) >= limit:
         return
-    if "structure" in value and isinstance(type_spec, dict) and "structure" in type_spec:
+    if (
+        "structure" in value
+        and isinstance(type_spec, dict)
+        and "structure" in type_spec
+    ):
         for item, component in zip(value["structure"], type_spec["structure"]):
             name = component.get("name") or "?"
-            named_leaves(item, component.get("type"), f"{path}${name}", out,
-                         depth + 1, limit)
+            named_leaves(
+                item, component.get("type"), f"{path}${name}", out, depth + 1, limit
+            )
         return
     scalar = _scalar(value)
     if scalar is not None:
@@ -215,6 +259,7 @@ def positional_name_plate(item: str, value: dict) -> dict[str, Any]:
         found[f"{ln}$DC${name}$swRev"] = strings[1]
     if name == "PhyNam":
         from dissectors.mms.fingerprint import device_type
+
         for text_value in strings[1:]:
             if device_type(text_value)[0]:
                 found[f"{ln}$DC${name}$model"] = text_value

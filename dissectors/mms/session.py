@@ -29,7 +29,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from dissectors.isotransport import IsoTransport, TpduCode, Tpdu, classify_start
 from dissectors.iso_upper.acse import parse_acse
 from dissectors.iso_upper.ber import BerError
 from dissectors.iso_upper.presentation import (
@@ -38,6 +37,7 @@ from dissectors.iso_upper.presentation import (
     single_pdv,
 )
 from dissectors.iso_upper.session import parse_session, spdu_name
+from dissectors.isotransport import IsoTransport, Tpdu, TpduCode, classify_start
 from dissectors.mms import iec61850
 from dissectors.mms.decoding import DATA_ACCESS_ERRORS, Decoded, decode_pdu
 from dissectors.mms.fingerprint import identity_from
@@ -50,30 +50,82 @@ MAX_PENDING = 256
 MAX_TYPES = 1024
 MAX_FUNCTIONS = 32
 
-_READ = frozenset({"read", "get_name_list", "get_variable_access_attributes",
-                   "get_named_variable_list_attributes", "get_domain_attributes",
-                   "file_open", "file_read", "file_close", "file_directory",
-                   "obtain_file", "get_program_invocation_attributes",
-                   "read_journal", "get_capability_list",
-                   "get_event_condition_attributes", "get_alarm_summary"})
-_WRITE = frozenset({"write", "define_named_variable_list",
-                    "delete_named_variable_list", "rename", "file_delete",
-                    "file_rename", "define_named_variable", "delete_variable_access",
-                    "define_named_type", "delete_named_type", "write_journal",
-                    "initialize_journal", "create_journal", "delete_journal",
-                    "define_event_condition", "delete_event_condition",
-                    "define_event_action", "delete_event_action",
-                    "define_event_enrollment", "delete_event_enrollment"})
-_PROGRAM = frozenset({
-    "initiate_download_sequence", "download_segment", "terminate_download_sequence",
-    "initiate_upload_sequence", "upload_segment", "terminate_upload_sequence",
-    "request_domain_download", "request_domain_upload", "load_domain_content",
-    "store_domain_content", "delete_domain", "create_program_invocation",
-    "delete_program_invocation"})
-_CONTROL = frozenset({"start", "stop", "resume", "reset", "kill", "take_control",
-                      "relinquish_control", "trigger_event", "output"})
-_ENGINEERING = _PROGRAM | frozenset({"file_open", "obtain_file", "file_delete",
-                                     "file_rename", "delete_domain"})
+_READ = frozenset(
+    {
+        "read",
+        "get_name_list",
+        "get_variable_access_attributes",
+        "get_named_variable_list_attributes",
+        "get_domain_attributes",
+        "file_open",
+        "file_read",
+        "file_close",
+        "file_directory",
+        "obtain_file",
+        "get_program_invocation_attributes",
+        "read_journal",
+        "get_capability_list",
+        "get_event_condition_attributes",
+        "get_alarm_summary",
+    }
+)
+_WRITE = frozenset(
+    {
+        "write",
+        "define_named_variable_list",
+        "delete_named_variable_list",
+        "rename",
+        "file_delete",
+        "file_rename",
+        "define_named_variable",
+        "delete_variable_access",
+        "define_named_type",
+        "delete_named_type",
+        "write_journal",
+        "initialize_journal",
+        "create_journal",
+        "delete_journal",
+        "define_event_condition",
+        "delete_event_condition",
+        "define_event_action",
+        "delete_event_action",
+        "define_event_enrollment",
+        "delete_event_enrollment",
+    }
+)
+_PROGRAM = frozenset(
+    {
+        "initiate_download_sequence",
+        "download_segment",
+        "terminate_download_sequence",
+        "initiate_upload_sequence",
+        "upload_segment",
+        "terminate_upload_sequence",
+        "request_domain_download",
+        "request_domain_upload",
+        "load_domain_content",
+        "store_domain_content",
+        "delete_domain",
+        "create_program_invocation",
+        "delete_program_invocation",
+    }
+)
+_CONTROL = frozenset(
+    {
+        "start",
+        "stop",
+        "resume",
+        "reset",
+        "kill",
+        "take_control",
+        "relinquish_control",
+        "trigger_event",
+        "output",
+    }
+)
+_ENGINEERING = _PROGRAM | frozenset(
+    {"file_open", "obtain_file", "file_delete", "file_rename", "delete_domain"}
+)
 _SETTING_FCS = frozenset({"SP", "SG", "SE", "CF"})
 _BROWSING = frozenset({"get_name_list", "get_variable_access_attributes"})
 _REQUEST_PDUS = frozenset({0, 5, 8, 11})
@@ -85,7 +137,9 @@ _new = tuple.__new__
 
 
 def _access_error(code: int) -> str:
-    return DATA_ACCESS_ERRORS[code] if 0 <= code < len(DATA_ACCESS_ERRORS) else str(code)
+    return (
+        DATA_ACCESS_ERRORS[code] if 0 <= code < len(DATA_ACCESS_ERRORS) else str(code)
+    )
 
 
 def looks_like_mms(data: bytes) -> bool:
@@ -123,8 +177,11 @@ def _targets(specs: list[dict[str, Any]]) -> tuple[Target, ...]:
     found = []
     for spec in specs[:64]:
         if "item_id" in spec:
-            found.append(Target(spec["domain_id"], 0, 1) if False else
-                         Target(f"{spec['domain_id']}/{spec['item_id']}", 0, 1))
+            found.append(
+                Target(spec["domain_id"], 0, 1)
+                if False
+                else Target(f"{spec['domain_id']}/{spec['item_id']}", 0, 1)
+            )
         elif "vmd_specific" in spec:
             found.append(Target(spec["vmd_specific"], 0, 1))
     return tuple(found)
@@ -177,20 +234,36 @@ class MmsDissector(Dissector):
 
     # -- feeding ------------------------------------------------------------------
 
-    def feed(self, data: bytes, to_server: bool, ts: float, frame: int) -> list[Message]:
+    def feed(
+        self, data: bytes, to_server: bool, ts: float, frame: int
+    ) -> list[Message]:
         out: list[Message] = []
         for unit in self.transports[to_server].feed(data):
             if type(unit) is Skipped:
-                out.append(self._message(to_server, ts, frame, "junk", None, "other",
-                                         "request" if to_server else "response",
-                                         {"skipped_bytes": unit.size},
-                                         status=malformed(
-                                             f"{unit.size} bytes are not TPKT: {unit.reason}")))
+                out.append(
+                    self._message(
+                        to_server,
+                        ts,
+                        frame,
+                        "junk",
+                        None,
+                        "other",
+                        "request" if to_server else "response",
+                        {"skipped_bytes": unit.size},
+                        status=malformed(
+                            f"{unit.size} bytes are not TPKT: {unit.reason}"
+                        ),
+                    )
+                )
                 continue
             tpdu, user_data = unit
             if user_data is not None:
                 out.append(self._unit(user_data, to_server, ts, frame))
-            elif tpdu.code != TpduCode.DT or tpdu.error or "reassembly_error" in tpdu.fields:
+            elif (
+                tpdu.code != TpduCode.DT
+                or tpdu.error
+                or "reassembly_error" in tpdu.fields
+            ):
                 out.append(self._cotp(tpdu, to_server, ts, frame))
         return out
 
@@ -204,10 +277,19 @@ class MmsDissector(Dissector):
             left = transport.buffered
             if left:
                 transport.reset()
-                out.append(self._message(to_server, ts, frame, "truncated", None, "other",
-                                         "request" if to_server else "response",
-                                         {"buffered_bytes": left},
-                                         status=malformed(f"{left} bytes left in a partial unit")))
+                out.append(
+                    self._message(
+                        to_server,
+                        ts,
+                        frame,
+                        "truncated",
+                        None,
+                        "other",
+                        "request" if to_server else "response",
+                        {"buffered_bytes": left},
+                        status=malformed(f"{left} bytes left in a partial unit"),
+                    )
+                )
         return out
 
     def _cotp(self, tpdu: Tpdu, to_server: bool, ts: float, frame: int) -> Message:
@@ -215,10 +297,17 @@ class MmsDissector(Dissector):
         status = STATUS_OK if tpdu.error is None else malformed(tpdu.error)
         if "reassembly_error" in tpdu.fields:
             status = malformed(tpdu.fields["reassembly_error"])
-        return self._message(to_server, ts, frame, f"cotp_{tpdu.type_name.lower()}",
-                             tpdu.code, "session",
-                             "request" if to_server else "response", fields,
-                             status=status)
+        return self._message(
+            to_server,
+            ts,
+            frame,
+            f"cotp_{tpdu.type_name.lower()}",
+            tpdu.code,
+            "session",
+            "request" if to_server else "response",
+            fields,
+            status=status,
+        )
 
     # -- one COTP user data unit -----------------------------------------------------
 
@@ -229,44 +318,91 @@ class MmsDissector(Dissector):
             try:
                 decoded = decode_pdu(data)
             except BerError as exc:
-                return self._message(to_server, ts, frame, "mms", None, "other", kind,
-                                     {"bare": True}, status=malformed(f"MMS: {exc}"))
+                return self._message(
+                    to_server,
+                    ts,
+                    frame,
+                    "mms",
+                    None,
+                    "other",
+                    kind,
+                    {"bare": True},
+                    status=malformed(f"MMS: {exc}"),
+                )
             return self._mms(decoded, {"bare": True}, {}, to_server, ts, frame)
         if data[:4] == _GT_DT:
             fast = single_pdv(data, 4)
             if fast is not None and fast[1] and fast[1][0] not in _ACSE_TAGS:
                 # GT + DT around one MMS PDU: the shape of nearly every unit.
-                fields = {"session": {"spdu": "DT", "types": [1, 1]},
-                          "presentation": {"ppdu": "user_data",
-                                           "user_data": "fully-encoded-data",
-                                           "context_ids": [fast[0]]}}
+                fields = {
+                    "session": {"spdu": "DT", "types": [1, 1]},
+                    "presentation": {
+                        "ppdu": "user_data",
+                        "user_data": "fully-encoded-data",
+                        "context_ids": [fast[0]],
+                    },
+                }
                 try:
                     decoded = decode_pdu(fast[1])
                 except BerError as exc:
-                    return self._message(to_server, ts, frame, "dt", 1, "session",
-                                         kind, fields, status=malformed(f"MMS: {exc}"))
+                    return self._message(
+                        to_server,
+                        ts,
+                        frame,
+                        "dt",
+                        1,
+                        "session",
+                        kind,
+                        fields,
+                        status=malformed(f"MMS: {exc}"),
+                    )
                 return self._mms(decoded, fields, {}, to_server, ts, frame)
         spdu = parse_session(data)
-        fields: dict[str, Any] = {"session": {"spdu": spdu_name(spdu.spdu),
-                                              "types": spdu.types, **spdu.fields}}
+        fields: dict[str, Any] = {
+            "session": {
+                "spdu": spdu_name(spdu.spdu),
+                "types": spdu.types,
+                **spdu.fields,
+            }
+        }
         if spdu.error is not None:
-            return self._message(to_server, ts, frame, "session", spdu.spdu, "session",
-                                 kind, fields, status=malformed(spdu.error))
+            return self._message(
+                to_server,
+                ts,
+                frame,
+                "session",
+                spdu.spdu,
+                "session",
+                kind,
+                fields,
+                status=malformed(spdu.error),
+            )
         service = spdu_name(spdu.spdu).lower()
         if not spdu.user_data:
-            return self._message(to_server, ts, frame, service, spdu.spdu, "session",
-                                 kind, fields)
+            return self._message(
+                to_server, ts, frame, service, spdu.spdu, "session", kind, fields
+            )
         try:
             ppdu = parse_presentation(spdu.user_data, spdu.spdu)
         except BerError as exc:
-            return self._message(to_server, ts, frame, service, spdu.spdu, "session",
-                                 kind, fields, status=malformed(f"presentation: {exc}"))
+            return self._message(
+                to_server,
+                ts,
+                frame,
+                service,
+                spdu.spdu,
+                "session",
+                kind,
+                fields,
+                status=malformed(f"presentation: {exc}"),
+            )
         pres = {"ppdu": ppdu.ppdu, **ppdu.fields}
         fields["presentation"] = pres
         for item in ppdu.fields.get("presentation_context_definition_list", ()):
             if len(self.contexts) < 64 and "presentation_context_identifier" in item:
-                self.contexts[item["presentation_context_identifier"]] = \
+                self.contexts[item["presentation_context_identifier"]] = (
                     ABSTRACT_SYNTAX_NAMES.get(item.get("abstract_syntax_name", ""), "")
+                )
         pres["context_ids"] = [pdv.context_id for pdv in ppdu.pdvs]
         mms_pdu = None
         identity: dict[str, Any] = {}
@@ -279,9 +415,17 @@ class MmsDissector(Dissector):
                 try:
                     acse = parse_acse(value)
                 except BerError as exc:
-                    return self._message(to_server, ts, frame, service, spdu.spdu,
-                                         "session", kind, fields,
-                                         status=malformed(f"ACSE: {exc}"))
+                    return self._message(
+                        to_server,
+                        ts,
+                        frame,
+                        service,
+                        spdu.spdu,
+                        "session",
+                        kind,
+                        fields,
+                        status=malformed(f"ACSE: {exc}"),
+                    )
                 fields["acse"] = {"apdu": acse.apdu, **acse.fields}
                 service = acse.apdu
                 info = acse.fields.get("implementation_information", "")
@@ -293,28 +437,58 @@ class MmsDissector(Dissector):
             else:
                 mms_pdu = value
         if mms_pdu is None:
-            return self._message(to_server, ts, frame, service, spdu.spdu, "session",
-                                 kind, fields, identity)
+            return self._message(
+                to_server,
+                ts,
+                frame,
+                service,
+                spdu.spdu,
+                "session",
+                kind,
+                fields,
+                identity,
+            )
         try:
             decoded = decode_pdu(mms_pdu)
         except BerError as exc:
-            return self._message(to_server, ts, frame, service, spdu.spdu, "session",
-                                 kind, fields, identity,
-                                 status=malformed(f"MMS: {exc}"))
+            return self._message(
+                to_server,
+                ts,
+                frame,
+                service,
+                spdu.spdu,
+                "session",
+                kind,
+                fields,
+                identity,
+                status=malformed(f"MMS: {exc}"),
+            )
         return self._mms(decoded, fields, identity, to_server, ts, frame)
 
-    # -- MMS ----------------------------------------------------------------------------
+    # -- MMS --------------------------------------------------------------------------
 
-    def _mms(self, decoded: Decoded, fields: dict[str, Any], identity: dict[str, Any],
-             to_server: bool, ts: float, frame: int) -> Message:
+    def _mms(
+        self,
+        decoded: Decoded,
+        fields: dict[str, Any],
+        identity: dict[str, Any],
+        to_server: bool,
+        ts: float,
+        frame: int,
+    ) -> Message:
         mms = decoded.fields
         fields["mms_pdu"] = decoded.pdu
         if decoded.invoke_id is not None:
             fields["invoke_id"] = decoded.invoke_id
         fields.update(mms)
         code = decoded.pdu_code
-        kind = ("request" if code in _REQUEST_PDUS else
-                "unsolicited" if code == 3 else "response")
+        kind = (
+            "request"
+            if code in _REQUEST_PDUS
+            else "unsolicited"
+            if code == 3
+            else "response"
+        )
         service = decoded.service
         findings: list[Finding] = []
         status = STATUS_OK
@@ -330,40 +504,84 @@ class MmsDissector(Dissector):
                 if code != 1:
                     service = entry[0]
             elif code == 1:
-                findings.append(Finding("unmatched_response",
-                                        f"no request with invoke id {decoded.invoke_id} seen"))
-        failures = [r for r in mms.get("write_results", mms.get("list_of_access_result", ()))
-                    if "failure" in r] if code == 1 else []
-        if failures and len(failures) == len(mms.get("write_results",
-                                                      mms.get("list_of_access_result"))):
+                findings.append(
+                    Finding(
+                        "unmatched_response",
+                        f"no request with invoke id {decoded.invoke_id} seen",
+                    )
+                )
+        failures = (
+            [
+                r
+                for r in mms.get("write_results", mms.get("list_of_access_result", ()))
+                if "failure" in r
+            ]
+            if code == 1
+            else []
+        )
+        if failures and len(failures) == len(
+            mms.get("write_results", mms.get("list_of_access_result"))
+        ):
             # Every variable refused: the request failed, as an error PDU says.
             first = failures[0]
-            status = Status("exception", first["failure"],
-                            first.get("failure_name") or _access_error(first["failure"]))
+            status = Status(
+                "exception",
+                first["failure"],
+                first.get("failure_name") or _access_error(first["failure"]),
+            )
         if code == 2:
             status = Status("exception", mms.get("error_code"), mms.get("error_class"))
         elif code == 4:
             status = Status("exception", mms.get("reject_code"), "reject")
-        specs = mms.get("list_of_variable") or (request or {}).get("list_of_variable") or ()
+        specs = (
+            mms.get("list_of_variable") or (request or {}).get("list_of_variable") or ()
+        )
         if request is not None and specs and "list_of_variable" not in mms:
             fields["variables"] = [
-                f"{s.get('domain_id', '')}/{s.get('item_id', s.get('vmd_specific', ''))}"
-                for s in specs[:256]]
+                "{}/{}".format(
+                    s.get("domain_id", ""), s.get("item_id", s.get("vmd_specific", ""))
+                )
+                for s in specs[:256]
+            ]
         action = action_of(service, request or mms)
         self._learn(service, code, mms, request, specs, to_server, identity)
         if code == 0 and to_server:
-            if service in _ENGINEERING or (service == "write" and any(
-                    f"${fc}$" in s.get("item_id", "") for s in specs for fc in _SETTING_FCS)):
+            if service in _ENGINEERING or (
+                service == "write"
+                and any(
+                    f"${fc}$" in s.get("item_id", "")
+                    for s in specs
+                    for fc in _SETTING_FCS
+                )
+            ):
                 if self.client_role != "engineering station":
                     self.client_role = "engineering station"
                     identity["role"] = "engineering station"
-        return self._message(to_server, ts, frame, service, decoded.service_code, action,
-                             kind, fields, identity, status, tuple(findings),
-                             _targets(list(specs)))
+        return self._message(
+            to_server,
+            ts,
+            frame,
+            service,
+            decoded.service_code,
+            action,
+            kind,
+            fields,
+            identity,
+            status,
+            tuple(findings),
+            _targets(list(specs)),
+        )
 
-    def _learn(self, service: str, code: int, mms: dict[str, Any],
-               request: dict[str, Any] | None, specs, to_server: bool,
-               identity: dict[str, Any]) -> None:
+    def _learn(
+        self,
+        service: str,
+        code: int,
+        mms: dict[str, Any],
+        request: dict[str, Any] | None,
+        specs,
+        to_server: bool,
+        identity: dict[str, Any],
+    ) -> None:
         """Server facts: identify answers, types, name plates, node classes."""
         if code == 8 and to_server and self.client_role is None:
             self.client_role = "SCADA"
@@ -376,8 +594,9 @@ class MmsDissector(Dissector):
         if code == 9 and self.server_role is None:
             self.server_role = "IED"  # refined below when a model says otherwise
         if code == 1 and service == "identify":
-            found = identity_from(mms.get("vendor_name"), mms.get("model_name"),
-                                  mms.get("revision"))
+            found = identity_from(
+                mms.get("vendor_name"), mms.get("model_name"), mms.get("revision")
+            )
             if "role" in found:
                 self.server_role = found["role"]
             server_identity.update(found)
@@ -385,8 +604,10 @@ class MmsDissector(Dissector):
             for name in mms.get("list_of_identifier", ())[:4096]:
                 self._note_class(name.split("$", 1)[0], server_identity)
         if code == 1 and service == "get_variable_access_attributes" and request:
-            key = (request.get("domain_id", ""), request.get("item_id",
-                                                             request.get("vmd_specific", "")))
+            key = (
+                request.get("domain_id", ""),
+                request.get("item_id", request.get("vmd_specific", "")),
+            )
             if len(self.types) < MAX_TYPES and "type_specification" in mms:
                 self.types[key] = mms["type_specification"]
             self._note_class(key[1].split("$", 1)[0], server_identity)
@@ -423,8 +644,12 @@ class MmsDissector(Dissector):
             # Repeated on every answer, so that the fullest list is the claim
             # seen most often once the browsing is done.
             server_identity["function"] = ", ".join(sorted(self.functions))
-        if self.server_role and "role" not in server_identity and code in (1, 9) and \
-                (service in ("identify", "initiate") or server_identity):
+        if (
+            self.server_role
+            and "role" not in server_identity
+            and code in (1, 9)
+            and (service in ("identify", "initiate") or server_identity)
+        ):
             server_identity["role"] = self.server_role
 
     def _type_of(self, domain: str, item: str) -> Any:
@@ -444,16 +669,47 @@ class MmsDissector(Dissector):
             self.server_role = "IED"
             identity["role"] = "IED"
         function = iec61850.function_of(ln_class)
-        if function and function not in self.functions and \
-                len(self.functions) < MAX_FUNCTIONS:
+        if (
+            function
+            and function not in self.functions
+            and len(self.functions) < MAX_FUNCTIONS
+        ):
             self.functions.add(function)
             identity["function"] = ", ".join(sorted(self.functions))
 
-    def _message(self, to_server: bool, ts: float, frame: int, service: str,
-                 code: int | None, action: str, kind: str, fields: dict[str, Any],
-                 identity: dict[str, Any] | None = None, status: Status = STATUS_OK,
-                 findings: tuple[Finding, ...] = (), targets: tuple = ()) -> Message:
+    def _message(
+        self,
+        to_server: bool,
+        ts: float,
+        frame: int,
+        service: str,
+        code: int | None,
+        action: str,
+        kind: str,
+        fields: dict[str, Any],
+        identity: dict[str, Any] | None = None,
+        status: Status = STATUS_OK,
+        findings: tuple[Finding, ...] = (),
+        targets: tuple = (),
+    ) -> Message:
         src, dst = self.client_to_server if to_server else self.server_to_client
-        return _new(Message, (ts, frame, self.flow.flow_id, src, dst, PROTOCOL, kind,
-                              service, code, action, targets, fields, identity or {},
-                              status, findings))
+        return _new(
+            Message,
+            (
+                ts,
+                frame,
+                self.flow.flow_id,
+                src,
+                dst,
+                PROTOCOL,
+                kind,
+                service,
+                code,
+                action,
+                targets,
+                fields,
+                identity or {},
+                status,
+                findings,
+            ),
+        )

@@ -1,4 +1,4 @@
-"""MMS, ISO upper layers, GOOSE and RNRP: decoders against pyasn1, robustness, identity."""
+"""MMS, ISO upper layers, GOOSE, RNRP: decoders against pyasn1, robustness, identity."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def _tlv(tag: int, value: bytes) -> bytes:
     return bytes([tag, 0x80 | len(size)]) + size + value
 
 
-# --- the port-102 decision (the one change made in isotransport.py) -------------------
+# --- the port-102 decision (the one change made in isotransport.py) -----------------
 
 
 def test_classify_start_knows_mms_with_and_without_session_layer() -> None:
@@ -60,14 +60,16 @@ def test_classify_start_knows_mms_with_and_without_session_layer() -> None:
     assert classify_start(bytes.fromhex("0300000802f08032")) == "s7comm"
 
 
-# --- the BER walker against pyasn1 -------------------------------------------------------
+# --- the BER walker against pyasn1 --------------------------------------------------
 
 flat_values = st.one_of(
     st.tuples(st.just("boolean"), st.booleans()),
     st.tuples(st.just("integer"), st.integers(-(2**63), 2**63 - 1)),
     st.tuples(st.just("unsigned"), st.integers(0, 2**32 - 1)),
-    st.tuples(st.just("visible-string"),
-              st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=40)),
+    st.tuples(
+        st.just("visible-string"),
+        st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=40),
+    ),
     st.tuples(st.just("octet-string"), st.binary(max_size=40)),
 )
 
@@ -102,7 +104,8 @@ def test_structures_decode_as_pyasn1_encodes_them(pairs) -> None:
     encoded = encoder.encode(value)
     ident, start, stop, _ = header(encoded, 0, len(encoded))
     assert data(encoded, ident, start, stop) == {
-        "structure": [_ours(k, v) for k, v in pairs]}
+        "structure": [_ours(k, v) for k, v in pairs]
+    }
 
 
 def test_identify_response_decodes_as_pyasn1_encodes_it() -> None:
@@ -115,17 +118,26 @@ def test_identify_response_decodes_as_pyasn1_encodes_it() -> None:
     decoded = decode_pdu(pdu)
     assert decoded.service == "identify"
     assert decoded.invoke_id == 7
-    assert (decoded.fields["vendor_name"], decoded.fields["model_name"],
-            decoded.fields["revision"]) == ("ABB", "REF615", "5.0 FP1")
+    assert (
+        decoded.fields["vendor_name"],
+        decoded.fields["model_name"],
+        decoded.fields["revision"],
+    ) == ("ABB", "REF615", "5.0 FP1")
 
 
 def test_length_forms_agree() -> None:
     short = bytes.fromhex("a2060a01410a0142")  # structure of two visible strings
     long_form = bytes.fromhex("a281060a01410a0142")
     indefinite = bytes.fromhex("a2800a01410a01420000")
-    decoded = [data(b, *header(b, 0, len(b))[:3]) for b in (short, long_form, indefinite)]
-    assert decoded[0] == decoded[1] == decoded[2] == {
-        "structure": [{"visible_string": "A"}, {"visible_string": "B"}]}
+    decoded = [
+        data(b, *header(b, 0, len(b))[:3]) for b in (short, long_form, indefinite)
+    ]
+    assert (
+        decoded[0]
+        == decoded[1]
+        == decoded[2]
+        == {"structure": [{"visible_string": "A"}, {"visible_string": "B"}]}
+    )
 
 
 def test_deep_nesting_is_malformed_not_a_recursion_error() -> None:
@@ -144,7 +156,7 @@ def test_deep_nesting_is_malformed_not_a_recursion_error() -> None:
     assert "deeper" in message.status.reason
 
 
-# --- robustness: never an exception, a recursion error or a hang ------------------------------
+# --- robustness: never an exception, a recursion error or a hang --------------------
 
 
 @settings(max_examples=300, deadline=None)
@@ -161,8 +173,9 @@ def test_mms_feed_never_raises(payload: bytes, to_server: bool) -> None:
 @given(st.integers(1, 200))
 def test_truncated_units_fed_byte_by_byte_never_raise(cut: int) -> None:
     path = SHARED / "iti_piccolo.pcap"
-    blob = _tpkt(_dt(bytes.fromhex("a1178101" "07a212800341424281065245463631358202"
-                                   "3130")))[:cut]
+    blob = _tpkt(
+        _dt(bytes.fromhex("a117810107a2128003414242810652454636313582023130"))
+    )[:cut]
     dissector = MmsDissector(_flow())
     for i in range(len(blob)):
         dissector.feed(blob[i : i + 1], False, 0.0, 1)
@@ -173,18 +186,24 @@ def test_truncated_units_fed_byte_by_byte_never_raise(cut: int) -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=200))
 def test_goose_and_rnrp_never_raise(payload: bytes) -> None:
-    goose = GooseDissector(_flow("ethernet", Endpoint(None, None, "02:00:00:00:00:03"),
-                                 Endpoint(None, None, "01:0c:cd:01:00:01")))
+    goose = GooseDissector(
+        _flow(
+            "ethernet",
+            Endpoint(None, None, "02:00:00:00:00:03"),
+            Endpoint(None, None, "01:0c:cd:01:00:01"),
+        )
+    )
     for blob in (payload, b"\x30\x01\x00\x40\x00\x00\x00\x00" + payload):
         goose.feed(blob, True, 0.0, 1)
     RnrpDissector(_flow("udp")).feed(payload, True, 0.0, 1)
 
 
-# --- GOOSE built from the ASN.1 definitions --------------------------------------------------
+# --- GOOSE built from the ASN.1 definitions -----------------------------------------
 
 
-def goose_frame(st_num: int, sq_num: int, ref: str = "IED1LD0/LLN0$GO$gcb01",
-                appid: int = 0x3001) -> bytes:
+def goose_frame(
+    st_num: int, sq_num: int, ref: str = "IED1LD0/LLN0$GO$gcb01", appid: int = 0x3001
+) -> bytes:
     """The bytes after the EtherType of one GOOSE frame, encoded with pyasn1."""
     pdu = asn1.IECGoosePdu()
     pdu["gocbRef"] = ref
@@ -217,8 +236,13 @@ def test_goose_decodes_header_and_apdu() -> None:
 
 
 def test_goose_state_change_is_an_event_and_sequence_gap_a_finding() -> None:
-    goose = GooseDissector(_flow("ethernet", Endpoint(None, None, "02:00:00:00:00:03"),
-                                 Endpoint(None, None, "01:0c:cd:01:00:01")))
+    goose = GooseDissector(
+        _flow(
+            "ethernet",
+            Endpoint(None, None, "02:00:00:00:00:03"),
+            Endpoint(None, None, "01:0c:cd:01:00:01"),
+        )
+    )
     kinds = []
     findings = []
     for st_num, sq_num in ((1, 0), (1, 1), (1, 3), (2, 0)):
@@ -230,41 +254,63 @@ def test_goose_state_change_is_an_event_and_sequence_gap_a_finding() -> None:
 
 
 def test_goose_publisher_is_named_from_gocbref() -> None:
-    goose = GooseDissector(_flow("ethernet", Endpoint(None, None, "02:00:00:00:00:03"),
-                                 Endpoint(None, None, "01:0c:cd:01:00:01")))
-    [message] = goose.feed(goose_frame(1, 0, "AA1C1Q01A1LD0/LLN0$GO$gcb_A"), True, 0.0, 1)
+    goose = GooseDissector(
+        _flow(
+            "ethernet",
+            Endpoint(None, None, "02:00:00:00:00:03"),
+            Endpoint(None, None, "01:0c:cd:01:00:01"),
+        )
+    )
+    [message] = goose.feed(
+        goose_frame(1, 0, "AA1C1Q01A1LD0/LLN0$GO$gcb_A"), True, 0.0, 1
+    )
     assert message.identity == {"ied_name": "AA1C1Q01A1", "role": "IED"}
     assert message.action == "data"
 
 
-# --- IEC 61850 meaning ---------------------------------------------------------------------------
+# --- IEC 61850 meaning --------------------------------------------------------------
 
 
 def test_object_references_split() -> None:
     parts = split_reference("IED1LD0", "PHIPTOC1$ST$Op$general")
-    assert parts == {"logical_device": "IED1LD0", "logical_node": "PHIPTOC1",
-                     "ln_class": "PTOC", "ln_prefix": "PHI", "ln_instance": "1",
-                     "functional_constraint": "ST", "data_object": "Op",
-                     "data_attributes": ["general"]}
+    assert parts == {
+        "logical_device": "IED1LD0",
+        "logical_node": "PHIPTOC1",
+        "ln_class": "PTOC",
+        "ln_prefix": "PHI",
+        "ln_instance": "1",
+        "functional_constraint": "ST",
+        "data_object": "Op",
+        "data_attributes": ["general"],
+    }
     assert ied_name("IED_H10PROT") == "IED_H10"
 
 
-# --- RNRP against its documented layout ------------------------------------------------------------
+# --- RNRP against its documented layout ---------------------------------------------
 
 
 def rnrp_datagram(area: int, path: int, node: int, counter: int) -> bytes:
-    return bytes([1, 0, area, path]) + struct.pack(">HHI", node, 0, counter) + b"\x00" * 8
+    return (
+        bytes([1, 0, area, path]) + struct.pack(">HHI", node, 0, counter) + b"\x00" * 8
+    )
 
 
 def test_rnrp_documented_layout_and_redundant_pair() -> None:
     rnrp.forget_paths()
     fields = decode_rnrp(rnrp_datagram(1, 0, 21, 7))
-    assert (fields["version"], fields["network_area"], fields["path"],
-            fields["node_number"], fields["sequence_counter"]) == (1, 1, 0, 21, 7)
-    primary = RnrpDissector(_flow("udp", Endpoint("172.16.4.21", 2423),
-                                  Endpoint("224.0.0.1", 2423)))
-    secondary = RnrpDissector(_flow("udp", Endpoint("172.17.4.21", 2423),
-                                    Endpoint("224.0.0.1", 2423)))
+    assert (
+        fields["version"],
+        fields["network_area"],
+        fields["path"],
+        fields["node_number"],
+        fields["sequence_counter"],
+    ) == (1, 1, 0, 21, 7)
+    primary = RnrpDissector(
+        _flow("udp", Endpoint("172.16.4.21", 2423), Endpoint("224.0.0.1", 2423))
+    )
+    secondary = RnrpDissector(
+        _flow("udp", Endpoint("172.17.4.21", 2423), Endpoint("224.0.0.1", 2423))
+    )
     [first] = primary.feed(rnrp_datagram(1, 0, 21, 7), True, 0.0, 1)
     assert first.identity["role"] == "ABB 800xA node"
     assert first.identity["rnrp_address"] == "1/21"
@@ -276,35 +322,67 @@ def test_rnrp_documented_layout_and_redundant_pair() -> None:
     rnrp.forget_paths()
 
 
-# --- inventory on the public captures ------------------------------------------------------------
+# --- inventory on the public captures -----------------------------------------------
 
-needs_captures = pytest.mark.skipif(not SHARED.is_dir(), reason="shared captures absent")
+needs_captures = pytest.mark.skipif(
+    not SHARED.is_dir(), reason="shared captures absent"
+)
 
 
 @needs_captures
 @pytest.mark.parametrize("name", ["iti_piccolo.pcap", "iti_iccp_tase2_8d7c7db0.pcap"])
 def test_inventory_has_identify_answers(name: str) -> None:
     import subprocess
+
     done = subprocess.run(
-        ["tshark", "-r", str(SHARED / name), "-Y", "mms.vendorName", "-T", "fields",
-         "-e", "ip.src", "-e", "mms.vendorName", "-e", "mms.modelName",
-         "-e", "mms.revision"], capture_output=True, text=True, check=True)
+        [
+            "tshark",
+            "-r",
+            str(SHARED / name),
+            "-Y",
+            "mms.vendorName",
+            "-T",
+            "fields",
+            "-e",
+            "ip.src",
+            "-e",
+            "mms.vendorName",
+            "-e",
+            "mms.modelName",
+            "-e",
+            "mms.revision",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     expected = {tuple(line.split("\t")) for line in done.stdout.splitlines() if line}
     assert expected
-    assets = {ip: a for a in otdpi.build_inventory([SHARED / name]).assets()
-              for ip in a["ips"]}
+    assets = {
+        ip: a
+        for a in otdpi.build_inventory([SHARED / name]).assets()
+        for ip in a["ips"]
+    }
     for ip, vendor, model, revision in expected:
         summary = assets[ip]["summary"]
-        assert (summary["vendor"], summary["model"], summary["revision"]) == \
-            (vendor, model, revision)
+        assert (summary["vendor"], summary["model"], summary["revision"]) == (
+            vendor,
+            model,
+            revision,
+        )
 
 
 @needs_captures
-@pytest.mark.parametrize("name", ["emre_abb_ied600_h10_2.pcap",
-                                  "emre_abb_ied600_h10_3.pcap",
-                                  "emre_abb_ied600_circuit.pcap",
-                                  "emre_abb_ied600_ogtra_mms1.pcap",
-                                  "emre_abb_ied600_ogtra_mmsy.pcap"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "emre_abb_ied600_h10_2.pcap",
+        "emre_abb_ied600_h10_3.pcap",
+        "emre_abb_ied600_circuit.pcap",
+        "emre_abb_ied600_ogtra_mms1.pcap",
+        "emre_abb_ied600_ogtra_mmsy.pcap",
+    ],
+)
 def test_inventory_names_the_abb_relion_ied(name: str) -> None:
     assets = otdpi.build_inventory([SHARED / name]).assets()
     ied = [a for a in assets if a["summary"].get("vendor") == "ABB"]
@@ -315,7 +393,7 @@ def test_inventory_names_the_abb_relion_ied(name: str) -> None:
     assert "protection" in ied[0]["summary"]["function"]
 
 
-# --- the fixtures -------------------------------------------------------------------------------
+# --- the fixtures -------------------------------------------------------------------
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 
@@ -328,7 +406,9 @@ def test_goose_fixture_has_one_state_change_and_one_gap() -> None:
     assert [m.fields["st_num"] for m in events] == [2]
     assert len(gaps) == 1
     assert {m.identity.get("ied_name") for m in messages if m.identity} == {
-        "ABBIED1", "IED2"}
+        "ABBIED1",
+        "IED2",
+    }
     assert any(m.fields["simulated_frame"] for m in messages)
 
 
@@ -337,17 +417,24 @@ def test_libiec61850_fixture_fingerprints_the_server() -> None:
     server = next(a for a in assets if "127.0.0.2" in a["ips"])
     summary = server["summary"]
     assert (summary["vendor"], summary["model"], summary["revision"]) == (
-        "ABB", "REF615", "5.0 FP1")
+        "ABB",
+        "REF615",
+        "5.0 FP1",
+    )
     assert summary["serial_number"] == "1VHR00012345"
     assert summary["hardware_revision"] == "1.2"
     assert server["role"] == "IED"
     messages = list(otdpi.read(FIXTURES / "mms_libiec61850.pcap", protocols=["mms"]))
     operate = [m for m in messages if m.action == "control" and m.kind == "request"]
     assert operate and operate[0].targets[0].space.endswith("XCBR1$CO$Pos$Oper")
-    refused = [m for m in messages if m.service == "write" and m.kind == "response"
-               and m.status.state == "exception"]
+    refused = [
+        m
+        for m in messages
+        if m.service == "write"
+        and m.kind == "response"
+        and m.status.state == "exception"
+    ]
     assert refused and refused[0].status.name == "object-access-denied"
-
 
 
 def _first_aarq(path: Path) -> bytes:
@@ -357,26 +444,37 @@ def _first_aarq(path: Path) -> bytes:
 
     from dissectors.iso_upper.presentation import parse_presentation
     from dissectors.iso_upper.session import parse_session
+
     for packet in rdpcap(str(path)):
         if TCP not in packet:
             continue
         payload = bytes(packet[TCP].payload)
-        if len(payload) > 8 and payload[0] == 3 and payload[5] == 0xF0 and \
-                payload[7] == 13:
+        if (
+            len(payload) > 8
+            and payload[0] == 3
+            and payload[5] == 0xF0
+            and payload[7] == 13
+        ):
             spdu = parse_session(payload[7:])
             ppdu = parse_presentation(spdu.user_data, spdu.spdu)
             return next(p.value for p in ppdu.pdvs if p.value[:1] == b"\x60")
     raise AssertionError(f"no CN in {path}")
 
 
-@pytest.mark.parametrize("path", [FIXTURES / "mms_libiec61850.pcap",
-                                  SHARED / "iti_piccolo.pcap",
-                                  SHARED / "dina_acse_accept.pcap"],
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path",
+    [
+        FIXTURES / "mms_libiec61850.pcap",
+        SHARED / "iti_piccolo.pcap",
+        SHARED / "dina_acse_accept.pcap",
+    ],
+    ids=lambda p: p.name,
+)
 def test_aarq_fields_agree_with_pyasn1(path: Path) -> None:
     from pyasn1.codec.ber import decoder
 
     from dissectors.iso_upper.acse import parse_acse
+
     if not path.exists():
         pytest.skip("capture absent")
     raw = _first_aarq(path)
@@ -384,12 +482,16 @@ def test_aarq_fields_agree_with_pyasn1(path: Path) -> None:
     assert rest == b""
     ours = parse_acse(raw).fields
     assert ours["aso_context_name"] == str(theirs["aSO-context-name"])
-    for name, key in (("called-AP-title", "called_ap_title"),
-                      ("calling-AP-title", "calling_ap_title")):
+    for name, key in (
+        ("called-AP-title", "called_ap_title"),
+        ("calling-AP-title", "calling_ap_title"),
+    ):
         if theirs[name].isValue:
             assert ours[key] == str(theirs[name])
-    for name, key in (("called-AE-qualifier", "called_ae_qualifier"),
-                      ("calling-AE-qualifier", "calling_ae_qualifier")):
+    for name, key in (
+        ("called-AE-qualifier", "called_ae_qualifier"),
+        ("calling-AE-qualifier", "calling_ae_qualifier"),
+    ):
         if theirs[name].isValue:
             assert ours[key] == int(theirs[name])
     external = bytes(theirs["user-information"][0])
@@ -406,8 +508,11 @@ def test_mid_association_capture_is_still_decoded_as_mms() -> None:
     assert reads[0].targets
 
 
-@pytest.mark.xfail(strict=True, reason="RNRP has no known magic number: the probe "
-                   "takes any datagram with version 1-2 and path 0-1 off port 2423")
+@pytest.mark.xfail(
+    strict=True,
+    reason="RNRP has no known magic number: the probe "
+    "takes any datagram with version 1-2 and path 0-1 off port 2423",
+)
 def test_rnrp_probe_rejects_other_udp() -> None:
     dns_like = bytes.fromhex("0102010000010000000000000377777700")
     assert not RnrpDissector.probe(dns_like, True)
