@@ -133,7 +133,9 @@ def measure_tpkt(buf: bytes, pos: int) -> int:
     return length
 
 
-def _parameters(data: bytes, start: int, end: int, fields: dict[str, Any]) -> str | None:
+def _parameters(
+    data: bytes, start: int, end: int, fields: dict[str, Any]
+) -> str | None:
     """Read the variable part of CR/CC/DR/ER into ``fields``; an error or None."""
     pos = start
     parameters = []
@@ -181,8 +183,14 @@ def parse_tpdu(data: bytes, tpkt_length: int = 0) -> Tpdu:
     fields: dict[str, Any] = {"length_indicator": li, "tpdu_code": code}
     header_end = 1 + li
     if header_end > len(data):
-        return Tpdu(code, name, fields, b"", tpkt_length,
-                    f"length indicator {li} runs past the {len(data)}-byte TPDU")
+        return Tpdu(
+            code,
+            name,
+            fields,
+            b"",
+            tpkt_length,
+            f"length indicator {li} runs past the {len(data)}-byte TPDU",
+        )
     payload = data[header_end:]
     error = None
     if code == TpduCode.DT:
@@ -196,8 +204,9 @@ def parse_tpdu(data: bytes, tpkt_length: int = 0) -> Tpdu:
             fields["eot"] = bool(data[4] & 0x80) if li >= 4 else False
             fields["tpdu_number"] = data[4] & 0x7F if li >= 4 else 0
     elif code in (TpduCode.CR, TpduCode.CC, TpduCode.DR, TpduCode.DC):
-        if li < 6:
-            error = f"{name} length indicator {li} is below 6"
+        least = 5 if code == TpduCode.DC else 6  # DC has no class or reason octet
+        if li < least:
+            error = f"{name} length indicator {li} is below {least}"
         else:
             fields["credit"] = data[1] & 0x0F
             fields["destination_reference"] = int.from_bytes(data[2:4], "big")
@@ -217,6 +226,9 @@ def parse_tpdu(data: bytes, tpkt_length: int = 0) -> Tpdu:
             fields["reject_cause"] = data[4]
             error = _parameters(data, 5, header_end, fields)
     elif code in _TYPE_NAMES:
+        # Limitation: ED, EA, AK and RJ (classes 1 to 4, never seen on port
+        # 102) keep their fixed part as raw hex. Decoding X.224 13.8 to 13.12
+        # would lift it.
         fields["header"] = data[2:header_end].hex()
     else:
         error = f"unknown TPDU code 0x{code:x}"
@@ -270,10 +282,24 @@ class IsoTransport:
                 continue
             tpkt_length = unit[2] << 8 | unit[3]
             # The hot path: a class 0 DT with EOT and nothing held.
-            if unit[4] == 2 and unit[5] == 0xF0 and unit[6] & 0x80 and not self.segments:
-                tpdu = Tpdu(0xF, "DT", {"length_indicator": 2, "tpdu_code": 0xF,
-                                        "eot": True, "tpdu_number": unit[6] & 0x7F},
-                            unit[7:], tpkt_length)
+            if (
+                unit[4] == 2
+                and unit[5] == 0xF0
+                and unit[6] & 0x80
+                and not self.segments
+            ):
+                tpdu = Tpdu(
+                    0xF,
+                    "DT",
+                    {
+                        "length_indicator": 2,
+                        "tpdu_code": 0xF,
+                        "eot": True,
+                        "tpdu_number": unit[6] & 0x7F,
+                    },
+                    unit[7:],
+                    tpkt_length,
+                )
                 out.append((tpdu, tpdu.payload))
                 continue
             tpdu = parse_tpdu(unit[4:], tpkt_length)
@@ -285,8 +311,9 @@ class IsoTransport:
             return None
         self.segments.append(tpdu.payload)
         self.segment_bytes += len(tpdu.payload)
-        too_big = (self.segment_bytes > self.max_user_data
-                   or len(self.segments) > MAX_SEGMENTS)
+        too_big = (
+            self.segment_bytes > self.max_user_data or len(self.segments) > MAX_SEGMENTS
+        )
         if too_big:
             self.segments = []
             self.segment_bytes = 0
@@ -295,7 +322,9 @@ class IsoTransport:
         if not tpdu.fields.get("eot"):
             return None
         tpdu.fields["segments"] = len(self.segments)
-        joined = self.segments[0] if len(self.segments) == 1 else b"".join(self.segments)
+        joined = (
+            self.segments[0] if len(self.segments) == 1 else b"".join(self.segments)
+        )
         self.segments = []
         self.segment_bytes = 0
         return joined

@@ -248,9 +248,12 @@ def _progress(paths: Sequence[str]):
 
 def _summary_columns(asset: dict[str, Any]) -> dict[str, str]:
     summary = asset["summary"]
-    product = summary.get("product_name") or summary.get("model") or ""
-    if summary.get("product_code") and summary.get("product_code") not in product:
-        product = f"{product} ({summary['product_code']})" if product else summary["product_code"]
+    product = (summary.get("product_name") or summary.get("model")
+               or summary.get("module_type") or "")
+    # An order number (S7's MLFB) is a product code by another name.
+    code = summary.get("product_code") or summary.get("order_number")
+    if code and code not in product:
+        product = f"{product} ({code})" if product else code
     protocols = ", ".join(f"{p} {'/'.join(i['roles'])}" for p, i in asset["protocols"].items())
     unit_ids = asset["stations"].get("modbus", {}).get("unit_id", [])
     return {
@@ -262,7 +265,7 @@ def _summary_columns(asset: dict[str, Any]) -> dict[str, str]:
         "unit_ids": ",".join(str(u) for u in unit_ids),
         "vendor": str(summary.get("vendor", "")),
         "product": str(product),
-        "revision": str(summary.get("revision", "")),
+        "revision": str(summary.get("revision") or summary.get("firmware") or ""),
         "peers": str(len({p["ip"] for p in asset["peers"]})),
     }
 

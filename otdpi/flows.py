@@ -306,7 +306,13 @@ class FlowTable:
         # messages keep their own frame number.
         acked = stream.peer_acked
         if acked is not None and (acked - seq) % SEQ_MOD < HALF_SEQ:
-            out = self._declare_gap(flow, stream, seq, to_server, ts, frame)
+            # Segments held from before this one go first, or jumping to this
+            # one would leave them behind as if they were retransmissions.
+            base = stream.next_seq
+            if any((held - base) % SEQ_MOD < offset for held in stream.held):
+                out = self._skip_to_held(flow, stream, to_server, ts, frame)
+            else:
+                out = self._declare_gap(flow, stream, seq, to_server, ts, frame)
             return out + self._segment(flow, stream, seq, payload, to_server, ts, frame)
 
         previous = stream.held.get(seq)

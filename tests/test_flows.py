@@ -155,6 +155,30 @@ def test_lost_segment_is_a_gap_and_the_stream_resynchronises():
     assert table.counters["tcp_gap_bytes"] == len(lost)
 
 
+def test_segments_held_behind_a_lost_one_are_delivered_when_a_later_one_jumps_it():
+    # Lost bytes, then two segments held behind the hole; the next segment
+    # arrives once the peer has acknowledged past everything. The held ones
+    # must come out (at their own frames), not be taken for retransmissions.
+    first, lost, held1, held2, last = (unit(t) for t in ("first", "lost!", "held1",
+                                                          "held2", "last"))
+    s_held1 = 1 + len(first) + len(lost)
+    s_held2 = s_held1 + len(held1)
+    s_last = s_held2 + len(held2)
+    table = make_table()
+    msgs = run(table, [
+        packet(seq=0, flags=SYN),
+        packet(first, seq=1),
+        packet(held1, seq=s_held1),
+        packet(held2, seq=s_held2),
+        packet(unit("ok"), seq=1000, ack=s_last + len(last), to_server=False),
+        packet(last, seq=s_last),
+    ])
+    assert payloads(msgs) == ["first", "ok", "held1", "held2", "last"]
+    assert [m.frame for m in msgs if m.kind == "request"] == [2, 3, 4, 6]
+    assert table.counters["tcp_retransmitted_bytes"] == 0
+    assert table.counters["tcp_gap_bytes"] == len(lost)
+
+
 def test_gap_in_the_middle_of_a_unit_loses_only_that_unit():
     stream = unit("keep1") + unit("spoilt-unit") + unit("keep2")
     cut = 7 + 4  # lose bytes inside the second unit

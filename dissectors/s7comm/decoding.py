@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 from dissectors.s7comm.definitions import (
-    AREA_SHORT,
     BIT_LENGTH_SIZES,
     PI_SERVICES,
     PROTOCOL_ID,
@@ -104,8 +103,13 @@ def _request_items(param: bytes, count: int) -> list[dict[str, Any]]:
             for _ in range(body[1]):
                 if at + 5 > size:
                     break
-                areas.append({"length": body[at], "db_number": _u16(body, at + 1),
-                              "start": _u16(body, at + 3)})
+                areas.append(
+                    {
+                        "length": body[at],
+                        "db_number": _u16(body, at + 1),
+                        "start": _u16(body, at + 3),
+                    }
+                )
                 at += 5
             item["areas"] = areas
         else:
@@ -135,8 +139,14 @@ def _data_items(data: bytes, count: int, with_header: bool = True) -> list[dict]
             raise DecodeError(
                 f"data item {number + 1} of {size} bytes runs past the data end"
             )
-        items.append({"return_code": data[pos], "transport_size": ts,
-                      "length": length, "data": data[pos + 4 : pos + 4 + size].hex()})
+        items.append(
+            {
+                "return_code": data[pos],
+                "transport_size": ts,
+                "length": length,
+                "data": data[pos + 4 : pos + 4 + size].hex(),
+            }
+        )
         pos += 4 + size
         # A fill byte follows an odd-sized item unless it is the last one.
         if size & 1 and number + 1 < count:
@@ -166,8 +176,9 @@ def _length_string(param: bytes, at: int, fields: dict[str, Any], key: str) -> N
         fields[key] = param[at + 1 : at + 1 + size].decode("latin-1")
 
 
-def decode_job_parameters(rosctr: int, param: bytes, data: bytes,
-                          fields: dict[str, Any]) -> None:
+def decode_job_parameters(
+    rosctr: int, param: bytes, data: bytes, fields: dict[str, Any]
+) -> None:
     """Read the parameter and data parts of a job or ack-data PDU."""
     if not param:
         return
@@ -196,9 +207,14 @@ def decode_job_parameters(rosctr: int, param: bytes, data: bytes,
             if len(codes) < min(count, MAX_ITEMS):
                 raise DecodeError(f"{count} return codes, {len(data)} bytes of data")
             fields["data_items"] = [{"return_code": c} for c in codes]
-    elif function in (Function.REQUEST_DOWNLOAD, Function.DOWNLOAD_BLOCK,
-                      Function.DOWNLOAD_ENDED, Function.START_UPLOAD,
-                      Function.UPLOAD, Function.END_UPLOAD):
+    elif function in (
+        Function.REQUEST_DOWNLOAD,
+        Function.DOWNLOAD_BLOCK,
+        Function.DOWNLOAD_ENDED,
+        Function.START_UPLOAD,
+        Function.UPLOAD,
+        Function.END_UPLOAD,
+    ):
         _block_control(function, request, param, data, fields)
     elif function == Function.PI_SERVICE:
         if request and len(param) >= 11:
@@ -219,8 +235,9 @@ def decode_job_parameters(rosctr: int, param: bytes, data: bytes,
         fields["parameter_raw"] = param[1:].hex()
 
 
-def _block_control(function: int, request: bool, param: bytes, data: bytes,
-                   fields: dict[str, Any]) -> None:
+def _block_control(
+    function: int, request: bool, param: bytes, data: bytes, fields: dict[str, Any]
+) -> None:
     if len(param) >= 2:
         fields["function_status"] = param[1]
     if function in (Function.UPLOAD, Function.END_UPLOAD, Function.START_UPLOAD):
@@ -275,8 +292,9 @@ def userdata_service(group: int, subfunction: int) -> str:
     return f"{GROUP_NAMES.get(group, f'group_{group}')}_{subfunction}"
 
 
-def decode_userdata_payload(fields: dict[str, Any], payload: bytes,
-                            request: bool) -> tuple[dict[str, Any], list[Finding]]:
+def decode_userdata_payload(
+    fields: dict[str, Any], payload: bytes, request: bool
+) -> tuple[dict[str, Any], list[Finding]]:
     """Decode the data of a complete userdata unit (fragments joined); identity."""
     group = fields.get("function_group")
     sub = fields.get("subfunction")
@@ -295,8 +313,15 @@ def decode_userdata_payload(fields: dict[str, Any], payload: bytes,
     elif group == 0x3 and sub == 0x01 and not request:
         blocks = []
         for at in range(0, min(len(payload), 4 * MAX_ITEMS) - 3, 4):
-            blocks.append({"block_type": payload[at : at + 2].hex().upper(),
-                           "block_count": _u16(payload, at + 2)})
+            # The block type is two ASCII hex digits ("08" is an OB).
+            block_type = payload[at : at + 2].decode("latin-1")
+            blocks.append(
+                {
+                    "block_type": block_type,
+                    "block_type_name": BLOCK_TYPE_NAMES.get(block_type.upper()),
+                    "block_count": _u16(payload, at + 2),
+                }
+            )
         fields["blocks"] = blocks
     elif group == 0x3 and sub in (0x02, 0x03) and request and payload:
         if sub == 0x03 and len(payload) >= 8:
@@ -308,6 +333,10 @@ def decode_userdata_payload(fields: dict[str, Any], payload: bytes,
             fields["block_type"] = payload[:2].decode("latin-1")
     elif group == 0x7 and len(payload) >= 10:
         fields["timestamp"] = payload[-8:].hex() if len(payload) >= 8 else None
+    # Limitation: the items inside cyclic data, variable table, alarm and
+    # diagnostic payloads are not decoded; they come out as raw hex in
+    # "payload" (at most 512 bytes). Decoding the per-sub-function item lists
+    # (as read var data items) would lift it.
     if payload and "szl" not in fields and "blocks" not in fields:
         fields["payload"] = payload[:512].hex()
     return identity, findings

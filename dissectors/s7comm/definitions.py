@@ -231,7 +231,8 @@ HEADER = cs.Struct(
     "pdu_reference" / cs.Int16ub,
     "parameter_length" / cs.Int16ub,
     "data_length" / cs.Int16ub,
-    "error" / cs.If(
+    "error"
+    / cs.If(
         lambda this: this.rosctr in (Rosctr.ACK, Rosctr.ACK_DATA),
         cs.Struct("error_class" / cs.Int8ub, "error_code" / cs.Int8ub),
     ),
@@ -261,10 +262,13 @@ DATA_ITEM = cs.Struct(
     "return_code" / cs.Int8ub,
     "transport_size" / cs.Int8ub,
     "length" / cs.Int16ub,
-    "data" / cs.Bytes(
-        lambda this: (this.length + 7) // 8
-        if this.transport_size in BIT_LENGTH_SIZES
-        else this.length
+    "data"
+    / cs.Bytes(
+        lambda this: (
+            (this.length + 7) // 8
+            if this.transport_size in BIT_LENGTH_SIZES
+            else this.length
+        )
     ),
 )
 
@@ -275,7 +279,8 @@ USERDATA_PARAMETER = cs.Struct(
     "type_and_group" / cs.Int8ub,
     "subfunction" / cs.Int8ub,
     "sequence_number" / cs.Int8ub,
-    "continuation" / cs.If(
+    "continuation"
+    / cs.If(
         lambda this: this.parameter_length >= 8,
         cs.Struct(
             "data_unit_reference" / cs.Int8ub,

@@ -65,22 +65,36 @@ _ACTIONS = {
     Function.PLC_STOP: "control",
 }
 # Functions only an engineering station sends.
-_ENGINEERING = frozenset({Function.REQUEST_DOWNLOAD, Function.DOWNLOAD_BLOCK,
-                          Function.DOWNLOAD_ENDED, Function.PI_SERVICE,
-                          Function.PLC_STOP})
+_ENGINEERING = frozenset(
+    {
+        Function.REQUEST_DOWNLOAD,
+        Function.DOWNLOAD_BLOCK,
+        Function.DOWNLOAD_ENDED,
+        Function.PI_SERVICE,
+        Function.PLC_STOP,
+    }
+)
 # PI services that change the program rather than the CPU state.
 _PROGRAM_PI = frozenset({"_INSE", "_DELE", "_MODU", "_GARB"})
 
 _USERDATA_ACTIONS = {
     (0x4, 0x01): "identify",
-    (0x7, 0x01): "read", (0x7, 0x03): "read", (0x7, 0x02): "write", (0x7, 0x04): "write",
+    (0x7, 0x01): "read", (0x7, 0x03): "read",
+    (0x7, 0x02): "write", (0x7, 0x04): "write",
     (0x5, 0x01): "session", (0x5, 0x02): "session",
     (0x1, 0x02): "read", (0x1, 0x10): "write",
     (0x1, 0x01): "diagnose", (0x1, 0x13): "diagnose", (0x1, 0x0E): "diagnose",
     (0x3, 0x01): "identify", (0x3, 0x02): "identify", (0x3, 0x03): "identify",
 }  # fmt: skip
-_USERDATA_GROUP_ACTIONS = {0x0: "control", 0x1: "diagnose", 0x2: "read",
-                           0x3: "identify", 0x4: "data", 0x6: "data", 0xF: "other"}
+_USERDATA_GROUP_ACTIONS = {
+    0x0: "control",
+    0x1: "diagnose",
+    0x2: "read",
+    0x3: "identify",
+    0x4: "data",
+    0x6: "data",
+    0xF: "other",
+}
 
 _CONNECTION_ROLES = {"PG": "engineering station", "OP": "HMI"}
 _PLC_IDENTITY = {"role": "PLC", "vendor": "Siemens"}
@@ -99,7 +113,9 @@ def _targets(items: list[dict[str, Any]]) -> tuple[Target, ...]:
         area = item.get("area")
         if area is None:
             for sub in item.get("areas", ()):
-                found.append(Target(f"DB{sub['db_number']}", sub["start"], sub["length"]))
+                found.append(
+                    Target(f"DB{sub['db_number']}", sub["start"], sub["length"])
+                )
             continue
         short = AREA_SHORT.get(area, f"area_0x{area:02x}")
         space = f"DB{item['db_number']}" if short in ("DB", "DI") else short
@@ -155,18 +171,35 @@ class S7commDissector(Dissector):
 
     # -- feeding --------------------------------------------------------------
 
-    def feed(self, data: bytes, to_server: bool, ts: float, frame: int) -> list[Message]:
+    def feed(
+        self, data: bytes, to_server: bool, ts: float, frame: int
+    ) -> list[Message]:
         out: list[Message] = []
         for unit in self.transports[to_server].feed(data):
             if type(unit) is Skipped:
-                out.append(self._message(to_server, ts, frame, "junk", None, "other",
-                                         {"skipped_bytes": unit.size}, status=malformed(
-                                             f"{unit.size} bytes are not TPKT: {unit.reason}")))
+                out.append(
+                    self._message(
+                        to_server,
+                        ts,
+                        frame,
+                        "junk",
+                        None,
+                        "other",
+                        {"skipped_bytes": unit.size},
+                        status=malformed(
+                            f"{unit.size} bytes are not TPKT: {unit.reason}"
+                        ),
+                    )
+                )
                 continue
             tpdu, user_data = unit
             if user_data is not None:
                 out.append(self._pdu(tpdu, user_data, to_server, ts, frame))
-            elif tpdu.code != TpduCode.DT or tpdu.error or "reassembly_error" in tpdu.fields:
+            elif (
+                tpdu.code != TpduCode.DT
+                or tpdu.error
+                or "reassembly_error" in tpdu.fields
+            ):
                 out.append(self._cotp(tpdu, to_server, ts, frame))
         return out
 
@@ -181,9 +214,18 @@ class S7commDissector(Dissector):
             left = transport.buffered
             if left:
                 transport.reset()
-                out.append(self._message(to_server, ts, frame, "truncated", None, "other",
-                                         {"buffered_bytes": left},
-                                         status=malformed(f"{left} bytes left in a partial unit")))
+                out.append(
+                    self._message(
+                        to_server,
+                        ts,
+                        frame,
+                        "truncated",
+                        None,
+                        "other",
+                        {"buffered_bytes": left},
+                        status=malformed(f"{left} bytes left in a partial unit"),
+                    )
+                )
         return out
 
     # -- COTP -----------------------------------------------------------------
@@ -201,8 +243,11 @@ class S7commDissector(Dissector):
                 fields["connection_type"] = kind
             if tpdu.code == TpduCode.CR:
                 role = _CONNECTION_ROLES.get(kind)
-                if kind == "S7_BASIC" and calling.get("connection_type") == "S7_BASIC" \
-                        and calling.get("slot"):
+                if (
+                    kind == "S7_BASIC"
+                    and calling.get("connection_type") == "S7_BASIC"
+                    and calling.get("slot")
+                ):
                     role = "PLC"  # a controller's own TSAP: S7 basic peer
                 if role:
                     self.client_role = role
@@ -213,20 +258,38 @@ class S7commDissector(Dissector):
         if "reassembly_error" in tpdu.fields:
             status = malformed(tpdu.fields["reassembly_error"])
         service = f"cotp_{tpdu.type_name.lower()}"
-        return self._message(to_server, ts, frame, service, tpdu.code, "session",
-                             fields, identity, status)
+        return self._message(
+            to_server,
+            ts,
+            frame,
+            service,
+            tpdu.code,
+            "session",
+            fields,
+            identity,
+            status,
+        )
 
     # -- S7comm PDUs ----------------------------------------------------------------
 
-    def _pdu(self, tpdu: Tpdu, pdu: bytes, to_server: bool, ts: float,
-             frame: int) -> Message:
+    def _pdu(
+        self, tpdu: Tpdu, pdu: bytes, to_server: bool, ts: float, frame: int
+    ) -> Message:
         fields: dict[str, Any] = {"tpkt_length": tpdu.tpkt_length, "cotp": tpdu.fields}
         findings: list[Finding] = []
         try:
             size = decode_header(pdu, fields)
         except DecodeError as exc:
-            return self._message(to_server, ts, frame, "unknown", None, "other", fields,
-                                 status=malformed(str(exc)))
+            return self._message(
+                to_server,
+                ts,
+                frame,
+                "unknown",
+                None,
+                "other",
+                fields,
+                status=malformed(str(exc)),
+            )
         rosctr = fields["rosctr"]
         param_end = size + fields["parameter_length"]
         data_end = param_end + fields["data_length"]
@@ -234,16 +297,31 @@ class S7commDissector(Dissector):
         data = pdu[param_end:data_end]
         error = None
         if data_end > len(pdu):
-            error = (f"parameter and data lengths ({fields['parameter_length']} + "
-                     f"{fields['data_length']}) run past the {len(pdu) - size}-byte body")
+            error = (
+                f"parameter and data lengths ({fields['parameter_length']} + "
+                f"{fields['data_length']}) run past the {len(pdu) - size}-byte body"
+            )
         elif data_end < len(pdu):
-            findings.append(Finding("trailing_bytes",
-                                    f"{len(pdu) - data_end} bytes after the data part"))
+            findings.append(
+                Finding(
+                    "trailing_bytes", f"{len(pdu) - data_end} bytes after the data part"
+                )
+            )
         if rosctr == Rosctr.USERDATA:
-            return self._userdata(fields, param, data, error, findings, to_server, ts, frame)
+            return self._userdata(
+                fields, param, data, error, findings, to_server, ts, frame
+            )
         if rosctr not in ROSCTR_NAMES:
-            return self._message(to_server, ts, frame, f"rosctr_{rosctr}", rosctr, "other",
-                                 fields, status=malformed(f"unknown ROSCTR {rosctr}"))
+            return self._message(
+                to_server,
+                ts,
+                frame,
+                f"rosctr_{rosctr}",
+                rosctr,
+                "other",
+                fields,
+                status=malformed(f"unknown ROSCTR {rosctr}"),
+            )
         try:
             decode_job_parameters(rosctr, param, data, fields)
         except DecodeError as exc:
@@ -256,11 +334,14 @@ class S7commDissector(Dissector):
             if len(self.pending) >= MAX_PENDING:
                 self.pending.pop(next(iter(self.pending)))
             self.pending[fields["pdu_reference"]] = fields
-            if function in _ENGINEERING:
-                identity["role"] = "engineering station"
-            elif self.client_role:
-                identity["role"] = self.client_role
-        else:
+        if not to_server:
+            # The PLC sends jobs too (it asks for each block of a download).
+            identity = dict(_PLC_IDENTITY)
+        elif function in _ENGINEERING:
+            identity["role"] = "engineering station"
+        elif self.client_role:
+            identity["role"] = self.client_role
+        if not request:
             asked = self.pending.pop(fields["pdu_reference"], None)
             if asked is not None and asked.get("function") == function:
                 if "items" in asked:
@@ -268,38 +349,64 @@ class S7commDissector(Dissector):
                 for key in ("filename", "block_type", "block_number", "pi_service"):
                     if key in asked:
                         fields.setdefault(key, asked[key])
-            identity = dict(_PLC_IDENTITY)
         if function is None:
             service = ROSCTR_NAMES[rosctr] if rosctr == Rosctr.ACK else "unknown"
             action = "other"
         else:
             service = FUNCTION_NAMES.get(function, f"function_0x{function:02x}")
             action = _ACTIONS.get(function, "other")
-            if function == Function.PI_SERVICE and fields.get("pi_service") in _PROGRAM_PI:
+            if (
+                function == Function.PI_SERVICE
+                and fields.get("pi_service") in _PROGRAM_PI
+            ):
                 action = "program"
         targets = _targets(fields["items"]) if "items" in fields else ()
         status = STATUS_OK
         if error:
             status = malformed(error)
         elif fields.get("error_class"):
-            status = Status("exception", fields["error_class"] << 8 | fields["error_code"],
-                            f"error_class_0x{fields['error_class']:02x}")
-        return self._message(to_server, ts, frame, service, function, action, fields,
-                             identity, status, targets, kind, findings)
+            status = Status(
+                "exception",
+                fields["error_class"] << 8 | fields["error_code"],
+                f"error_class_0x{fields['error_class']:02x}",
+            )
+        return self._message(
+            to_server,
+            ts,
+            frame,
+            service,
+            function,
+            action,
+            fields,
+            identity,
+            status,
+            targets,
+            kind,
+            findings,
+        )
 
     def _userdata(self, fields, param, data, error, findings, to_server, ts, frame):
         try:
             decode_userdata(param, data, fields)
         except DecodeError as exc:
-            return self._message(to_server, ts, frame, "userdata", None, "other", fields,
-                                 status=malformed(error or str(exc)))
+            return self._message(
+                to_server,
+                ts,
+                frame,
+                "userdata",
+                None,
+                "other",
+                fields,
+                status=malformed(error or str(exc)),
+            )
         group = fields["function_group"]
         sub = fields["subfunction"]
         utype = fields["type"]
         request = utype == 0x4
         kind = "request" if request else "response" if utype == 0x8 else "unsolicited"
         payload = data[4:]
-        identity: dict[str, Any] = {} if request else dict(_PLC_IDENTITY)
+        # The server of the flow is the PLC, whatever the userdata type says.
+        identity: dict[str, Any] = {} if to_server else dict(_PLC_IDENTITY)
         # Fragments of one answer share a data unit reference; join them.
         key = (group, sub, fields.get("data_unit_reference"), to_server)
         more = fields.get("last_data_unit") == 1 and fields.get("data_unit_reference")
@@ -319,30 +426,71 @@ class S7commDissector(Dissector):
                 fields["reassembled_fragments"] = len(held)
             if not error:
                 found, more_findings = decode_userdata_payload(fields, payload, request)
-                identity.update(found)
+                if not to_server:
+                    identity.update(found)
                 findings.extend(more_findings)
-        if request and self.client_role:
+        if to_server and self.client_role:
             identity["role"] = self.client_role
         service = userdata_service(group, sub)
         action = _USERDATA_ACTIONS.get((group, sub)) or _USERDATA_GROUP_ACTIONS.get(
-            group, "other")
+            group, "other"
+        )
         status = STATUS_OK
         if error:
             status = malformed(error)
         elif fields.get("userdata_error_code"):
             code = fields["userdata_error_code"]
             status = Status("exception", code, f"error_0x{code:04x}")
-        return self._message(to_server, ts, frame, service, group << 8 | sub, action,
-                             fields, identity, status, (), kind, findings)
+        return self._message(
+            to_server,
+            ts,
+            frame,
+            service,
+            group << 8 | sub,
+            action,
+            fields,
+            identity,
+            status,
+            (),
+            kind,
+            findings,
+        )
 
-    def _message(self, to_server: bool, ts: float, frame: int, service: str,
-                 code: int | None, action: str, fields: dict[str, Any],
-                 identity: dict[str, Any] | None = None, status: Status = STATUS_OK,
-                 targets: tuple = (), kind: str | None = None,
-                 findings: list[Finding] | None = None) -> Message:
+    def _message(
+        self,
+        to_server: bool,
+        ts: float,
+        frame: int,
+        service: str,
+        code: int | None,
+        action: str,
+        fields: dict[str, Any],
+        identity: dict[str, Any] | None = None,
+        status: Status = STATUS_OK,
+        targets: tuple = (),
+        kind: str | None = None,
+        findings: list[Finding] | None = None,
+    ) -> Message:
         src, dst = self.endpoints(to_server)
         if kind is None:
             kind = "request" if to_server else "response"
-        return _new(Message, (ts, frame, self.flow.flow_id, src, dst, PROTOCOL, kind,
-                              service, code, action, targets, fields, identity or {},
-                              status, tuple(findings or ())))
+        return _new(
+            Message,
+            (
+                ts,
+                frame,
+                self.flow.flow_id,
+                src,
+                dst,
+                PROTOCOL,
+                kind,
+                service,
+                code,
+                action,
+                targets,
+                fields,
+                identity or {},
+                status,
+                tuple(findings or ()),
+            ),
+        )

@@ -43,9 +43,10 @@ MODULE_IDENTIFICATION = {
 
 CPU_MODES = {
     0x0: "unknown", 0x1: "stop_update", 0x2: "stop_memory_reset",
-    0x3: "stop_self_initialization", 0x4: "stop_internal", 0x5: "startup_complete_restart",
-    0x6: "startup_cold_restart", 0x7: "startup_restart", 0x8: "run", 0x9: "run_redundant",
-    0xA: "halt", 0xB: "link_up", 0xC: "update", 0xD: "defective", 0xE: "error_search",
+    0x3: "stop_self_initialization", 0x4: "stop_internal",
+    0x5: "startup_complete_restart", 0x6: "startup_cold_restart",
+    0x7: "startup_restart", 0x8: "run", 0x9: "run_redundant", 0xA: "halt",
+    0xB: "link_up", 0xC: "update", 0xD: "defective", 0xE: "error_search",
     0xF: "no_power",
 }  # fmt: skip
 
@@ -101,31 +102,34 @@ def _version(version: int, release: int) -> str:
 def _module_identification(records: list[bytes]) -> tuple[list, dict[str, Any]]:
     decoded, identity = [], {}
     for rec in records:
-        if len(rec) < 28:
+        if len(rec) < 22:
             decoded.append({"raw": rec.hex()})
             continue
         index = rec[0] << 8 | rec[1]
         order_number = _text(rec[2:22])
-        module_type_id = rec[22] << 8 | rec[23]
-        version = rec[24] << 8 | rec[25]
-        release = rec[26] << 8 | rec[27]
-        item = {
-            "index": index, "name": MODULE_IDENTIFICATION.get(index),
-            "order_number": order_number, "module_type_id": module_type_id,
-            "version": version, "release": release,
-        }  # fmt: skip
+        item: dict[str, Any] = {
+            "index": index,
+            "name": MODULE_IDENTIFICATION.get(index),
+            "order_number": order_number,
+        }
+        # Some emulators send records shorter than the 28 bytes of the list;
+        # the order number is still there, the versions may not be.
+        complete = len(rec) >= 28
+        if complete:
+            version = rec[24] << 8 | rec[25]
+            release = rec[26] << 8 | rec[27]
+            item["module_type_id"] = rec[22] << 8 | rec[23]
+            item["version"] = version
+            item["release"] = release
         decoded.append(item)
-        if index == 0x0001 and order_number:
-            identity["order_number"] = order_number
+        if index in (0x0001, 0x0006) and order_number:
+            identity.setdefault("order_number", order_number)
             family = product_family(order_number)
             if family:
-                identity["product_family"] = family
-            identity.setdefault("hardware_version", str(version))
-        elif index == 0x0006:
-            if order_number and "order_number" not in identity:
-                identity["order_number"] = order_number
-            identity["hardware_version"] = str(version)
-        elif index == 0x0007:
+                identity.setdefault("product_family", family)
+            if complete:
+                identity["hardware_version"] = str(version)
+        elif index == 0x0007 and complete:
             identity["firmware"] = _version(version, release)
     return decoded, identity
 
@@ -144,8 +148,18 @@ def _component_identification(records: list[bytes]) -> tuple[list, dict[str, Any
         else:
             value = _text(rec[2:])
             item["value"] = value
-            if name in ("station_name", "module_name", "plant_id", "serial_number",
-                        "module_type", "copyright") and value:
+            if (
+                name
+                in (
+                    "station_name",
+                    "module_name",
+                    "plant_id",
+                    "serial_number",
+                    "module_type",
+                    "copyright",
+                )
+                and value
+            ):
                 identity[name] = value
         decoded.append(item)
     return decoded, identity
@@ -158,12 +172,15 @@ def _mode(records: list[bytes]) -> tuple[list, dict[str, Any]]:
             decoded.append({"raw": rec.hex()})
             continue
         bzu = rec[3]
-        decoded.append({
-            "event_id": rec[0] << 8 | rec[1],
-            "requested_mode": CPU_MODES.get(bzu & 0x0F),
-            "previous_mode": CPU_MODES.get(bzu >> 4),
-            "startup_info": rec[8:12].hex(),
-        })
+        decoded.append(
+            {
+                "event_id": rec[0] << 8 | rec[1],
+                "mode_transition": bzu,
+                "requested_mode": CPU_MODES.get(bzu & 0x0F),
+                "previous_mode": CPU_MODES.get(bzu >> 4),
+                "startup_info": rec[8:12].hex(),
+            }
+        )
     return decoded, {}
 
 
@@ -174,14 +191,17 @@ def _protection(records: list[bytes]) -> tuple[list, dict[str, Any]]:
             decoded.append({"raw": rec.hex()})
             continue
         words = [rec[i] << 8 | rec[i + 1] for i in range(0, 12, 2)]
-        decoded.append({
-            "index": words[0],
-            "key_switch_protection_level": words[1],
-            "assigned_protection_level": words[2],
-            "valid_protection_level": words[3],
-            "mode_selector": MODE_SELECTOR.get(words[4], words[4]),
-            "startup_switch": words[5],
-        })
+        decoded.append(
+            {
+                "index": words[0],
+                "key_switch_protection_level": words[1],
+                "assigned_protection_level": words[2],
+                "valid_protection_level": words[3],
+                "mode_selector": words[4],
+                "mode_selector_name": MODE_SELECTOR.get(words[4]),
+                "startup_switch": words[5],
+            }
+        )
     return decoded, {}
 
 
@@ -203,7 +223,11 @@ def decode_szl(data: bytes) -> tuple[dict[str, Any], dict[str, Any], list[Findin
     """
     findings: list[Finding] = []
     if len(data) < 4:
-        return {"raw": data.hex()}, {}, [Finding("szl_truncated", "SZL header cut short")]
+        return (
+            {"raw": data.hex()},
+            {},
+            [Finding("szl_truncated", "SZL header cut short")],
+        )
     szl_id = data[0] << 8 | data[1]
     index = data[2] << 8 | data[3]
     fields: dict[str, Any] = {"szl_id": szl_id, "szl_index": index}
@@ -219,16 +243,20 @@ def decode_szl(data: bytes) -> tuple[dict[str, Any], dict[str, Any], list[Findin
         if body:
             fields["raw"] = body.hex()
         if count and not length:
-            findings.append(Finding("szl_zero_record_length",
-                                    f"{count} records of length 0"))
+            findings.append(
+                Finding("szl_zero_record_length", f"{count} records of length 0")
+            )
         fields["records"] = []
         return fields, {}, findings
     available = len(body) // length
     if count > available:
-        findings.append(Finding(
-            "szl_count_exceeds_data",
-            f"SZL claims {count} records of {length} bytes, {len(body)} bytes present",
-        ))
+        findings.append(
+            Finding(
+                "szl_count_exceeds_data",
+                f"SZL claims {count} records of {length} bytes, "
+                f"{len(body)} bytes present",
+            )
+        )
     taken = min(count, available, MAX_RECORDS)
     records = [body[i * length : (i + 1) * length] for i in range(taken)]
     partial = szl_id & 0xFF

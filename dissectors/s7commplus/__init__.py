@@ -94,7 +94,8 @@ _ACTIONS = {
     FunctionCode.SET_MULTI_VARIABLES: "write", FunctionCode.GET_MULTI_VARIABLES: "read",
     FunctionCode.BEGIN_SEQUENCE: "program", FunctionCode.END_SEQUENCE: "program",
     FunctionCode.INVOKE: "control", FunctionCode.SET_VAR_SUB_STREAMED: "write",
-    FunctionCode.GET_VAR_SUB_STREAMED: "read", FunctionCode.GET_VARIABLES_ADDRESS: "read",
+    FunctionCode.GET_VAR_SUB_STREAMED: "read",
+    FunctionCode.GET_VARIABLES_ADDRESS: "read",
     FunctionCode.ABORT: "session", FunctionCode.ERROR: "other",
     FunctionCode.INIT_SSL: "session",
 }  # fmt: skip
@@ -137,9 +138,13 @@ def plc_identity(strings: list[str]) -> dict[str, Any]:
     return {}
 
 
-def decode_pdu(pdu: bytes) -> tuple[dict[str, Any], str | None]:
+def decode_pdu(
+    pdu: bytes, continuation: bool = False
+) -> tuple[dict[str, Any], str | None]:
     """Decode an S7comm-plus PDU's header, integrity part and data header.
 
+    ``continuation`` says the previous PDU of this direction had no trailer,
+    so this one carries the rest of its data and no opcode of its own.
     Returns ``(fields, error)``; ``error`` is None or why the PDU is bad.
     """
     fields: dict[str, Any] = {}
@@ -153,15 +158,23 @@ def decode_pdu(pdu: bytes) -> tuple[dict[str, Any], str | None]:
     fields["data_length"] = length
     end = 4 + length
     if end > len(pdu):
-        return fields, f"data length {length} runs past the {len(pdu) - 4} bytes present"
+        return (
+            fields,
+            f"data length {length} runs past the {len(pdu) - 4} bytes present",
+        )
     trailer = pdu[end : end + 4]
     fields["has_trailer"] = len(trailer) == 4 and trailer[0] == PROTOCOL_ID
     pos = 4
-    if version in (Version.V2, Version.V3) and length >= 1 + DIGEST_SIZE and \
-            pdu[pos] == DIGEST_SIZE:
+    if (
+        version in (Version.V2, Version.V3)
+        and length >= 1 + DIGEST_SIZE
+        and pdu[pos] == DIGEST_SIZE
+    ):
         fields["integrity_digest"] = pdu[pos + 1 : pos + 1 + DIGEST_SIZE].hex()
         pos += 1 + DIGEST_SIZE
-    if version not in (Version.V1, Version.V2, Version.V3):
+    if continuation:
+        fields["continuation"] = True
+    if version not in (Version.V1, Version.V2, Version.V3) or continuation:
         fields["body"] = pdu[pos:end].hex()
         return fields, None
     if end - pos < 9:
@@ -169,6 +182,14 @@ def decode_pdu(pdu: bytes) -> tuple[dict[str, Any], str | None]:
         return fields, None
     opcode = pdu[pos]
     fields["opcode"] = opcode
+    if opcode == Opcode.NOTIFICATION:
+        # A notification names its subscription object, not a function.
+        fields["subscription_object_id"] = int.from_bytes(pdu[pos + 1 : pos + 5], "big")
+        fields["body"] = pdu[pos + 5 : min(end, pos + 1024)].hex()
+        return fields, None
+    if opcode not in (Opcode.REQUEST, Opcode.RESPONSE, Opcode.RESPONSE2):
+        fields["body"] = pdu[pos + 1 : min(end, pos + 1024)].hex()
+        return fields, None
     fields["function"] = pdu[pos + 3] << 8 | pdu[pos + 4]
     fields["sequence_number"] = pdu[pos + 7] << 8 | pdu[pos + 8]
     pos += 9
@@ -200,6 +221,8 @@ class S7commPlusDissector(Dissector):
         self.transports = {True: IsoTransport(), False: IsoTransport()}
         self.client_role: str | None = None
         self.tls = False
+        # Per direction: the last PDU had no trailer, so the next continues it.
+        self.continuing = {True: False, False: False}
         self.tls_records = 0
 
     @classmethod
@@ -215,15 +238,34 @@ class S7commPlusDissector(Dissector):
             return True
         if code == TpduCode.CC:
             return False
+        start = 5 + data[4]
+        # A V1 to V3 PDU without integrity part: the opcode follows the header.
+        if code == TpduCode.DT and data[start : start + 1] == b"\x72":
+            opcode = data[start + 4 : start + 5]
+            if data[start + 1 : start + 2] == b"\x01" and opcode == b"\x31":
+                return True
+            if data[start + 1 : start + 2] == b"\x01" and opcode == b"\x32":
+                return False
         return None
 
-    def feed(self, data: bytes, to_server: bool, ts: float, frame: int) -> list[Message]:
+    def feed(
+        self, data: bytes, to_server: bool, ts: float, frame: int
+    ) -> list[Message]:
         out: list[Message] = []
         for unit in self.transports[to_server].feed(data):
             if type(unit) is Skipped:
-                out.append(self._message(to_server, ts, frame, "junk", None, "other",
-                                         {"skipped_bytes": unit.size},
-                                         status=malformed(f"{unit.size} bytes are not TPKT")))
+                out.append(
+                    self._message(
+                        to_server,
+                        ts,
+                        frame,
+                        "junk",
+                        None,
+                        "other",
+                        {"skipped_bytes": unit.size},
+                        status=malformed(f"{unit.size} bytes are not TPKT"),
+                    )
+                )
                 continue
             tpdu, user_data = unit
             if user_data is not None:
@@ -242,9 +284,18 @@ class S7commPlusDissector(Dissector):
             left = transport.buffered
             if left:
                 transport.reset()
-                out.append(self._message(to_server, ts, frame, "truncated", None, "other",
-                                         {"buffered_bytes": left},
-                                         status=malformed(f"{left} bytes left in a partial unit")))
+                out.append(
+                    self._message(
+                        to_server,
+                        ts,
+                        frame,
+                        "truncated",
+                        None,
+                        "other",
+                        {"buffered_bytes": left},
+                        status=malformed(f"{left} bytes left in a partial unit"),
+                    )
+                )
         return out
 
     def _cotp(self, tpdu: Tpdu, to_server: bool, ts: float, frame: int) -> Message:
@@ -262,25 +313,53 @@ class S7commPlusDissector(Dissector):
             else:
                 identity = {"role": "PLC", "vendor": "Siemens"}
         status = STATUS_OK if tpdu.error is None else malformed(tpdu.error)
-        return self._message(to_server, ts, frame, f"cotp_{tpdu.type_name.lower()}",
-                             tpdu.code, "session", fields, identity, status)
+        return self._message(
+            to_server,
+            ts,
+            frame,
+            f"cotp_{tpdu.type_name.lower()}",
+            tpdu.code,
+            "session",
+            fields,
+            identity,
+            status,
+        )
 
-    def _pdu(self, tpdu: Tpdu, pdu: bytes, to_server: bool, ts: float,
-             frame: int) -> Message:
+    def _pdu(
+        self, tpdu: Tpdu, pdu: bytes, to_server: bool, ts: float, frame: int
+    ) -> Message:
         if pdu[:1] and pdu[0] in _TLS_RECORD_TYPES and pdu[1:2] == b"\x03":
             self.tls = True
             self.tls_records += 1
-            fields = {"tls_record_type": pdu[0], "tls_records": self.tls_records,
-                      "length": len(pdu)}
-            return self._message(to_server, ts, frame, "tls_record", None, "session",
-                                 fields, self._sender_identity(to_server, {}))
-        fields, error = decode_pdu(pdu)
+            fields = {
+                "tls_record_type": pdu[0],
+                "tls_records": self.tls_records,
+                "length": len(pdu),
+            }
+            return self._message(
+                to_server,
+                ts,
+                frame,
+                "tls_record",
+                None,
+                "session",
+                fields,
+                self._sender_identity(to_server, {}),
+            )
+        fields, error = decode_pdu(pdu, self.continuing[to_server])
+        version = fields.get("protocol_version")
+        if version in (Version.V1, Version.V2, Version.V3) and error is None:
+            self.continuing[to_server] = not fields.get("has_trailer")
         fields["tpkt_length"] = tpdu.tpkt_length
         function = fields.get("function")
         opcode = fields.get("opcode")
         if function is not None:
             service = _FUNCTION_NAMES.get(function, f"function_0x{function:04x}")
             action = _ACTIONS.get(function, "other")
+        elif opcode == Opcode.NOTIFICATION:
+            service, action = "notification", "data"
+        elif fields.get("continuation"):
+            service, action = "continuation", "data"
         elif "protocol_version" in fields:
             service = f"version_0x{fields['protocol_version']:02x}"
             action = "other"
@@ -298,8 +377,18 @@ class S7commPlusDissector(Dissector):
         if strings and not to_server:
             identity.update(plc_identity(strings))
         status = STATUS_OK if error is None else malformed(error)
-        return self._message(to_server, ts, frame, service, function, action, fields,
-                             self._sender_identity(to_server, identity), status, kind)
+        return self._message(
+            to_server,
+            ts,
+            frame,
+            service,
+            function,
+            action,
+            fields,
+            self._sender_identity(to_server, identity),
+            status,
+            kind,
+        )
 
     def _sender_identity(self, to_server: bool, identity: dict[str, Any]) -> dict:
         if to_server:
@@ -310,11 +399,39 @@ class S7commPlusDissector(Dissector):
             identity.setdefault("vendor", "Siemens")
         return identity
 
-    def _message(self, to_server, ts, frame, service, code, action, fields,
-                 identity=None, status: Status = STATUS_OK, kind=None) -> Message:
+    def _message(
+        self,
+        to_server,
+        ts,
+        frame,
+        service,
+        code,
+        action,
+        fields,
+        identity=None,
+        status: Status = STATUS_OK,
+        kind=None,
+    ) -> Message:
         src, dst = self.endpoints(to_server)
         if kind is None:
             kind = "request" if to_server else "response"
-        return _new(Message, (ts, frame, self.flow.flow_id, src, dst, PROTOCOL, kind,
-                              service, code, action, (), fields, identity or {}, status,
-                              ()))
+        return _new(
+            Message,
+            (
+                ts,
+                frame,
+                self.flow.flow_id,
+                src,
+                dst,
+                PROTOCOL,
+                kind,
+                service,
+                code,
+                action,
+                (),
+                fields,
+                identity or {},
+                status,
+                (),
+            ),
+        )
