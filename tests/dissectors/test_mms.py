@@ -516,3 +516,32 @@ def test_mid_association_capture_is_still_decoded_as_mms() -> None:
 def test_rnrp_probe_rejects_other_udp() -> None:
     dns_like = bytes.fromhex("0102010000010000000000000377777700")
     assert not RnrpDissector.probe(dns_like, True)
+
+
+@st.composite
+def nested_data(draw, depth: int = 0) -> bytes:
+    """A Data value of random depth, each structure with a definite or indefinite
+    length, in short or long form."""
+    if depth > 40 or draw(st.integers(0, 2)) == 0:
+        return b"\x85\x01" + bytes([draw(st.integers(0, 255))])
+    items = b"".join(draw(st.lists(nested_data(depth + 1), min_size=1, max_size=2)))
+    form = draw(st.sampled_from(["short", "long", "indefinite"]))
+    if form == "indefinite":
+        return b"\xa2\x80" + items + b"\x00\x00"
+    if form == "long" or len(items) > 127:
+        return b"\xa2\x84" + len(items).to_bytes(4, "big") + items
+    return bytes([0xA2, len(items)]) + items
+
+
+@settings(max_examples=200, deadline=None)
+@given(nested_data(), st.integers(0, 400))
+def test_nested_data_decodes_or_is_refused_never_crashes(blob: bytes, cut: int) -> None:
+    for candidate in (blob, blob[:cut]):
+        try:
+            ident, start, stop, _ = header(candidate, 0, len(candidate))
+            data(candidate, ident, start, stop)
+        except BerError:
+            pass
+    read = _tlv(0xA1, b"\x02\x01\x01" + _tlv(0xA4, _tlv(0xA1, blob)))
+    [message] = MmsDissector(_flow()).feed(_tpkt(_dt(read)), False, 0.0, 1)
+    assert message.status.state in ("ok", "malformed")
