@@ -127,6 +127,20 @@ _ENGINEERING = _PROGRAM | frozenset(
     {"file_open", "obtain_file", "file_delete", "file_rename", "delete_domain"}
 )
 _SETTING_FCS = frozenset({"SP", "SG", "SE", "CF"})
+# Object names IEC 60870-6-503 (TASE.2) defines in every ICCP server.
+_TASE2_NAMES = frozenset(
+    {
+        "Bilateral_Table_ID",
+        "TASE2_Version",
+        "Supported_Features",
+        "Transfer_Set_Name",
+        "DSConditions_Detected",
+        "Next_DSTransfer_Set",
+        "Transfer_Report_ACK",
+        "Transfer_Report_NACK",
+        "Event_Enrollment",
+    }
+)
 _BROWSING = frozenset({"get_name_list", "get_variable_access_attributes"})
 _REQUEST_PDUS = frozenset({0, 5, 8, 11})
 _RESPONSE_PDUS = frozenset({1, 2, 6, 7, 9, 10, 12, 13, 4})
@@ -601,8 +615,12 @@ class MmsDissector(Dissector):
                 self.server_role = found["role"]
             server_identity.update(found)
         if code == 1 and service == "get_name_list":
-            for name in mms.get("list_of_identifier", ())[:4096]:
-                self._note_class(name.split("$", 1)[0], server_identity)
+            names = mms.get("list_of_identifier", ())[:4096]
+            for name in names:
+                if iec61850.looks_like_61850(name):
+                    self._note_class(name.split("$", 1)[0], server_identity)
+            if any(name in _TASE2_NAMES for name in names):
+                self._control_centre(server_identity)
         if code == 1 and service == "get_variable_access_attributes" and request:
             key = (
                 request.get("domain_id", ""),
@@ -618,7 +636,10 @@ class MmsDissector(Dissector):
                 item = spec.get("item_id")
                 if item is None or "failure" in value:
                     continue
-                self._note_class(item.split("$", 1)[0], server_identity)
+                if iec61850.looks_like_61850(item):
+                    self._note_class(item.split("$", 1)[0], server_identity)
+                elif item in _TASE2_NAMES:
+                    self._control_centre(server_identity)
                 if "PhyNam" in item or "NamPlt" in item or item.endswith("$DC"):
                     type_spec = self._type_of(spec.get("domain_id", ""), item)
                     if type_spec is not None:
@@ -659,6 +680,13 @@ class MmsDissector(Dissector):
             if type_spec is not None:
                 return iec61850.type_at(type_spec, parts[cut:])
         return None
+
+    def _control_centre(self, identity: dict[str, Any]) -> None:
+        # ICCP / TASE.2 (IEC 60870-6) objects: the server is a control centre,
+        # claimed on each such answer so that it outweighs the first guess.
+        self.server_role = "SCADA"
+        identity["role"] = "SCADA"
+        identity["function"] = "ICCP (TASE.2) data exchange"
 
     def _note_class(self, ln_name: str, identity: dict[str, Any]) -> None:
         split = iec61850.split_logical_node(ln_name)
