@@ -49,6 +49,8 @@ PROTOCOL = "mms"
 MAX_PENDING = 256
 MAX_TYPES = 1024
 MAX_FUNCTIONS = 32
+# One answer in this many repeats the server's function list (see _learn).
+FUNCTION_CLAIM_EVERY = 8
 
 _READ = frozenset(
     {
@@ -220,6 +222,8 @@ class MmsDissector(Dissector):
         self.types: dict[tuple[str, str], Any] = {}
         self.functions: set[str] = set()
         self.plate: dict[str, str] = {}
+        self.speaks_61850 = False
+        self.answers = 0
         self.server_role: str | None = None
         self.client_role: str | None = None
 
@@ -616,8 +620,13 @@ class MmsDissector(Dissector):
             server_identity.update(found)
         if code == 1 and service == "get_name_list":
             names = mms.get("list_of_identifier", ())[:4096]
+            # Bare logical-node names count once the server has shown itself
+            # IEC 61850 (or this answer has 61850-shaped names beside them).
+            trusted = self.speaks_61850 or any(
+                iec61850.looks_like_61850(name) for name in names
+            )
             for name in names:
-                if iec61850.looks_like_61850(name):
+                if trusted or iec61850.looks_like_61850(name):
                     self._note_class(name.split("$", 1)[0], server_identity)
             if any(name in _TASE2_NAMES for name in names):
                 self._control_centre(server_identity)
@@ -636,7 +645,7 @@ class MmsDissector(Dissector):
                 item = spec.get("item_id")
                 if item is None or "failure" in value:
                     continue
-                if iec61850.looks_like_61850(item):
+                if self.speaks_61850 or iec61850.looks_like_61850(item):
                     self._note_class(item.split("$", 1)[0], server_identity)
                 elif item in _TASE2_NAMES:
                     self._control_centre(server_identity)
@@ -661,10 +670,13 @@ class MmsDissector(Dissector):
                 if "role" in found:
                     self.server_role = found["role"]
                 server_identity.update(plate)
-        if self.functions and code == 1 and service in _BROWSING:
-            # Repeated on every answer, so that the fullest list is the claim
-            # seen most often once the browsing is done.
-            server_identity["function"] = ", ".join(sorted(self.functions))
+        if self.functions and code == 1:
+            self.answers += 1
+            if service in _BROWSING or self.answers % FUNCTION_CLAIM_EVERY == 0:
+                # Repeated (on browsing answers and every few others) so that
+                # the fullest list becomes the claim seen most often once the
+                # browsing is done; each change is claimed when it happens.
+                server_identity["function"] = ", ".join(sorted(self.functions))
         if (
             self.server_role
             and "role" not in server_identity
@@ -693,6 +705,7 @@ class MmsDissector(Dissector):
         ln_class = split.get("ln_class")
         if not ln_class:
             return
+        self.speaks_61850 = True
         if self.server_role != "IED" and self.server_role is None:
             self.server_role = "IED"
             identity["role"] = "IED"
