@@ -575,6 +575,10 @@ class MmsDissector(Dissector):
                 if self.client_role != "engineering station":
                     self.client_role = "engineering station"
                     identity["role"] = "engineering station"
+            if self.client_role == "engineering station":
+                # Claimed on every later request, so that it outweighs the
+                # "SCADA" claim made before the client showed its work.
+                identity["role"] = "engineering station"
         return self._message(
             to_server,
             ts,
@@ -601,7 +605,9 @@ class MmsDissector(Dissector):
         identity: dict[str, Any],
     ) -> None:
         """Server facts: identify answers, types, name plates, node classes."""
-        if code == 8 and to_server and self.client_role is None:
+        if code in (0, 8) and to_server and self.client_role is None:
+            # The initiator (or, caught mid-association, the first requester)
+            # is a SCADA client until what it does says otherwise.
             self.client_role = "SCADA"
             identity["role"] = "SCADA"
         if code not in (1, 9):

@@ -545,3 +545,9 @@ def test_nested_data_decodes_or_is_refused_never_crashes(blob: bytes, cut: int) 
     read = _tlv(0xA1, b"\x02\x01\x01" + _tlv(0xA4, _tlv(0xA1, blob)))
     [message] = MmsDissector(_flow()).feed(_tpkt(_dt(read)), False, 0.0, 1)
     assert message.status.state in ("ok", "malformed")
+
+
+def test_a_client_that_writes_settings_is_an_engineering_station() -> None:
+    assets = otdpi.build_inventory([FIXTURES / "mms_libiec61850.pcap"]).assets()
+    client = next(a for a in assets if "127.0.0.1" in a["ips"])
+    assert client["role"] == "engineering station"  # it wrote XCBR1$CF$Pos$ctlModel
