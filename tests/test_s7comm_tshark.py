@@ -1,16 +1,16 @@
 """Checks that our S7comm dissector agrees with tshark on every frame both decode.
 
 For each capture (the fixtures, every public capture under
-``../shared/captures/s7comm`` and the S7comm flows inside
-``../shared/captures/s7commplus``), tshark and ``otdpi.read`` decode the same
-file. tshark's layers of a frame are grouped into units, one per ``tpkt``
-layer, each with the ``cotp`` and ``s7comm`` layers that follow it; units with
-an ``s7comm`` layer, and COTP connection requests and confirms, are kept (a
-COTP DT segment that does not end a PDU is no unit on either side). Our
-S7comm messages of the frame are paired with them in stream order (the CR
-and CC of S7comm-plus flows, whose TSAP is a "SIMATIC-..." name, belong to
-the other dissector and are left out). A frame
-agrees when it holds as many units on both sides and every compared field is
+``../shared/captures/s7comm`` and the S7comm flows of the captures filed
+elsewhere that hold some, :data:`ELSEWHERE`), tshark and ``otdpi.read``
+decode the same file. tshark's layers of a frame are grouped into units, one
+per ``tpkt`` layer, each with the ``cotp`` and ``s7comm`` layers that follow
+it. Units with an ``s7comm`` layer, and COTP connection requests and
+confirms, are kept (a COTP DT segment that does not end a PDU is no unit on
+either side; the CR and CC of S7comm-plus flows, whose TSAP is a
+"SIMATIC-..." name, belong to the other dissector). Our S7comm messages of
+the frame are paired with them in stream order. A frame agrees when it
+holds as many units on both sides and every compared field is
 equal; the test fails below 99.9 % and lists every differing frame.
 
 What is compared
@@ -21,7 +21,8 @@ Always: ``tpkt.length``, ``cotp.type``, and for S7comm units the header
 (:func:`our_view` lists them by tshark name): COTP EOT, references, TSAPs and
 TPDU size; setup communication; item count, the syntax id of every item and
 transport size, length, DB number, area, byte and bit address of S7ANY items;
-return code, transport size and length of data items; the userdata
+return code, transport size and length of data items; the values of
+read and write items (``s7comm.resp.data``); the userdata
 parameter and data header (tshark's first return code, transport size and
 length of a userdata unit); data item lengths in bytes, as tshark shows
 them; SZL id, index, record length and count, order numbers of SZL 0x0011,
@@ -54,14 +55,21 @@ from otdpi.message import Message
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "captures"
+# Captures filed under other protocols that hold S7comm flows too.
+ELSEWHERE = (
+    "s7commplus/icsnpp_s7comm_plus.pcap",
+    "s7commplus/agentcarter_teb_mixed.pcapng",
+    "attacks/qut_s7_changelowerthreshold_master.pcap",
+    "attacks/qut_s7_changeupperthreshold_master.pcap",
+    "attacks/qut_s7_conveyorbelton_flooding_hmi.pcap",
+    "attacks/qut_s7_watertankonmanu_flooding_master.pcap",
+    "modbus/iti_mb2_mixed_ot.pcap",
+    "modbus/agentcarter_mixed_ot_1.pcapng",
+)
 CAPTURES = sorted(
     [*REPO.joinpath("fixtures").glob("s7comm*.pcap*")]
     + [*(SHARED / "s7comm").glob("*.pcap*")]
-    + [
-        p
-        for p in (SHARED / "s7commplus").glob("*.pcap*")
-        if p.name in ("icsnpp_s7comm_plus.pcap", "agentcarter_teb_mixed.pcapng")
-    ]
+    + [SHARED / name for name in ELSEWHERE if (SHARED / name).exists()]
 )
 MIN_AGREEMENT = 0.999
 MIN_SHARE_COMPARED = 0.9
@@ -84,6 +92,9 @@ USERDATA_HEAD_FIELDS = (
     "s7comm.data.transportsize",
     "s7comm.data.length",
 )
+
+# Fields that are bytes whatever they look like ("01" is one byte, not 1).
+BYTES_FIELDS = frozenset({"s7comm.resp.data"})
 
 needs_tshark = pytest.mark.skipif(not tshark_oracle.available(), reason="no tshark")
 
@@ -112,9 +123,17 @@ def tshark_units(frame: tshark_oracle.Frame) -> tuple[list[dict[str, list]], boo
                 units[-1].setdefault(key, []).extend(values)
     kept = [u for u in units if "s7comm" in u["_layers"] or _s7_connect(u)]
     return [
-        {k: [_value(v) for v in vs] for k, vs in u.items() if k != "_layers"}
+        {
+            k: [_bytes(v) if k in BYTES_FIELDS else _value(v) for v in vs]
+            for k, vs in u.items()
+            if k != "_layers"
+        }
         for u in kept
     ], malformed
+
+
+def _bytes(text: str) -> str:
+    return text.replace(":", "").lower()
 
 
 def _s7_connect(unit: dict[str, list]) -> bool:
@@ -184,6 +203,8 @@ def our_view(m: Message) -> dict[str, list]:
             view[name] = [_value(value) if isinstance(value, str) else value]
     if "parameter_head" in f:
         view["s7comm.param.userdata.head"] = [int(f["parameter_head"], 16)]
+    if f.get("rosctr") == 7 and f.get("data_items"):
+        view["userdata_items"] = []  # a marker for compare(), never in tshark
     items = f.get("items") if m.kind == "request" else None
     if items:
         view["s7comm.param.item.syntaxid"] = [i["syntax_id"] for i in items]
@@ -203,8 +224,18 @@ def our_view(m: Message) -> dict[str, list]:
                     view[f"s7comm.param.item.{name}"] = values
     data_items = f.get("data_items")
     if data_items:
-        view["s7comm.data.returncode"] = [i["return_code"] for i in data_items]
         sized = [i for i in data_items if "length" in i]
+        if f.get("rosctr") == 7:
+            # Cyclic data: the userdata data header comes first in tshark's lists.
+            head = [
+                {
+                    "return_code": f["return_code"],
+                    "transport_size": f["transport_size"],
+                    "length": f["userdata_length"],
+                }
+            ]
+            data_items, sized = head + data_items, head + sized
+        view["s7comm.data.returncode"] = [i["return_code"] for i in data_items]
         if sized:
             view["s7comm.data.transportsize"] = [i["transport_size"] for i in sized]
             # tshark shows the length in bytes where the wire counts bits.
@@ -214,6 +245,10 @@ def our_view(m: Message) -> dict[str, list]:
                 else i["length"]
                 for i in sized
             ]
+    if data_items and f.get("rosctr") in (1, 3) and f.get("function") in (4, 5):
+        values = [i["data"] for i in data_items if i.get("data")]
+        if values:
+            view["s7comm.resp.data"] = values
     if "szl_id" in f and f["szl_id"] is not None and not f.get("fragment"):
         view["s7comm.data.userdata.szl_id"] = [f["szl_id"]]
         view["s7comm.data.userdata.szl_index"] = [f["szl_index"]]
@@ -238,7 +273,9 @@ def our_view(m: Message) -> dict[str, list]:
         ):
             view[f"s7comm.szl.0132.0004.{name}"] = [r[key] for r in records]
     if "blocks" in f:
-        view["s7comm.blockinfo.blocktype"] = [_value(b["block_type"]) for b in f["blocks"]]
+        view["s7comm.blockinfo.blocktype"] = [
+            _value(b["block_type"]) for b in f["blocks"]
+        ]
         view["s7comm.blockinfo.block_count"] = [b["block_count"] for b in f["blocks"]]
     if f.get("rosctr") in (1, 3) and f.get("function") in range(0x1A, 0x20):
         for key, name in (
@@ -279,7 +316,7 @@ def compare(theirs: dict[str, list], ours: dict[str, list]) -> list[str]:
             continue
         mine = [v.rstrip() if isinstance(v, str) else v for v in value]
         seen = theirs[key]
-        if userdata and key in USERDATA_HEAD_FIELDS:
+        if userdata and key in USERDATA_HEAD_FIELDS and "userdata_items" not in ours:
             seen = seen[:1]  # the data header; tshark adds the items inside
         if seen != mine:
             diffs.append(f"{key}: tshark {theirs[key]} ours {mine}")

@@ -74,9 +74,8 @@ def decode_header(pdu: bytes, fields: dict[str, Any]) -> int:
 # --- job and ack-data ------------------------------------------------------------
 
 
-def _request_items(param: bytes, count: int) -> list[dict[str, Any]]:
+def _request_items(param: bytes, count: int, pos: int = 2) -> list[dict[str, Any]]:
     items = []
-    pos = 2
     for number in range(min(count, MAX_ITEMS)):
         if pos + 2 > len(param):
             raise DecodeError(f"item {number + 1} header past the parameter end")
@@ -331,12 +330,26 @@ def decode_userdata_payload(
             fields["destination_filesystem"] = text[7]
         elif len(payload) >= 2:
             fields["block_type"] = payload[:2].decode("latin-1")
+    elif group == 0x2 and sub in (0x01, 0x05) and payload:
+        # Cyclic data: a subscription lists request items after a count and
+        # the interval; each answer or push carries data items after a count.
+        try:
+            if request and len(payload) >= 4:
+                fields["item_count"] = _u16(payload, 0)
+                fields["interval_timebase"] = payload[2]
+                fields["interval_time"] = payload[3]
+                fields["items"] = _request_items(payload, _u16(payload, 0), 4)
+            elif not request and len(payload) >= 2:
+                fields["item_count"] = _u16(payload, 0)
+                fields["data_items"] = _data_items(payload[2:], _u16(payload, 0))
+        except DecodeError as exc:
+            findings.append(Finding("cyclic_data_cut_short", str(exc)))
     elif group == 0x7 and len(payload) >= 10:
         fields["timestamp"] = payload[-8:].hex() if len(payload) >= 8 else None
-    # Limitation: the items inside cyclic data, variable table, alarm and
-    # diagnostic payloads are not decoded; they come out as raw hex in
-    # "payload" (at most 512 bytes). Decoding the per-sub-function item lists
-    # (as read var data items) would lift it.
+    # Limitation: the items inside variable table, alarm and diagnostic
+    # payloads are not decoded; they come out as raw hex in "payload" (at
+    # most 512 bytes). Decoding their per-sub-function item lists (as done
+    # for cyclic data) would lift it.
     if payload and "szl" not in fields and "blocks" not in fields:
         fields["payload"] = payload[:512].hex()
     return identity, findings

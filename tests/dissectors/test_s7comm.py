@@ -341,12 +341,35 @@ def test_probe_accepts_s7comm_and_declines_s7commplus_and_mms() -> None:
     assert S7commDissector.sender_is_client(tpkt_dt(SETUP_ACK)) is False
 
 
-@pytest.mark.xfail(strict=True, reason="cyclic data and alarm payloads are kept raw")
-def test_cyclic_data_items_are_decoded() -> None:
-    param = bytes.fromhex("000112080012820100000000")
-    data = bytes.fromhex("ff09000801ff0400101234")
+def test_cyclic_data_subscription_and_push() -> None:
+    # Subscribe to DB300.DBW4 every second: count 1 (two octets), timebase 1,
+    # factor 1.
+    param = bytes.fromhex("000112041142010000")[:8]
+    body = bytes([0, 1, 1, 1]) + s7any(0x84, 300, 4, 0, 4, 1)
+    request = pdu(
+        7, 0, param, bytes.fromhex("ff09") + len(body).to_bytes(2, "big") + body
+    )
     s = new()
-    (push,) = feed(s, tpkt_dt(pdu(7, 0, param[:12], data)), False)
+    (subscribe,) = feed(s, tpkt_dt(request), True)
+    assert (subscribe.service, subscribe.action) == ("memory", "read")
+    assert subscribe.fields["items"][0]["db_number"] == 300
+    assert subscribe.fields["interval_timebase"] == 1
+    # A push (type 0, group 2): one item of one word.
+    param = bytes.fromhex("000112081202010000000000")
+    body = bytes.fromhex("0001ff0400101234")
+    data = bytes.fromhex("ff09") + len(body).to_bytes(2, "big") + body
+    (push,) = feed(s, tpkt_dt(pdu(7, 0, param, data)), False)
+    assert push.kind == "unsolicited"
+    assert push.fields["data_items"][0]["data"] == "1234"
+
+
+@pytest.mark.xfail(strict=True, reason="alarm and variable table payloads are kept raw")
+def test_alarm_indication_items_are_decoded() -> None:
+    # An ALARM_S indication push (group 4, sub-function 0x12).
+    param = bytes.fromhex("000112081204120000000000")
+    body = bytes.fromhex("0001ff0400101234")
+    data = bytes.fromhex("ff09") + len(body).to_bytes(2, "big") + body
+    (push,) = feed(new(), tpkt_dt(pdu(7, 0, param, data)), False)
     assert "data_items" in push.fields
 
 
