@@ -366,6 +366,10 @@ S7COMMPLUS_PROTOCOL_ID = 0x72
 # RF, FN, DN, AB, AA, GT (give tokens, followed by DT).
 _SESSION_SPDU_CODES = frozenset({0x0D, 0x0E, 0x0C, 0x09, 0x0A, 0x19, 0x1A, 0x01})
 _TLS_RECORD_TYPES = frozenset({0x14, 0x15, 0x16, 0x17})
+# First octets of an MMS PDU sent straight on COTP with no session or
+# presentation layer (some test tools and embedded stacks do): initiate
+# request/response/error, confirmed request/response, conclude request.
+_BARE_MMS_TAGS = frozenset({0xA0, 0xA1, 0xA8, 0xA9, 0xAA, 0x8B})
 
 
 def _is_s7_tsap(tsap_hex: str | None) -> bool:
@@ -425,7 +429,7 @@ def classify_start(data: bytes) -> str | None:
                     return "s7commplus"
                 if first in _TLS_RECORD_TYPES and payload[1:2] == b"\x03":
                     return "s7commplus" if simatic else None
-                if first in _SESSION_SPDU_CODES:
+                if first in _SESSION_SPDU_CODES or first in _BARE_MMS_TAGS:
                     return "mms"
                 return None
         elif code in (TpduCode.CR, TpduCode.CC):
