@@ -94,6 +94,8 @@ class RnrpDissector(Dissector):
     transports: ClassVar[tuple[str, ...]] = ("udp",)
     default_ports: ClassVar[tuple[int, ...]] = (PORT,)
     probe_min_bytes: ClassVar[int] = HEADER_SIZE
+    # The probe below is weak, so only UDP port 2423 is ever asked.
+    port_only: ClassVar[bool] = True
     state: ClassVar[str] = "last sequence counter; process-wide paths per node"
 
     def __init__(self, flow: FlowContext) -> None:
@@ -106,8 +108,8 @@ class RnrpDissector(Dissector):
         # No magic number is known: a plausible header (version 1 or 2, path
         # 0 or 1, one Ethernet frame at most) is required. NTP (first octet
         # 0x0b, 0x1b, 0x23, 0xe3...) never passes.
-        # Limitation: a weak test; a UDP flow off port 2423 whose first octets
-        # happen to fit is taken for RNRP. A known magic would lift it.
+        # Limitation: a weak test, so the plugin is port_only: RNRP moved off
+        # port 2423 is not found. A known magic number would lift it.
         return (
             HEADER_SIZE <= len(data) <= MAX_DATAGRAM
             and data[0] in (1, 2)

@@ -187,7 +187,8 @@ def _run_protocols(args: argparse.Namespace) -> int:
     from otdpi.registry import available
 
     for name, cls in sorted(available().items()):
-        ports = ",".join(str(p) for p in cls.default_ports) or "-"
+        ports = ",".join([str(p) for p in cls.default_ports]
+                         + [f"0x{e:04x}" for e in cls.ethertypes]) or "-"
         transports = "/".join(cls.transports)
         doc = (sys.modules[cls.__module__].__doc__ or "").strip().splitlines()
         print(f"{name:<12} {transports:<8} {ports:<12} {doc[0] if doc else ''}")

@@ -60,6 +60,10 @@ class Dissector:
         another ethertype never reaches it.
     probe_min_bytes
         how many bytes :meth:`probe` needs before it can answer.
+    port_only
+        True for a protocol whose probe is too weak to stand alone (no magic
+        number, a loose header): it is then asked only about flows on one of
+        its ``default_ports`` (or ``ethertypes``), never about other flows.
     state
         one line saying what per-flow state an instance keeps (documentation).
     """
@@ -69,6 +73,7 @@ class Dissector:
     default_ports: ClassVar[tuple[int, ...]] = ()
     ethertypes: ClassVar[tuple[int, ...]] = ()
     probe_min_bytes: ClassVar[int] = 1
+    port_only: ClassVar[bool] = False
     state: ClassVar[str] = ""
 
     @classmethod

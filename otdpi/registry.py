@@ -105,7 +105,7 @@ class Selector:
         if transport == "ethernet":
             return None
         for cls in self.candidates:
-            if cls in hinted or transport not in cls.transports:
+            if cls in hinted or cls.port_only or transport not in cls.transports:
                 continue
             if _safe_probe(cls, data, to_server):
                 return cls

@@ -510,12 +510,21 @@ def test_mid_association_capture_is_still_decoded_as_mms() -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="RNRP has no known magic number: the probe "
-    "takes any datagram with version 1-2 and path 0-1 off port 2423",
+    reason="RNRP has no known magic number: the probe alone "
+    "takes any datagram with version 1-2 and path 0-1",
 )
 def test_rnrp_probe_rejects_other_udp() -> None:
     dns_like = bytes.fromhex("0102010000010000000000000377777700")
     assert not RnrpDissector.probe(dns_like, True)
+
+
+def test_rnrp_is_only_asked_about_its_own_port() -> None:
+    from otdpi.registry import Selector
+
+    dns_like = bytes.fromhex("0102010000010000000000000377777700")
+    selector = Selector(plugins=[RnrpDissector])
+    assert selector.choose("udp", 53, dns_like, True) is None
+    assert selector.choose("udp", 2423, dns_like, True) is RnrpDissector
 
 
 @st.composite
