@@ -509,7 +509,10 @@ def _add_learner_commands(commands) -> None:
     from otdpi.learner.store import DEFAULT_DB
 
     def common(parser, alerts: bool) -> None:
-        parser.add_argument("captures", nargs="+", metavar="CAPTURE")
+        live = parser.prog.endswith("watch")
+        parser.add_argument("captures", nargs="*" if live else "+", metavar="CAPTURE")
+        if live:
+            _add_live_options(parser)
         parser.add_argument("--db", metavar="FILE", default=DEFAULT_DB,
                             help=f"SQLite store of baselines and alerts (default "
                             f"./{DEFAULT_DB}); runs accumulate in it")
@@ -641,7 +644,10 @@ def _run_detect(args: argparse.Namespace) -> int:
 def _run_watch(args: argparse.Namespace) -> int:
     from otdpi.learner import Detector
 
-    _check_inputs(args.captures)
+    _sources(args)
+    if args.interface and args.learn_for is None:
+        raise UsageError("a live watch needs --learn-for (a share of an unending "
+                         "capture has no meaning)")
     if args.learn_for is not None:
         learn_for = parse_duration(args.learn_for)
     else:
@@ -671,6 +677,8 @@ def _time_span(paths: Sequence[str]) -> tuple[float, float]:
 def _detect(args, detector, store, command: str) -> int:
     from otdpi.learner import feed_captures
 
+    if getattr(args, "interface", None):
+        return _detect_live(args, detector, store, command)
     dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False,
                              default=str).encode
     with _progress(args.captures) as progress, _open_output(args.output) as out:
@@ -681,6 +689,61 @@ def _detect(args, detector, store, command: str) -> int:
         engine = feed_captures(detector, args.captures, args.protocol,
                                on_alert=on_alert, progress=progress)
     _finish_store(args, store, detector.baseline, detector.alerts, command)
+    _print_alert_summary(detector, sys.stderr if args.output is None else sys.stdout)
+    _report_problems(engine.counters, engine.problems)
+    return 0
+
+
+def _detect_live(args, detector, store, command: str) -> int:
+    """Learn and detect on live traffic; save the store as it goes and on Ctrl-C."""
+    import time
+
+    from otdpi.engine import Engine
+    from otdpi.learner import connection_event
+
+    ended: list = []
+    engine = Engine(args.protocol, flow_config=_flow_config(args),
+                    on_flow_end=ended.append)
+    dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False,
+                             default=str).encode
+    saved = 0  # alerts already in the store
+    source = [f"live:{args.interface}"]
+
+    def save() -> None:
+        nonlocal saved
+        if store is not None and not args.no_save:
+            store.save(detector.baseline, detector.alerts[saved:], command=command,
+                       captures=source)
+            saved = len(detector.alerts)
+
+    next_save = time.monotonic() + args.update_every
+    detector.new_capture()
+    with _open_output(args.output) as out, _stop_on_interrupt(engine):
+        for message in engine.live(args.interface, args.filter,
+                                   duration=args.duration, packets=args.count):
+            alerts = detector.feed(message)
+            for flow in ended:
+                alerts += detector.feed(connection_event(flow))
+            ended.clear()
+            for alert in alerts:
+                out.write(dumps(alert))
+                out.write("\n")
+                out.flush()
+            if time.monotonic() >= next_save:
+                save()
+                next_save = time.monotonic() + args.update_every
+        for flow in ended:
+            for alert in detector.feed(connection_event(flow)):
+                out.write(dumps(alert))
+                out.write("\n")
+    detector.finish()
+    save()
+    if args.export_json:
+        from otdpi.learner import export_json
+
+        export_json(detector.baseline, args.export_json)
+    if store is not None:
+        store.close()
     _print_alert_summary(detector, sys.stderr if args.output is None else sys.stdout)
     _report_problems(engine.counters, engine.problems)
     return 0

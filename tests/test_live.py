@@ -119,3 +119,39 @@ def test_an_unknown_interface_is_one_clear_error():
     assert done.returncode == 2
     assert done.stderr.startswith("otdpi: error: live:nosuch0: dumpcap did not start")
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_live_watch_learns_alerts_and_keeps_the_store_on_ctrl_c(tmp_path):
+    from otdpi.learner import Store
+
+    port = _free_port()
+    store = tmp_path / "live.sqlite"
+    alerts = tmp_path / "alerts.jsonl"
+    command = [sys.executable, "-m", "otdpi", "watch", "-i", "lo", "-f",
+               f"tcp port {port}", "--learn-for", "0s", "--db", str(store),
+               "-o", str(alerts), "--update-every", "0.5"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, cwd=REPO)
+    try:
+        time.sleep(2.0)
+        assert process.poll() is None, process.communicate()
+        asyncio.run(_exchange(port))
+        time.sleep(1.0)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err
+    lines = [json.loads(line) for line in alerts.read_text().splitlines()]
+    assert any(a["model"] == "ot/new-peer" for a in lines), lines
+    with Store(store) as saved:
+        assert saved.load().messages >= 12
+        assert len(saved.alerts()) == len(lines)
+
+
+def test_live_watch_needs_a_learning_time():
+    done = subprocess.run([sys.executable, "-m", "otdpi", "watch", "-i", "lo",
+                           "--learn-share", "0.5"], capture_output=True, text=True,
+                          cwd=REPO, timeout=30)
+    assert done.returncode == 2 and "needs --learn-for" in done.stderr
