@@ -93,6 +93,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="the HTML file to write (default report.html)")
     rep.add_argument("--alerts", metavar="FILE",
                      help="alerts as JSON Lines (from `otdpi detect`) to show")
+    rep.add_argument("--db", metavar="FILE",
+                     help="also show the alerts kept in this learner store")
     rep.add_argument("--title", default=None, help="the report's heading")
     _add_protocol_option(rep)
     rep.set_defaults(run=_run_report)
@@ -294,6 +296,13 @@ def _run_report(args: argparse.Namespace) -> int:
 
     _check_inputs(args.captures)
     alerts = _read_alerts(args.alerts) if args.alerts else []
+    if args.db:
+        if not os.path.exists(args.db):
+            raise UsageError(f"{args.db}: no such store")
+        from otdpi.learner import Store
+
+        with Store(args.db) as store:
+            alerts += store.alerts()
     inventory = Inventory()
     statistics = ProtocolStatistics()
     with _progress(args.captures) as progress:

@@ -103,3 +103,15 @@ def test_headless_chromium_shows_filters_and_draws_the_report(tmp_path, capsys):
         finally:
             browser.close()
     assert (ARTIFACTS / "report.png").stat().st_size > 10_000
+
+
+def test_the_report_shows_the_alerts_of_a_learner_store(tmp_path, capsys):
+    scenario = REPO / "fixtures" / "learner_scenario.pcap"
+    store = tmp_path / "s.sqlite"
+    assert main(["watch", str(scenario), "--learn-for", "150s", "--db", str(store),
+                 "-o", str(tmp_path / "alerts.jsonl")]) == 0
+    output = tmp_path / "r.html"
+    assert main(["report", str(scenario), "--db", str(store), "-o", str(output)]) == 0
+    capsys.readouterr()
+    html = output.read_text()
+    assert "ot/first-write" in html and "it/tls-self-signed" in html and "T0836" in html
