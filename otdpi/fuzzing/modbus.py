@@ -359,6 +359,12 @@ class ModbusProfile(FuzzProfile):
         mutation = rng.choices(self._mutators, self._weights)[0]
         return apply_mutation(case, mutation, rng, others)
 
+    def repair(self, original: bytes, edited: bytes) -> bytes:
+        # Keep an honest MBAP length honest after the shrinker cut bytes.
+        if len(original) >= 7 and len(edited) >= 7 and _header(original)[2] == len(original) - 6:
+            return _with_length(edited, len(edited) - 6)
+        return edited
+
     def expected_replies(self, frame: bytes) -> int:
         # A conforming server answers every whole ADU whose header is
         # Modbus (protocol id 0, length 2..254) and waits for the rest of a cut

@@ -111,9 +111,23 @@ class FuzzProfile:
         """A hypothesis strategy of valid :class:`Case` values only."""
         raise NotImplementedError
 
-    def mutate(self, case: Case, rng: random.Random) -> Case:
-        """A field-aware mutation of ``case`` drawn with ``rng`` (cheap, per case)."""
+    def mutate(
+        self, case: Case, rng: random.Random, others: list[Case] | None = None
+    ) -> Case:
+        """A field-aware mutation of ``case`` drawn with ``rng`` (cheap, per case).
+
+        ``others`` are valid cases a mutation may combine with ``case``
+        (concatenation, sequences).
+        """
         return case
+
+    def repair(self, original: bytes, edited: bytes) -> bytes:
+        """``edited`` with length fields fixed where ``original``'s were true.
+
+        The shrinker calls it after cutting bytes, so that a smaller case keeps
+        the shape of the one that failed. The default changes nothing.
+        """
+        return edited
 
     # -- session -----------------------------------------------------------------
 
