@@ -59,7 +59,7 @@ from otdpi.fuzzing.findings import FindingStore
 from otdpi.fuzzing.profile import Case, FuzzProfile, Verdict
 from otdpi.fuzzing.targets import ERROR_LINE, Target
 
-_DIGITS = re.compile(r"0x[0-9a-fA-F]+|\d+")
+_DIGITS = re.compile(r"\b(?:0x[0-9a-fA-F]+|\d+)\b")
 
 
 def draw_cases(strategy, count: int, seed: int) -> list[Any]:
@@ -264,6 +264,7 @@ class Settings:
     post_time: float = 60.0  # shrinking and replay checks of new findings
     replay_runs: int = 10
     oracles_off: tuple[str, ...] = ()
+    reply_timeout: float | None = None  # None: the profile's own
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form the campaign row keeps."""
@@ -337,6 +338,8 @@ class Campaign:
         self.campaign_id = self.store.start_campaign(
             self.profile.name, self.target.name, s.to_json()
         )
+        if s.reply_timeout is not None:
+            self.profile.reply_timeout = s.reply_timeout
         pool = draw_cases(self.profile.strategy(), s.pool_size, s.seed)
         valid = [c for c in pool if c.mutation == "valid"] or pool
         self.stats = Stats()

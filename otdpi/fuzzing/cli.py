@@ -45,6 +45,10 @@ def add_fuzz_commands(commands) -> None:
                      help="keep a connection per worker instead of one per case")
     run.add_argument("--post-time", type=float, default=60.0, metavar="SECONDS",
                      help="time for shrinking and replay checks of new findings")
+    run.add_argument("--reply-timeout", type=float, metavar="SECONDS",
+                     help="how long an owed reply may take (default: the profile's)")
+    run.add_argument("--valid-share", type=float, default=0.25, metavar="FRACTION",
+                     help="share of cases sent unmutated (default 0.25; 1 for valid only)")
     run.add_argument("--oracles-off", default="", metavar="LIST",
                      help="comma-separated oracles to ignore")
     run.add_argument("--db", default=DEFAULT_DB, metavar="FILE",
@@ -96,6 +100,7 @@ def _run_campaign(args: argparse.Namespace) -> int:
         max_cases=args.max_cases, max_time=args.max_time, concurrency=args.concurrency,
         seed=args.seed, reuse_connection=args.reuse_connection, post_time=args.post_time,
         oracles_off=tuple(o for o in args.oracles_off.split(",") if o),
+        reply_timeout=args.reply_timeout, valid_share=args.valid_share,
     )  # fmt: skip
     store = FindingStore(args.db)
     campaign = Campaign(profile, target, store, settings, other)

@@ -269,21 +269,25 @@ def trailing_bytes(case: Case, rng: random.Random) -> Case:
     return Case((_with_length(adu, len(adu) - 6),), "trailing_bytes", "")
 
 
+def _numbered(frames: list[bytes]) -> tuple[bytes, ...]:
+    """Frames with transaction ids 1, 2, 3...: each reply must name its request."""
+    return tuple(struct.pack(">H", i + 1) + f[2:] for i, f in enumerate(frames))
+
+
 def concatenate(case: Case, rng: random.Random, others: list[Case] | None = None) -> Case:
     """Several ADUs in one segment: each must be answered."""
     pool = others or [case]
     frames = [case.frames[0]] + [rng.choice(pool).frames[0] for _ in range(rng.randint(1, 4))]
-    frames = [f[:0] + struct.pack(">H", i + 1) + f[2:] for i, f in enumerate(frames)]
-    return Case(tuple(frames), "concatenate", f"{len(frames)} ADUs", together=True)
+    return Case(_numbered(frames), "concatenate", f"{len(frames)} ADUs", together=True)
 
 
 def sequence(case: Case, rng: random.Random, others: list[Case] | None = None) -> Case:
     """Several requests on one connection, each waiting for its reply."""
     pool = others or [case]
-    frames = (case.frames[0],) + tuple(
+    frames = [case.frames[0]] + [
         rng.choice(pool).frames[0] for _ in range(rng.randint(1, 3))
-    )
-    return Case(frames, "sequence", f"{len(frames)} requests")
+    ]
+    return Case(_numbered(frames), "sequence", f"{len(frames)} requests")
 
 
 # Truncation inside a consistent header is weighted highest: a server must
@@ -337,12 +341,45 @@ def split_adus(data: bytes) -> list[bytes]:
     return out
 
 
+_DEFINED = frozenset(int(code) for code in FunctionCode)
+
+
+def _check_function(reply: bytes, requests: list[bytes]) -> list[Verdict]:
+    """The reply's function byte against the requests sharing its transaction id.
+
+    A normal reply repeats the request's code; an exception reply carries the
+    code | 0x80 (V1.1b3 section 7). Signatures say whether the request's code
+    is one the standard defines, so that a server answering every unknown code
+    the same wrong way makes one finding, not one per code.
+    """
+    if len(reply) < 8:
+        return []
+    code = reply[7]
+    codes = [r[7] for r in requests if len(r) > 7]
+    if not codes or code in codes or (code & EXCEPTION_BIT and (code & 0x7F) in codes):
+        if all(r[2:4] != b"\0\0" for r in requests):
+            return [Verdict(
+                "protocol_violation", "answered_non_modbus_protocol_id",
+                f"reply {reply.hex()} to protocol id {requests[0][2:4].hex()}",
+            )]  # fmt: skip
+        return []
+    asked = codes[0]
+    kind = "defined" if asked in _DEFINED else "undefined"
+    if asked >= EXCEPTION_BIT:
+        kind = "exception_coded"
+    what = "exception_function" if code & EXCEPTION_BIT else "function"
+    return [Verdict(
+        "protocol_violation", f"{what}_0x{code:02x}_for_{kind}_code",
+        f"reply {reply.hex()} to request {requests[0][:40].hex()} (function {asked})",
+    )]  # fmt: skip
+
+
 class ModbusProfile(FuzzProfile):
     """Modbus/TCP: no session set-up; one reply per whole, well-headed request."""
 
     name = "modbus"
     default_port = 502
-    reply_timeout = 1.0
+    reply_timeout = 0.5
     linger = 0.05
 
     def __init__(self) -> None:
@@ -383,46 +420,31 @@ class ModbusProfile(FuzzProfile):
 
     def judge(self, case: Case, replies: bytes) -> list[Verdict]:
         verdicts: list[Verdict] = []
-        requests = {}
+        # Requests by transaction id; a case may reuse one (a lying length
+        # can split a segment anywhere), so a reply may answer any of them.
+        asked: dict[bytes, list[bytes]] = {}
         for frame in case.frames:
             for adu in split_adus(frame):
-                requests.setdefault(adu[:2], adu)
+                asked.setdefault(adu[:2], []).append(adu)
         dissector = ModbusDissector(_FLOW)
         for frame in case.frames:
             dissector.feed(frame, True, 0.0, 0)
         for reply in split_adus(replies):
-            request = requests.get(reply[:2])
             messages = dissector.feed(reply, False, 0.0, 1)
-            code = reply[7] if len(reply) > 7 else None
-            if request is None:
+            requests = asked.get(reply[:2])
+            if not requests:
                 verdicts.append(Verdict(
                     "protocol_violation", "reply_with_unknown_transaction_id",
                     f"reply {reply.hex()} to none of the request transaction ids",
                 ))  # fmt: skip
                 continue
-            asked = request[7] if len(request) > 7 else None
-            if request[2:4] != b"\0\0":
-                verdicts.append(Verdict(
-                    "protocol_violation", "answered_non_modbus_protocol_id",
-                    f"reply {reply.hex()} to protocol id {request[2:4].hex()}",
-                ))  # fmt: skip
-            if code is not None and asked is not None and code & EXCEPTION_BIT:
-                if code != (asked | EXCEPTION_BIT) and asked < EXCEPTION_BIT:
-                    verdicts.append(Verdict(
-                        "protocol_violation",
-                        f"exception_function_0x{code:02x}_for_0x{asked:02x}",
-                        f"exception reply {reply.hex()} to request {request.hex()}",
-                    ))  # fmt: skip
-            elif code is not None and asked is not None and code != asked:
-                verdicts.append(Verdict(
-                    "protocol_violation", f"function_0x{code:02x}_for_0x{asked:02x}",
-                    f"reply {reply.hex()} to request {request.hex()}",
-                ))  # fmt: skip
+            verdicts += _check_function(reply, requests)
             for message in messages:
                 if message.status.state == "malformed":
                     reason = _DIGITS.sub("N", message.status.reason or "")[:60]
+                    code = reply[7] if len(reply) > 7 else 0
                     verdicts.append(Verdict(
-                        "malformed_reply", f"0x{code or 0:02x}:{reason}",
+                        "malformed_reply", f"0x{code:02x}:{reason}",
                         f"{message.status.reason}: {reply.hex()}",
                     ))  # fmt: skip
         return verdicts
