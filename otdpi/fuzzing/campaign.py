@@ -236,15 +236,30 @@ def _case_signature(profile: FuzzProfile, case: Case) -> str:
 
 
 def log_signature(lines: list[str]) -> str:
-    """A fault class from error output: the last line of a traceback, digits folded."""
+    """A fault class from output: a traceback's last line, else the first error line.
+
+    Numbers are folded to ``N`` so that one fault with varying values makes
+    one signature; lines that are not errors (a server's chatter) never count.
+    """
     meaningful = [line.strip() for line in lines if line.strip()]
-    if not meaningful:
-        return "log"
     for index, line in enumerate(meaningful):
         if line.startswith("Traceback"):
-            tail = [x for x in meaningful[index:] if not x.startswith(("File ", "^", "~"))]
+            tail = [
+                x for x in meaningful[index + 1 :]
+                if not x.startswith(("File ", "^", "~", "Traceback", ">>>"))
+                and not lines_is_code(x)
+            ]  # fmt: skip
             return _DIGITS.sub("N", tail[-1] if tail else line)[:120]
-    return _DIGITS.sub("N", meaningful[0])[:120]
+    for line in meaningful:
+        if ERROR_LINE.search(line):
+            return _DIGITS.sub("N", line)[:120]
+    return ""
+
+
+def lines_is_code(line: str) -> bool:
+    """Whether a traceback line is a quoted source line rather than the error."""
+    head = line.split(":", 1)[0]
+    return not head.replace(".", "").replace("_", "").isalnum()
 
 
 @dataclass
@@ -264,7 +279,9 @@ class Settings:
     post_time: float = 60.0  # shrinking and replay checks of new findings
     replay_runs: int = 10
     oracles_off: tuple[str, ...] = ()
-    reply_timeout: float | None = None  # None: the profile's own
+    reply_timeout: float | None = None  # None: the target's, else the profile's
+    mutations: tuple[str, ...] = ()  # empty: all the profile's
+    warm_up_cases: int = 20
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form the campaign row keeps."""
@@ -338,9 +355,15 @@ class Campaign:
         self.campaign_id = self.store.start_campaign(
             self.profile.name, self.target.name, s.to_json()
         )
-        if s.reply_timeout is not None:
-            self.profile.reply_timeout = s.reply_timeout
-        pool = draw_cases(self.profile.strategy(), s.pool_size, s.seed)
+        timeout = s.reply_timeout or self.target.reply_timeout
+        if timeout is not None:
+            self.profile.reply_timeout = timeout
+        if s.mutations:
+            self.profile.select_mutations(list(s.mutations))
+        # A focused campaign draws only valid cases up front, so that every
+        # mutated case comes from the chosen mutations.
+        strategy = self.profile.valid_strategy() if s.mutations else self.profile.strategy()
+        pool = draw_cases(strategy, s.pool_size, s.seed)
         valid = [c for c in pool if c.mutation == "valid"] or pool
         self.stats = Stats()
         try:
@@ -348,6 +371,8 @@ class Campaign:
                 if target is not None and target.managed and not target.alive():
                     target.start()
             self._log_seen = self.target.lines_seen
+            self.stats.phase = "baseline"
+            asyncio.run(self._warm_up(valid))
             self.stats.phase = "fuzzing"
             asyncio.run(self._fuzz(pool, valid, on_tick))
             self.stats.phase = "shrinking"
@@ -359,8 +384,16 @@ class Campaign:
         return self.stats
 
     def baseline(self) -> float | None:
-        """Median latency of valid, answered cases so far."""
-        return statistics.median(self._latencies) if len(self._latencies) >= 20 else None
+        """Median latency of valid, answered cases so far (warm-up included)."""
+        return statistics.median(self._latencies) if len(self._latencies) >= 5 else None
+
+    async def _warm_up(self, valid: list[Case]) -> None:
+        # The latency oracle needs a baseline before the first mutated case:
+        # a few valid cases, one at a time, not counted as campaign cases.
+        for case in valid[: self.settings.warm_up_cases]:
+            outcome, _ = await execute(case, self.target, self.profile)
+            if outcome.state == "answered":
+                self._latencies.append(outcome.latency)
 
     def _next_case(self, rng: random.Random, pool: list[Case], valid: list[Case]) -> Case:
         if rng.random() < self.settings.valid_share:
@@ -487,10 +520,11 @@ class Campaign:
         # Lines cannot name their case while many are in flight: keep the
         # suspects, and name the culprit by replaying them one at a time later.
         suspects = list(self._in_flight.values()) + list(self._recent)[-16:]
-        signature = log_signature([t for t in texts if t.strip()][-40:])
+        signature = log_signature(texts)
         if not hasattr(self, "_log_suspects"):
             self._log_suspects = {}
-        self._log_suspects.setdefault(signature, suspects[-48:])
+        if signature and len(self._log_suspects) < 8:
+            self._log_suspects.setdefault(signature, suspects[-48:])
 
     async def _died(self, case: Case) -> None:
         if self._restarting:
@@ -513,9 +547,11 @@ class Campaign:
         return process.poll() if process is not None else None
 
     def _record(self, verdict: Verdict, case: Case, outcome: Outcome | None) -> None:
+        observed = outcome.to_json() if outcome else {}
+        observed["reply_timeout"] = self.profile.reply_timeout
         finding_id, new = self.store.record(
-            self.campaign_id, self.profile.name, verdict, case,
-            outcome.to_json() if outcome else {}, self.target, self.baseline(),
+            self.campaign_id, self.profile.name, verdict, case, observed,
+            self.target, self.baseline(),
         )  # fmt: skip
         self.stats.findings[verdict.oracle] += 1
         if new:

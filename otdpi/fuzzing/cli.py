@@ -49,6 +49,8 @@ def add_fuzz_commands(commands) -> None:
                      help="how long an owed reply may take (default: the profile's)")
     run.add_argument("--valid-share", type=float, default=0.25, metavar="FRACTION",
                      help="share of cases sent unmutated (default 0.25; 1 for valid only)")
+    run.add_argument("--mutations", default="", metavar="LIST",
+                     help="comma-separated mutations to use (default: all the profile's)")
     run.add_argument("--oracles-off", default="", metavar="LIST",
                      help="comma-separated oracles to ignore")
     run.add_argument("--db", default=DEFAULT_DB, metavar="FILE",
@@ -101,6 +103,7 @@ def _run_campaign(args: argparse.Namespace) -> int:
         seed=args.seed, reuse_connection=args.reuse_connection, post_time=args.post_time,
         oracles_off=tuple(o for o in args.oracles_off.split(",") if o),
         reply_timeout=args.reply_timeout, valid_share=args.valid_share,
+        mutations=tuple(m for m in args.mutations.split(",") if m),
     )  # fmt: skip
     store = FindingStore(args.db)
     campaign = Campaign(profile, target, store, settings, other)
@@ -124,7 +127,8 @@ def _run_campaign(args: argparse.Namespace) -> int:
         "states": dict(stats.states),
         "restarts": stats.restarts,
         "hits_by_oracle": dict(stats.findings),
-        "new_findings": [_finding_json(f) for f in findings],
+        "new_findings": [_finding_json(f) for f in findings if f.status != "unconfirmed"],
+        "unconfirmed": [_finding_json(f) for f in findings if f.status == "unconfirmed"],
     }
     store.close()
     if args.json:
@@ -169,6 +173,7 @@ def _finding_json(finding) -> dict:
         "hits": finding.hits,
         "reproducer": finding.reproducer.payload.hex(),
         "replayed": f"{finding.replay_hits}/{finding.replay_runs}",
+        "status": finding.status,
     }
 
 
@@ -181,9 +186,14 @@ def _print_summary(summary: dict) -> None:
     for f in summary["new_findings"]:
         print(
             f"  #{f['id']} {f['oracle']} [{f['signature']}] hits {f['hits']}, "
-            f"replayed {f['replayed']}: {f['reproducer'][:80]}"
+            f"replayed {f['replayed']} ({f['status']}): {f['reproducer'][:80]}"
         )
         print(f"      {f['detail'][:150]}")
+    if summary["unconfirmed"]:
+        print(
+            f"  ({len(summary['unconfirmed'])} more did not replay in 9 of 10 runs: "
+            + ", ".join(f"#{f['id']} {f['oracle']}" for f in summary["unconfirmed"]) + ")"
+        )
     if summary["new_findings"]:
         print("replay one with: otdpi fuzz replay FINDING")
 
@@ -206,6 +216,9 @@ def _run_replay(args: argparse.Namespace) -> int:
         max_concurrency=finding.max_concurrency, env=finding.target_env or None,
     )  # fmt: skip
     profile = get_profile(finding.protocol)
+    # Judge the replay by the yardstick of the campaign that found it.
+    if finding.outcome.get("reply_timeout"):
+        profile.reply_timeout = finding.outcome["reply_timeout"]
     with target:
         results = replay_finding(finding, profile, target, args.runs)
     hits = sum(results)
@@ -229,7 +242,7 @@ def _run_findings(args: argparse.Namespace) -> int:
     for f in findings:
         print(
             f"#{f.id} {f.protocol} {f.target_name} {f.oracle} [{f.signature}] "
-            f"hits {f.hits} replayed {f.replay_hits}/{f.replay_runs}"
+            f"hits {f.hits} replayed {f.replay_hits}/{f.replay_runs} {f.status}"
         )
     return 0
 

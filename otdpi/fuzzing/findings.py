@@ -48,6 +48,8 @@ CREATE TABLE IF NOT EXISTS findings (
     hits INTEGER NOT NULL DEFAULT 1,
     replay_runs INTEGER NOT NULL DEFAULT 0,
     replay_hits INTEGER NOT NULL DEFAULT 0,
+    -- unchecked, confirmed (replayed in at least 9 of 10 runs) or unconfirmed
+    status TEXT NOT NULL DEFAULT 'unchecked',
     UNIQUE (protocol, oracle, signature, target_name)
 );
 """
@@ -73,6 +75,7 @@ class Finding(NamedTuple):
     hits: int
     replay_runs: int
     replay_hits: int
+    status: str
 
     @property
     def reproducer(self) -> Case:
@@ -163,10 +166,15 @@ class FindingStore:
         self.db.commit()
 
     def set_replays(self, finding_id: int, runs: int, hits: int) -> None:
-        """Store how many of ``runs`` replays reproduced a finding."""
+        """Store how many of ``runs`` replays reproduced a finding, and its status.
+
+        A finding is confirmed when it reproduced in at least nine runs of ten
+        (the same share for other run counts), else unconfirmed.
+        """
+        status = "confirmed" if runs and hits * 10 >= runs * 9 else "unconfirmed"
         self.db.execute(
-            "UPDATE findings SET replay_runs=?, replay_hits=? WHERE id=?",
-            (runs, hits, finding_id),
+            "UPDATE findings SET replay_runs=?, replay_hits=?, status=? WHERE id=?",
+            (runs, hits, status, finding_id),
         )
         self.db.commit()
 
@@ -186,7 +194,7 @@ class FindingStore:
         rows = self.db.execute(
             "SELECT id, protocol, oracle, signature, detail, target_name, target_address,"
             " target_command, target_env, max_concurrency, case_json, shrunk_json,"
-            " outcome_json, baseline_latency, hits, replay_runs, replay_hits"
+            " outcome_json, baseline_latency, hits, replay_runs, replay_hits, status"
             f" FROM findings {where} ORDER BY id",
             args,
         ).fetchall()
@@ -195,7 +203,7 @@ class FindingStore:
                 r[0], r[1], r[2], r[3], r[4] or "", r[5], r[6], json.loads(r[7] or "[]"),
                 json.loads(r[8] or "{}"), r[9] or 1, Case.from_json(json.loads(r[10])),
                 Case.from_json(json.loads(r[11])) if r[11] else None,
-                json.loads(r[12] or "{}"), r[13], r[14], r[15], r[16],
+                json.loads(r[12] or "{}"), r[13], r[14], r[15], r[16], r[17],
             )  # fmt: skip
             for r in rows
         ]

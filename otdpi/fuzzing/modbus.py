@@ -460,6 +460,15 @@ class ModbusProfile(FuzzProfile):
         return ",".join(parts) or "none"
 
     def case_signature(self, case: Case) -> str:
-        """The part of a case that names a fault class: its first function code."""
+        """The part of a case that names a fault class: its first function code.
+
+        Codes the standard does not define are one class, so a server that
+        treats all of them alike makes one finding, not a hundred.
+        """
         frame = case.frames[0]
-        return f"fc=0x{frame[7]:02x}" if len(frame) > 7 else f"cut={len(frame)}B"
+        if len(frame) <= 7:
+            return f"cut={len(frame)}B"
+        code = frame[7]
+        if code in _DEFINED:
+            return f"fc=0x{code:02x}"
+        return "fc=exception_coded" if code & EXCEPTION_BIT else "fc=undefined"

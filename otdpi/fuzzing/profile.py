@@ -100,6 +100,8 @@ class FuzzProfile:
     default_port: ClassVar[int] = 0
     reply_timeout: ClassVar[float] = 1.0
     linger: ClassVar[float] = 0.05
+    _mutators: list = []
+    _weights: list = []
 
     # -- generation ------------------------------------------------------------
 
@@ -120,6 +122,27 @@ class FuzzProfile:
         (concatenation, sequences).
         """
         return case
+
+    def select_mutations(self, names: list[str]) -> None:
+        """Keep only the named mutations for :meth:`mutate` (a focused campaign).
+
+        Profiles keep their mutation functions in ``_mutators`` and weights in
+        ``_weights``; this filters both by function name.
+
+        Raises
+        ------
+        UsageError
+            a name is not one of the profile's mutations.
+        """
+        known = {m.__name__: (m, w) for m, w in zip(self._mutators, self._weights)}
+        unknown = sorted(set(names) - set(known))
+        if unknown:
+            raise UsageError(
+                f"{self.name} has no mutation {', '.join(unknown)}; it has "
+                f"{', '.join(sorted(known))}"
+            )
+        self._mutators = [known[n][0] for n in names]
+        self._weights = [known[n][1] for n in names]
 
     def repair(self, original: bytes, edited: bytes) -> bytes:
         """``edited`` with length fields fixed where ``original``'s were true.

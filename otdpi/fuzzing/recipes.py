@@ -100,6 +100,9 @@ def libmodbus(port: int) -> Target:
         [sys.executable, str(SERVERS / "libmodbus_server.py"), str(port)],
         name="libmodbus",
         max_concurrency=1,
+        # libmodbus sleeps its 0.5 s response timeout before some replies;
+        # wait long enough to see them arrive late rather than not at all.
+        reply_timeout=2.0,
     )
 
 

@@ -84,6 +84,11 @@ class Target:
         connection at a time, such as libmodbus's accept loop).
     start_timeout
         seconds to wait for the port after starting.
+    env
+        extra environment variables for the command.
+    reply_timeout
+        how long this server may take to answer, when it is known to be slower
+        than the profile's default (None: the profile's).
     """
 
     def __init__(
@@ -94,6 +99,7 @@ class Target:
         max_concurrency: int = 64,
         start_timeout: float = 20.0,
         env: dict[str, str] | None = None,
+        reply_timeout: float | None = None,
     ) -> None:
         self.host, self.port = parse_address(address)
         self.address = f"{self.host}:{self.port}"
@@ -108,6 +114,7 @@ class Target:
         self.max_concurrency = max_concurrency
         self.start_timeout = start_timeout
         self.env = env
+        self.reply_timeout = reply_timeout
         self.process: subprocess.Popen | None = None
         self.output: collections.deque[OutputLine] = collections.deque(maxlen=20000)
         self.lines_seen = 0
