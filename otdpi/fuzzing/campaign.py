@@ -231,6 +231,10 @@ def state_verdicts(case: Case, outcome: Outcome, profile: FuzzProfile) -> list[V
 def _case_signature(profile: FuzzProfile, case: Case) -> str:
     # The fault class of a connection-level finding is what the peer was
     # asked (say, the function code), not which mutation happened to ask it.
+    # Several messages in one segment are a fault class of their own: a peer
+    # that answers only the first does so whatever the messages are.
+    if case.together and len(case.frames) > 1:
+        return "several_in_one_segment"
     signer = getattr(profile, "case_signature", None)
     return (signer(case) if signer else "") or "any"
 
@@ -301,6 +305,8 @@ class Stats:
     restarts: int = 0
     rate: float = 0.0
     phase: str = "generating"
+    harness_cpu: float = 0.0  # CPU seconds the harness spent sending cases
+    target_cpu: float | None = None  # CPU seconds the started target spent meanwhile
 
     def elapsed(self) -> float:
         """Seconds the campaign spent sending cases (so far, or in all)."""
@@ -365,6 +371,7 @@ class Campaign:
         strategy = self.profile.valid_strategy() if s.mutations else self.profile.strategy()
         pool = draw_cases(strategy, s.pool_size, s.seed)
         valid = [c for c in pool if c.mutation == "valid"] or pool
+        self._drawn_mutants = [c for c in pool if c.mutation != "valid"]
         self.stats = Stats()
         try:
             for target in (self.target, self.other):
@@ -396,8 +403,12 @@ class Campaign:
                 self._latencies.append(outcome.latency)
 
     def _next_case(self, rng: random.Random, pool: list[Case], valid: list[Case]) -> Case:
+        # Valid cases at the chosen share; the rest mutated, half by hypothesis
+        # (drawn into the pool up front), half by the profile's cheap mutators.
         if rng.random() < self.settings.valid_share:
-            return rng.choice(pool)
+            return rng.choice(valid)
+        if self._drawn_mutants and rng.random() < 0.5:
+            return rng.choice(self._drawn_mutants)
         return self.profile.mutate(rng.choice(valid), rng, valid)
 
     async def _fuzz(self, pool, valid, on_tick) -> None:
@@ -467,8 +478,13 @@ class Campaign:
                     on_tick(self.stats)
 
         tick = asyncio.create_task(ticker())
+        cpu_before, target_before = time.process_time(), self.target.cpu_seconds()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         self.stats.stopped = time.monotonic()
+        self.stats.harness_cpu = time.process_time() - cpu_before
+        target_after = self.target.cpu_seconds()
+        if target_before is not None and target_after is not None and not self.stats.restarts:
+            self.stats.target_cpu = target_after - target_before
         self.stats.rate = self.stats.cases / max(self.stats.elapsed(), 1e-9)
         await asyncio.sleep(0.1)  # let the output reader catch the last lines
         self._check_log()

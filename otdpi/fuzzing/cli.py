@@ -126,6 +126,8 @@ def _run_campaign(args: argparse.Namespace) -> int:
         "cases_per_second": round(stats.rate, 1),
         "states": dict(stats.states),
         "restarts": stats.restarts,
+        "harness_cpu_seconds": round(stats.harness_cpu, 2),
+        "target_cpu_seconds": None if stats.target_cpu is None else round(stats.target_cpu, 2),
         "hits_by_oracle": dict(stats.findings),
         "new_findings": [_finding_json(f) for f in findings if f.status != "unconfirmed"],
         "unconfirmed": [_finding_json(f) for f in findings if f.status == "unconfirmed"],
@@ -182,6 +184,10 @@ def _print_summary(summary: dict) -> None:
         f"campaign {summary['campaign']}: {summary['cases']} cases in "
         f"{summary['seconds']} s ({summary['cases_per_second']} cases/s) against "
         f"{summary['target']}; states {summary['states']}"
+    )
+    print(
+        f"  CPU: harness {summary['harness_cpu_seconds']} s, target "
+        f"{summary['target_cpu_seconds']} s"
     )
     for f in summary["new_findings"]:
         print(

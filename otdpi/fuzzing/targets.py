@@ -208,6 +208,17 @@ class Target:
             return None
         return None
 
+    def cpu_seconds(self) -> float | None:
+        """User and system CPU seconds the server process has used, None if unknown."""
+        if self.process is None:
+            return None
+        try:
+            with open(f"/proc/{self.process.pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def lines_since(self, count: int) -> list[OutputLine]:
         """Output lines read after the first ``count`` lines ever read."""
         with self._lock:
