@@ -80,7 +80,7 @@ def test_pymodbus_3_16_campaign_neither_drops_nor_crashes(tmp_path):
 def test_libmodbus_answers_malformed_requests_after_a_long_delay(tmp_path):
     target = target_or_skip("libmodbus")
     _, stats, store = campaign(
-        "modbus", target, tmp_path, max_cases=300, max_time=120, post_time=40,
+        "modbus", target, tmp_path, max_cases=150, max_time=90, post_time=40,
         concurrency=1,
     )  # fmt: skip
     slow = by_oracle(store, "slow_reply")
