@@ -299,6 +299,8 @@ class Stats:
     started: float = field(default_factory=time.monotonic)
     stopped: float | None = None
     findings: collections.Counter = field(default_factory=collections.Counter)
+    first_case: dict[str, int] = field(default_factory=dict)  # oracle -> case number
+    mutations: collections.Counter = field(default_factory=collections.Counter)
     new_findings: int = 0
     states: collections.Counter = field(default_factory=collections.Counter)
     restarts: int = 0
@@ -452,6 +454,7 @@ class Campaign:
                 self._recent.append(case)
                 self.stats.cases += 1
                 self.stats.states[outcome.state] += 1
+                self.stats.mutations[case.mutation] += 1
                 for verdict in verdicts:
                     self._record(verdict, case, outcome)
                 if outcome.state in ("refused", "dropped") and not self.target.alive():
@@ -577,6 +580,7 @@ class Campaign:
             self.target, self.baseline(),
         )  # fmt: skip
         self.stats.findings[verdict.oracle] += 1
+        self.stats.first_case.setdefault(verdict.oracle, self.stats.cases)
         if new:
             self.stats.new_findings += 1
             self.new_ids.append(finding_id)

@@ -129,6 +129,8 @@ def _run_campaign(args: argparse.Namespace) -> int:
         "harness_cpu_seconds": round(stats.harness_cpu, 2),
         "target_cpu_seconds": None if stats.target_cpu is None else round(stats.target_cpu, 2),
         "hits_by_oracle": dict(stats.findings),
+        "first_case_by_oracle": stats.first_case,
+        "cases_by_mutation": dict(stats.mutations),
         "new_findings": [_finding_json(f) for f in findings if f.status != "unconfirmed"],
         "unconfirmed": [_finding_json(f) for f in findings if f.status == "unconfirmed"],
     }
@@ -185,6 +187,11 @@ def _print_summary(summary: dict) -> None:
         f"{summary['seconds']} s ({summary['cases_per_second']} cases/s) against "
         f"{summary['target']}; states {summary['states']}"
     )
+    if summary["first_case_by_oracle"]:
+        print(
+            "  first hit (case number): "
+            + ", ".join(f"{k} {v}" for k, v in summary["first_case_by_oracle"].items())
+        )
     print(
         f"  CPU: harness {summary['harness_cpu_seconds']} s, target "
         f"{summary['target_cpu_seconds']} s"
