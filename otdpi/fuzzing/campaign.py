@@ -558,6 +558,10 @@ class Campaign:
             return
         self._restarting = True
         self._target_up.clear()
+        # Limitation: the finding names the case whose connection failed; the
+        # other cases in flight are kept as suspects but not replayed one by
+        # one, so with high concurrency the named case may be the wrong one
+        # (its replays then show it). Replaying the suspects would lift it.
         suspects = [case] + list(self._in_flight.values())
         verdict = Verdict("process_died", "exit", f"exit status {self._exit_status()}")
         self._record(verdict, case, None)
@@ -606,6 +610,10 @@ class Campaign:
             if time.monotonic() > deadline:
                 break
             finding = self.store.get(finding_id)
+            # Limitation: memory growth belongs to no single case and a
+            # differential finding needs both targets, so neither is replayed
+            # or shrunk; they stay "unchecked". Replaying the campaign's last
+            # cases (memory) or both targets (differential) would lift it.
             if finding.oracle in ("memory_growth", "differential"):
                 continue
             hits = await replay_many(self.profile, self.target, finding, finding.case, s.replay_runs)
@@ -691,6 +699,11 @@ def _shrink_candidates(case: Case, profile: FuzzProfile):
             step //= 2
 
 
+# Limitation: shrinking is delta debugging over frames and byte runs, not
+# hypothesis's own shrinker, because campaign cases come from a drawn pool and
+# cheap mutators rather than from one hypothesis test; the reproducer is small
+# but not always minimal in structure. Driving each campaign case through a
+# hypothesis choice sequence would lift it, at a cost in cases per second.
 async def shrink(case: Case, still_fails, profile: FuzzProfile, deadline: float) -> Case:
     """The smallest case found by deleting frames and byte runs that still fails.
 
