@@ -1,4 +1,4 @@
-"""Fuzzing throughput: cases per second against a local pymodbus server, as the harness reports.
+"""Fuzzing throughput: cases/s against a local pymodbus server, as the harness says.
 
 Each case opens a new connection. Prints one line per (mix, concurrency): cases,
 seconds, cases/s and the CPU seconds of the harness and of the server, which
@@ -29,8 +29,10 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=5000)
     parser.add_argument("--recipe", default="pymodbus")
     args = parser.parse_args()
-    print(f"{'mix':12s} {'conc':>4s} {'cases':>6s} {'s':>6s} {'cases/s':>8s} "
-          f"{'harness CPU s':>13s} {'server CPU s':>12s}")
+    print(
+        f"{'mix':12s} {'conc':>4s} {'cases':>6s} {'s':>6s} {'cases/s':>8s} "
+        f"{'harness CPU s':>13s} {'server CPU s':>12s}"
+    )
     for mix, share in (("valid only", 1.0), ("campaign", 0.25)):
         for concurrency in (8, 32, 64):
             target = recipe(args.recipe, free_port())
@@ -47,8 +49,10 @@ def main() -> None:
                     target.stop()
                     store.close()
             server = "-" if stats.target_cpu is None else f"{stats.target_cpu:.2f}"
-            print(f"{mix:12s} {concurrency:4d} {stats.cases:6d} {stats.elapsed():6.2f} "
-                  f"{stats.rate:8.0f} {stats.harness_cpu:13.2f} {server:>12s}")
+            print(
+                f"{mix:12s} {concurrency:4d} {stats.cases:6d} {stats.elapsed():6.2f} "
+                f"{stats.rate:8.0f} {stats.harness_cpu:13.2f} {server:>12s}"
+            )
 
 
 if __name__ == "__main__":

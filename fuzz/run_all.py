@@ -45,11 +45,16 @@ def main(argv=None) -> int:
             seed_corpus(name, Path(corpus))
             command = [
                 sys.executable, str(script), corpus,
-                f"-max_total_time={args.seconds}", f"-artifact_prefix={HERE}/crash-{name}-",
+                f"-max_total_time={args.seconds}",
+                f"-artifact_prefix={HERE}/crash-{name}-",
                 "-print_final_stats=1", "-rss_limit_mb=2048",
             ]  # fmt: skip
             result = subprocess.run(command, capture_output=True, text=True)
-        stats = [line for line in result.stderr.splitlines() if "stat::number_of_executed_units" in line]
+        stats = [
+            line
+            for line in result.stderr.splitlines()
+            if "stat::number_of_executed_units" in line
+        ]
         print(f"{name}: exit {result.returncode}; {stats[-1] if stats else ''}")
         if result.returncode != 0:
             print(result.stderr[-3000:])

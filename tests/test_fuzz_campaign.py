@@ -112,12 +112,17 @@ def test_replay_command_reproduces_a_stored_finding(tmp_path):
     campaign_id = store.start_campaign("modbus", target.name, {})
     # Function 22 cut to its code: pymodbus 3.16.1 answers with function 0x80.
     case = Case((bytes.fromhex("000100000002ff16"),), "truncate_in_header")
-    verdict = Verdict("protocol_violation", "exception_function_0x80_for_defined_code", "")
-    finding_id, new = store.record(campaign_id, "modbus", verdict, case, {}, target, None)
+    verdict = Verdict(
+        "protocol_violation", "exception_function_0x80_for_defined_code", ""
+    )
+    finding_id, new = store.record(
+        campaign_id, "modbus", verdict, case, {}, target, None
+    )
     store.close()
     assert new
     result = subprocess.run(
-        [sys.executable, "-m", "otdpi", "fuzz", "replay", str(finding_id), "--runs", "10",
+        [sys.executable, "-m", "otdpi", "fuzz", "replay", str(finding_id),
+         "--runs", "10",
          "--db", str(tmp_path / "findings.sqlite")],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
@@ -132,7 +137,9 @@ def test_replay_finding_counts_runs(tmp_path):
     store = FindingStore(str(tmp_path / "f.sqlite"))
     cid = store.start_campaign("modbus", target.name, {})
     good = Case((bytes.fromhex("000100000006010300000002"),))
-    store.record(cid, "modbus", Verdict("no_reply", "fc=0x03", ""), good, {}, target, None)
+    store.record(
+        cid, "modbus", Verdict("no_reply", "fc=0x03", ""), good, {}, target, None
+    )
     finding = store.all()[0]
     with target:
         results = replay_finding(finding, get_profile("modbus"), target, runs=3)

@@ -1,4 +1,4 @@
-"""The fuzzing harness without a network: profiles, strategies, judges, store, shrinker."""
+"""The fuzzing harness without a network: profiles, judges, store, shrinker."""
 
 from __future__ import annotations
 
@@ -24,11 +24,12 @@ MODBUS = get_profile("modbus")
 HL7 = get_profile("hl7")
 
 
-# --- generation ------------------------------------------------------------------
+# --- generation -----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    "code", [c for c in REQUEST_BODIES if c != FunctionCode.ENCAPSULATED_INTERFACE_TRANSPORT]
+    "code",
+    [c for c in REQUEST_BODIES if c != FunctionCode.ENCAPSULATED_INTERFACE_TRANSPORT],
 )
 def test_every_request_definition_yields_a_strategy(code):
     values = draw_cases(struct_strategy(REQUEST_BODIES[code]), 5, seed=code)
@@ -83,14 +84,16 @@ def test_select_mutations_refuses_unknown_names():
         profile.select_mutations(["no_such_mutation"])
 
 
-# --- the Modbus judge ------------------------------------------------------------------
+# --- the Modbus judge -----------------------------------------------------------------
 
 REQUEST = Case((bytes.fromhex("000200000002ff16"),))
 
 
 def test_exception_with_a_wrong_function_byte_is_a_violation():
     verdicts = MODBUS.judge(REQUEST, bytes.fromhex("000200000003ff8001"))
-    assert [v.signature for v in verdicts] == ["exception_function_0x80_for_defined_code"]
+    assert [v.signature for v in verdicts] == [
+        "exception_function_0x80_for_defined_code"
+    ]
 
 
 def test_exception_with_code_or_0x80_passes():
@@ -115,7 +118,7 @@ def test_undefined_codes_share_one_signature():
     assert MODBUS.case_signature(a) == MODBUS.case_signature(b) == "fc=undefined"
 
 
-# --- the MLLP profile --------------------------------------------------------------------
+# --- the MLLP profile -----------------------------------------------------------------
 
 
 def test_mllp_valid_messages_are_framed_and_owed_one_ack():
@@ -134,7 +137,7 @@ def test_mllp_judge_checks_the_ack_control_id():
     assert [v.signature for v in HL7.judge(case, mllp.frame(b"MSH|x\r"))] == ["no_msa"]
 
 
-# --- registry -----------------------------------------------------------------------------
+# --- registry -------------------------------------------------------------------------
 
 
 def test_profiles_are_found_by_name_and_unknown_names_refused():
@@ -151,7 +154,7 @@ def test_register_profile_adds_a_protocol():
     assert isinstance(get_profile("toy-protocol"), Toy)
 
 
-# --- store, signatures, shrinker ---------------------------------------------------------------
+# --- store, signatures, shrinker ------------------------------------------------------
 
 
 def test_store_deduplicates_by_oracle_and_signature(tmp_path):
@@ -160,7 +163,9 @@ def test_store_deduplicates_by_oracle_and_signature(tmp_path):
     target = Target("127.0.0.1:1502", name="t")
     verdict = Verdict("connection_dropped", "fc=0x03", "closed")
     case = Case((b"\x00\x01\x00\x00\x00\x02\x01\x03",), "truncate_in_header")
-    first = store.record(cid, "modbus", verdict, case, {"state": "dropped"}, target, 0.001)
+    first = store.record(
+        cid, "modbus", verdict, case, {"state": "dropped"}, target, 0.001
+    )
     again = store.record(cid, "modbus", verdict, case, {}, target, 0.001)
     assert first[1] and not again[1] and first[0] == again[0]
     store.set_replays(first[0], 10, 9)

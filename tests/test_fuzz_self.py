@@ -1,4 +1,4 @@
-"""Self-fuzzing: the atheris targets' invariant checked by hypothesis, and the runner."""
+"""Self-fuzzing: the atheris targets' invariant under hypothesis, and the runner."""
 
 from __future__ import annotations
 

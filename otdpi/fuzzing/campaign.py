@@ -148,7 +148,8 @@ async def execute(
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             await asyncio.wait_for(
-                loop.sock_connect(sock, (target.host, target.port)), profile.reply_timeout
+                loop.sock_connect(sock, (target.host, target.port)),
+                profile.reply_timeout,
             )
         except (OSError, TimeoutError, asyncio.TimeoutError):
             sock.close()
@@ -166,7 +167,9 @@ async def execute(
             if eof or not profile.setup_ok(data):
                 sock.close()
                 now = time.monotonic()
-                return Outcome("setup_failed", data, expected, 0, 0.0, started, now), None
+                return Outcome(
+                    "setup_failed", data, expected, 0, 0.0, started, now
+                ), None
 
     groups = (
         [(case.payload, profile.expected_replies(case.payload))]
@@ -200,7 +203,9 @@ async def execute(
     if not keep or fresh:
         sock.close()
         sock = None
-    return Outcome(state, replies, total_expected, count, latency, started, finished), sock
+    return Outcome(
+        state, replies, total_expected, count, latency, started, finished
+    ), sock
 
 
 def state_verdicts(case: Case, outcome: Outcome, profile: FuzzProfile) -> list[Verdict]:
@@ -369,7 +374,9 @@ class Campaign:
             self.profile.select_mutations(list(s.mutations))
         # A focused campaign draws only valid cases up front, so that every
         # mutated case comes from the chosen mutations.
-        strategy = self.profile.valid_strategy() if s.mutations else self.profile.strategy()
+        strategy = (
+            self.profile.valid_strategy() if s.mutations else self.profile.strategy()
+        )
         pool = draw_cases(strategy, s.pool_size, s.seed)
         valid = [c for c in pool if c.mutation == "valid"] or pool
         self._drawn_mutants = [c for c in pool if c.mutation != "valid"]
@@ -411,7 +418,9 @@ class Campaign:
             if outcome.state == "answered":
                 self._latencies.append(outcome.latency)
 
-    def _next_case(self, rng: random.Random, pool: list[Case], valid: list[Case]) -> Case:
+    def _next_case(
+        self, rng: random.Random, pool: list[Case], valid: list[Case]
+    ) -> Case:
         # Valid cases at the chosen share; the rest mutated, half by hypothesis
         # (drawn into the pool up front), half by the profile's cheap mutators.
         if rng.random() < self.settings.valid_share:
@@ -441,7 +450,10 @@ class Campaign:
                 case = self._next_case(rng, pool, valid)
                 self._in_flight[index] = case
                 outcome, sock = await execute(
-                    case, self.target, self.profile, sock if s.reuse_connection else None
+                    case,
+                    self.target,
+                    self.profile,
+                    sock if s.reuse_connection else None,
                 )
                 verdicts = self._judge(case, outcome)
                 if self.other is not None:
@@ -493,7 +505,11 @@ class Campaign:
         self.stats.stopped = time.monotonic()
         self.stats.harness_cpu = time.process_time() - cpu_before
         target_after = self.target.cpu_seconds()
-        if target_before is not None and target_after is not None and not self.stats.restarts:
+        if (
+            target_before is not None
+            and target_after is not None
+            and not self.stats.restarts
+        ):
             self.stats.target_cpu = target_after - target_before
         self.stats.rate = self.stats.cases / max(self.stats.elapsed(), 1e-9)
         await asyncio.sleep(0.1)  # let the output reader catch the last lines
@@ -513,7 +529,9 @@ class Campaign:
             verdicts += self._slow(case, outcome, self.baseline())
         return [v for v in verdicts if v.oracle not in s.oracles_off]
 
-    def _slow(self, case: Case, outcome: Outcome, baseline: float | None) -> list[Verdict]:
+    def _slow(
+        self, case: Case, outcome: Outcome, baseline: float | None
+    ) -> list[Verdict]:
         s = self.settings
         if baseline is None:
             return []
@@ -616,7 +634,9 @@ class Campaign:
             # cases (memory) or both targets (differential) would lift it.
             if finding.oracle in ("memory_growth", "differential"):
                 continue
-            hits = await replay_many(self.profile, self.target, finding, finding.case, s.replay_runs)
+            hits = await replay_many(
+                self.profile, self.target, finding, finding.case, s.replay_runs
+            )
             self.store.set_replays(finding_id, s.replay_runs, hits)
             checked.append(finding)
             if on_tick:
@@ -633,7 +653,9 @@ class Campaign:
             )
             if shrunk == finding.case:
                 continue
-            hits = await replay_many(self.profile, self.target, finding, shrunk, s.replay_runs)
+            hits = await replay_many(
+                self.profile, self.target, finding, shrunk, s.replay_runs
+            )
             # Keep the shrunk case only if it replays as well as the original.
             if hits >= self.store.get(finding.id).replay_hits:
                 self.store.set_shrunk(finding.id, shrunk)
@@ -660,7 +682,10 @@ async def reproduces(profile: FuzzProfile, target: Target, finding, case: Case) 
     if oracle == "log_error":
         await asyncio.sleep(0.05)
         lines = [line.text for line in target.lines_since(seen)]
-        return any(ERROR_LINE.search(t) for t in lines) and log_signature(lines) == signature
+        return (
+            any(ERROR_LINE.search(t) for t in lines)
+            and log_signature(lines) == signature
+        )
     verdicts = state_verdicts(case, outcome, profile)
     if outcome.replies:
         verdicts += profile.judge(case, outcome.replies)
@@ -704,7 +729,9 @@ def _shrink_candidates(case: Case, profile: FuzzProfile):
 # cheap mutators rather than from one hypothesis test; the reproducer is small
 # but not always minimal in structure. Driving each campaign case through a
 # hypothesis choice sequence would lift it, at a cost in cases per second.
-async def shrink(case: Case, still_fails, profile: FuzzProfile, deadline: float) -> Case:
+async def shrink(
+    case: Case, still_fails, profile: FuzzProfile, deadline: float
+) -> Case:
     """The smallest case found by deleting frames and byte runs that still fails.
 
     ``still_fails`` is an async predicate; the search stops at ``deadline``
@@ -734,7 +761,9 @@ async def replay_many(
     oracle does not need the target alone, else one after another.
     """
     if finding.oracle in _ALONE or target.max_concurrency < runs:
-        return sum([await reproduces(profile, target, finding, case) for _ in range(runs)])
+        return sum(
+            [await reproduces(profile, target, finding, case) for _ in range(runs)]
+        )
     results = await asyncio.gather(
         *(reproduces(profile, target, finding, case) for _ in range(runs))
     )

@@ -16,8 +16,10 @@ DEFAULT_DB = "otdpi-fuzz.sqlite"
 def add_fuzz_commands(commands) -> None:
     """Add the ``fuzz`` group to the main parser's subcommands."""
     fuzz = commands.add_parser(
-        "fuzz", help="fuzz a live protocol implementation with the dissectors' definitions",
-        description="Generate valid and mutated messages from a protocol's definitions, "
+        "fuzz",
+        help="fuzz a live protocol implementation with the dissectors' definitions",
+        description="Generate valid and mutated messages from a protocol's "
+        "definitions, "
         "drive them at a target and judge every reply with otdpi's own dissector.",
     )
     sub = fuzz.add_subparsers(dest="fuzz_command", metavar="FUZZ_COMMAND")
@@ -26,35 +28,79 @@ def add_fuzz_commands(commands) -> None:
     run.add_argument("protocol", help="fuzz profile name (see `otdpi fuzz profiles`)")
     run.add_argument("--target", required=True, metavar="HOST:PORT")
     how = run.add_mutually_exclusive_group()
-    how.add_argument("--start", metavar="CMD",
-                     help="command serving --target, started and restarted by the "
-                     "harness (loopback only; {port} is replaced by the port)")
-    how.add_argument("--recipe", metavar="NAME",
-                     help="a ready-made local server, e.g. pymodbus==3.10.0, libmodbus, "
-                     "hl7-mllp (see `otdpi fuzz recipes`)")
-    run.add_argument("--differential", metavar="HOST:PORT",
-                     help="a second target given the same cases; differences are findings")
-    run.add_argument("--differential-recipe", metavar="NAME",
-                     help="recipe serving --differential")
+    how.add_argument(
+        "--start",
+        metavar="CMD",
+        help="command serving --target, started and restarted by the "
+        "harness (loopback only; {port} is replaced by the port)",
+    )
+    how.add_argument(
+        "--recipe",
+        metavar="NAME",
+        help="a ready-made local server, e.g. pymodbus==3.10.0, libmodbus, "
+        "hl7-mllp (see `otdpi fuzz recipes`)",
+    )
+    run.add_argument(
+        "--differential",
+        metavar="HOST:PORT",
+        help="a second target given the same cases; differences are findings",
+    )
+    run.add_argument(
+        "--differential-recipe", metavar="NAME", help="recipe serving --differential"
+    )
     run.add_argument("--max-cases", type=int, default=1000, metavar="N")
     run.add_argument("--max-time", type=float, default=60.0, metavar="SECONDS")
-    run.add_argument("--concurrency", type=int, default=32, metavar="N",
-                     help="cases in flight at once (default 32; recipes may cap it)")
+    run.add_argument(
+        "--concurrency",
+        type=int,
+        default=32,
+        metavar="N",
+        help="cases in flight at once (default 32; recipes may cap it)",
+    )
     run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--reuse-connection", action="store_true",
-                     help="keep a connection per worker instead of one per case")
-    run.add_argument("--post-time", type=float, default=60.0, metavar="SECONDS",
-                     help="time for shrinking and replay checks of new findings")
-    run.add_argument("--reply-timeout", type=float, metavar="SECONDS",
-                     help="how long an owed reply may take (default: the profile's)")
-    run.add_argument("--valid-share", type=float, default=0.25, metavar="FRACTION",
-                     help="share of cases sent unmutated (default 0.25; 1 for valid only)")
-    run.add_argument("--mutations", default="", metavar="LIST",
-                     help="comma-separated mutations to use (default: all the profile's)")
-    run.add_argument("--oracles-off", default="", metavar="LIST",
-                     help="comma-separated oracles to ignore")
-    run.add_argument("--db", default=DEFAULT_DB, metavar="FILE",
-                     help=f"findings database (default {DEFAULT_DB})")
+    run.add_argument(
+        "--reuse-connection",
+        action="store_true",
+        help="keep a connection per worker instead of one per case",
+    )
+    run.add_argument(
+        "--post-time",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="time for shrinking and replay checks of new findings",
+    )
+    run.add_argument(
+        "--reply-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="how long an owed reply may take (default: the profile's)",
+    )
+    run.add_argument(
+        "--valid-share",
+        type=float,
+        default=0.25,
+        metavar="FRACTION",
+        help="share of cases sent unmutated (default 0.25; 1 for valid only)",
+    )
+    run.add_argument(
+        "--mutations",
+        default="",
+        metavar="LIST",
+        help="comma-separated mutations to use (default: all the profile's)",
+    )
+    run.add_argument(
+        "--oracles-off",
+        default="",
+        metavar="LIST",
+        help="comma-separated oracles to ignore",
+    )
+    run.add_argument(
+        "--db",
+        default=DEFAULT_DB,
+        metavar="FILE",
+        help=f"findings database (default {DEFAULT_DB})",
+    )
     run.add_argument("--no-progress", action="store_true", help="no live display")
     run.add_argument("--json", action="store_true", help="print the summary as JSON")
     run.set_defaults(run=_run_campaign)
@@ -62,7 +108,9 @@ def add_fuzz_commands(commands) -> None:
     rep = sub.add_parser("replay", help="replay a stored finding")
     rep.add_argument("finding", type=int, metavar="FINDING", help="finding id")
     rep.add_argument("--runs", type=int, default=10)
-    rep.add_argument("--target", metavar="HOST:PORT", help="another address to replay at")
+    rep.add_argument(
+        "--target", metavar="HOST:PORT", help="another address to replay at"
+    )
     rep.add_argument("--start", metavar="CMD", help="another command serving it")
     rep.add_argument("--db", default=DEFAULT_DB, metavar="FILE")
     rep.set_defaults(run=_run_replay)
@@ -100,7 +148,8 @@ def _run_campaign(args: argparse.Namespace) -> int:
         other = _target(args.differential, None, args.differential_recipe)
     settings = Settings(
         max_cases=args.max_cases, max_time=args.max_time, concurrency=args.concurrency,
-        seed=args.seed, reuse_connection=args.reuse_connection, post_time=args.post_time,
+        seed=args.seed, reuse_connection=args.reuse_connection,
+        post_time=args.post_time,
         oracles_off=tuple(o for o in args.oracles_off.split(",") if o),
         reply_timeout=args.reply_timeout, valid_share=args.valid_share,
         mutations=tuple(m for m in args.mutations.split(",") if m),
@@ -127,12 +176,18 @@ def _run_campaign(args: argparse.Namespace) -> int:
         "states": dict(stats.states),
         "restarts": stats.restarts,
         "harness_cpu_seconds": round(stats.harness_cpu, 2),
-        "target_cpu_seconds": None if stats.target_cpu is None else round(stats.target_cpu, 2),
+        "target_cpu_seconds": None
+        if stats.target_cpu is None
+        else round(stats.target_cpu, 2),
         "hits_by_oracle": dict(stats.findings),
         "first_case_by_oracle": stats.first_case,
         "cases_by_mutation": dict(stats.mutations),
-        "new_findings": [_finding_json(f) for f in findings if f.status != "unconfirmed"],
-        "unconfirmed": [_finding_json(f) for f in findings if f.status == "unconfirmed"],
+        "new_findings": [
+            _finding_json(f) for f in findings if f.status != "unconfirmed"
+        ],
+        "unconfirmed": [
+            _finding_json(f) for f in findings if f.status == "unconfirmed"
+        ],
     }
     store.close()
     if args.json:
@@ -150,7 +205,9 @@ def _run_with_display(campaign):
     console = Console(stderr=True)
 
     def render(stats):
-        table = Table(title=f"otdpi fuzz {campaign.profile.name} -> {campaign.target.name}")
+        table = Table(
+            title=f"otdpi fuzz {campaign.profile.name} -> {campaign.target.name}"
+        )
         table.add_column("phase")
         table.add_column("cases", justify="right")
         table.add_column("cases/s", justify="right")
@@ -205,7 +262,8 @@ def _print_summary(summary: dict) -> None:
     if summary["unconfirmed"]:
         print(
             f"  ({len(summary['unconfirmed'])} more did not replay in 9 of 10 runs: "
-            + ", ".join(f"#{f['id']} {f['oracle']}" for f in summary["unconfirmed"]) + ")"
+            + ", ".join(f"#{f['id']} {f['oracle']}" for f in summary["unconfirmed"])
+            + ")"
         )
     if summary["new_findings"]:
         print("replay one with: otdpi fuzz replay FINDING")

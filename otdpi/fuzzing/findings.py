@@ -105,7 +105,8 @@ class FindingStore:
     def start_campaign(self, protocol: str, target: str, settings: dict) -> int:
         """A new campaign row; returns its id."""
         cur = self.db.execute(
-            "INSERT INTO campaigns (protocol, target, started, settings) VALUES (?,?,?,?)",
+            "INSERT INTO campaigns (protocol, target, started, settings)"
+            " VALUES (?,?,?,?)",
             (protocol, target, time.time(), json.dumps(settings)),
         )
         self.db.commit()
@@ -192,7 +193,8 @@ class FindingStore:
     def _select(self, where: str, args: tuple) -> list[Finding]:
         self.db.commit()
         rows = self.db.execute(
-            "SELECT id, protocol, oracle, signature, detail, target_name, target_address,"
+            "SELECT id, protocol, oracle, signature, detail, target_name,"
+            " target_address,"
             " target_command, target_env, max_concurrency, case_json, shrunk_json,"
             " outcome_json, baseline_latency, hits, replay_runs, replay_hits, status"
             f" FROM findings {where} ORDER BY id",
@@ -200,10 +202,24 @@ class FindingStore:
         ).fetchall()
         return [
             Finding(
-                r[0], r[1], r[2], r[3], r[4] or "", r[5], r[6], json.loads(r[7] or "[]"),
-                json.loads(r[8] or "{}"), r[9] or 1, Case.from_json(json.loads(r[10])),
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4] or "",
+                r[5],
+                r[6],
+                json.loads(r[7] or "[]"),
+                json.loads(r[8] or "{}"),
+                r[9] or 1,
+                Case.from_json(json.loads(r[10])),
                 Case.from_json(json.loads(r[11])) if r[11] else None,
-                json.loads(r[12] or "{}"), r[13], r[14], r[15], r[16], r[17],
+                json.loads(r[12] or "{}"),
+                r[13],
+                r[14],
+                r[15],
+                r[16],
+                r[17],
             )  # fmt: skip
             for r in rows
         ]

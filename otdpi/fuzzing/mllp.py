@@ -14,7 +14,6 @@ huge fields, deep component/sub-component nesting, bytes outside ASCII.
 
 from __future__ import annotations
 
-import random
 import re
 
 from hypothesis import strategies as st
@@ -26,7 +25,15 @@ END_BLOCK = b"\x1c\x0d"
 SEGMENT_END = b"\r"
 ENCODING = "^~\\&"
 
-MESSAGE_TYPES = ("ADT^A01", "ADT^A04", "ADT^A08", "ORU^R01", "ORM^O01", "SIU^S12", "MDM^T02")
+MESSAGE_TYPES = (
+    "ADT^A01",
+    "ADT^A04",
+    "ADT^A08",
+    "ORU^R01",
+    "ORM^O01",
+    "SIU^S12",
+    "MDM^T02",
+)
 _TEXT = st.text(st.sampled_from("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .-"), max_size=12)
 
 
@@ -42,14 +49,17 @@ def _field():
 
 def _segment():
     return st.tuples(
-        st.sampled_from(["PID", "PV1", "OBX", "OBR", "EVN", "NK1", "AL1", "NTE", "ZZZ"]),
+        st.sampled_from(
+            ["PID", "PV1", "OBX", "OBR", "EVN", "NK1", "AL1", "NTE", "ZZZ"]
+        ),
         st.lists(_field(), max_size=8),
     ).map(lambda s: "|".join([s[0], *s[1]]))
 
 
 def _build(kind: str, control_id: str, version: str, segments: list[str]) -> Case:
     msh = (
-        f"MSH|{ENCODING}|OTDPI|FUZZ|RECV|FAC|20260101120000||{kind}|{control_id}|P|{version}"
+        f"MSH|{ENCODING}|OTDPI|FUZZ|RECV|FAC|20260101120000||{kind}|{control_id}"
+        f"|P|{version}"
     )
     message = "\r".join([msh, *segments]).encode("ascii") + SEGMENT_END
     return Case((frame(message),), "valid", f"{kind} {control_id}")
@@ -68,7 +78,11 @@ def valid_messages():
 
 def _inner(case: Case) -> bytes:
     data = case.frames[0]
-    return data[1:-2] if data.startswith(START_BLOCK) and data.endswith(END_BLOCK) else data
+    return (
+        data[1:-2]
+        if data.startswith(START_BLOCK) and data.endswith(END_BLOCK)
+        else data
+    )
 
 
 def no_start(case, rng):
@@ -102,14 +116,18 @@ def broken_msh(case, rng):
 def huge_field(case, rng):
     body = _inner(case)
     size = rng.choice([1000, 10_000, 70_000])
-    return Case((frame(body + b"NTE|1||" + b"A" * size + b"\r"),), "huge_field", f"{size} B")
+    return Case(
+        (frame(body + b"NTE|1||" + b"A" * size + b"\r"),), "huge_field", f"{size} B"
+    )
 
 
 def deep_nesting(case, rng):
     body = _inner(case)
     depth = rng.choice([50, 500, 5000])
     nested = "^".join("&".join("x" for _ in range(4)) for _ in range(depth)).encode()
-    return Case((frame(body + b"OBX|1|ST|" + nested + b"\r"),), "deep_nesting", f"{depth}")
+    return Case(
+        (frame(body + b"OBX|1|ST|" + nested + b"\r"),), "deep_nesting", f"{depth}"
+    )
 
 
 def high_bytes(case, rng):
@@ -122,7 +140,9 @@ def high_bytes(case, rng):
 def concatenate(case, rng, others=None):
     pool = others or [case]
     count = rng.randint(2, 5)
-    frames = (case.frames[0],) + tuple(rng.choice(pool).frames[0] for _ in range(count - 1))
+    frames = (case.frames[0],) + tuple(
+        rng.choice(pool).frames[0] for _ in range(count - 1)
+    )
     return Case(frames, "concatenate", f"{count} messages", together=True)
 
 
@@ -203,7 +223,9 @@ class MllpProfile(FuzzProfile):
         ]  # fmt: skip
         got = blocks(replies)
         if replies.count(END_BLOCK) != len(got) or not replies.startswith(START_BLOCK):
-            verdicts.append(Verdict("malformed_reply", "mllp_framing", replies[:80].hex()))
+            verdicts.append(
+                Verdict("malformed_reply", "mllp_framing", replies[:80].hex())
+            )
         for index, block in enumerate(got):
             segments = block.split(b"\r")
             msa = next((s for s in segments if s.startswith(b"MSA|")), None)
@@ -214,7 +236,9 @@ class MllpProfile(FuzzProfile):
                 continue
             fields = msa.split(b"|")
             if len(fields) < 3:
-                verdicts.append(Verdict("malformed_reply", "short_msa", msa.decode("latin-1")))
+                verdicts.append(
+                    Verdict("malformed_reply", "short_msa", msa.decode("latin-1"))
+                )
             elif index < len(asked) and fields[2] != asked[index]:
                 verdicts.append(Verdict(
                     "protocol_violation", "ack_control_id_mismatch",
@@ -237,7 +261,11 @@ class MllpProfile(FuzzProfile):
         except Exception:  # noqa: BLE001 - a missing or broken plugin is no finding
             return []
         return [
-            Verdict("malformed_reply", f"hl7:{(m.status.reason or '')[:40]}", m.status.reason or "")
+            Verdict(
+                "malformed_reply",
+                f"hl7:{(m.status.reason or '')[:40]}",
+                m.status.reason or "",
+            )
             for m in messages
             if m.status.state == "malformed"
         ]
@@ -245,7 +273,9 @@ class MllpProfile(FuzzProfile):
     def reply_signature(self, replies: bytes) -> str:
         codes = []
         for block in blocks(replies):
-            msa = next((s for s in block.split(b"\r") if s.startswith(b"MSA|")), b"MSA|?")
+            msa = next(
+                (s for s in block.split(b"\r") if s.startswith(b"MSA|")), b"MSA|?"
+            )
             codes.append(msa.split(b"|")[1].decode("latin-1") if b"|" in msa else "?")
         return ",".join(codes) or "none"
 

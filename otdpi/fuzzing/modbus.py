@@ -87,7 +87,9 @@ def _body_strategy(code: int):
     if code == F.DIAGNOSTICS:
         return st.fixed_dictionaries(
             {
-                "sub_function": st.sampled_from([int(s) for s in DiagnosticSubFunction]),
+                "sub_function": st.sampled_from(
+                    [int(s) for s in DiagnosticSubFunction]
+                ),
                 "data": st.binary(min_size=2, max_size=2),
             }
         )
@@ -104,7 +106,9 @@ def _body_strategy(code: int):
             REQUEST_BODIES[code].subcons[1].subcon.subcon,
             {"record_length": boundary_integers(16, 1, 120)},
         )
-        return st.fixed_dictionaries({"sub_requests": st.lists(sub, min_size=1, max_size=35)})
+        return st.fixed_dictionaries(
+            {"sub_requests": st.lists(sub, min_size=1, max_size=35)}
+        )
     if code == F.WRITE_FILE_RECORD:
         sub = st.fixed_dictionaries(
             {
@@ -113,7 +117,9 @@ def _body_strategy(code: int):
                 "registers": _registers(1, 20),
             }
         )
-        return st.fixed_dictionaries({"sub_requests": st.lists(sub, min_size=1, max_size=4)})
+        return st.fixed_dictionaries(
+            {"sub_requests": st.lists(sub, min_size=1, max_size=4)}
+        )
     if code == F.READ_WRITE_MULTIPLE_REGISTERS:
         return struct_strategy(
             REQUEST_BODIES[code],
@@ -193,7 +199,9 @@ def wrong_protocol_id(case: Case, rng: random.Random) -> Case:
     """A protocol id other than 0 (Modbus)."""
     adu = case.frames[0]
     pid = rng.choice([1, 2, 0x00FF, 0x8000, 0xFFFF])
-    return Case((adu[:2] + struct.pack(">H", pid) + adu[4:],), "wrong_protocol_id", f"{pid}")
+    return Case(
+        (adu[:2] + struct.pack(">H", pid) + adu[4:],), "wrong_protocol_id", f"{pid}"
+    )
 
 
 def illegal_function(case: Case, rng: random.Random) -> Case:
@@ -222,7 +230,9 @@ def illegal_value(case: Case, rng: random.Random) -> Case:
         note = f"mei type {mei}"
     else:
         code = rng.choice([0, 5, 0xFF])
-        made = build_adu(tid, unit, 43, True, mei_type=14, read_device_id_code=code, object_id=0)
+        made = build_adu(
+            tid, unit, 43, True, mei_type=14, read_device_id_code=code, object_id=0
+        )
         note = f"read device id code {code}"
     return Case((made,), "illegal_value", note)
 
@@ -240,27 +250,56 @@ def count_lies(case: Case, rng: random.Random) -> Case:
     if code in (1, 3):
         made = build_adu(tid, unit, code, True, address=address, quantity=quantity)
     elif code == 15:
-        made = build_adu(tid, unit, 15, True, address=address, quantity=quantity,
-                         bits=[1] * 8)
+        made = build_adu(
+            tid, unit, 15, True, address=address, quantity=quantity, bits=[1] * 8
+        )
         made = made[:12] + bytes([count]) + made[13:]
     elif code == 16:
-        made = build_adu(tid, unit, 16, True, address=address, quantity=quantity,
-                         registers=[1, 2])
+        made = build_adu(
+            tid, unit, 16, True, address=address, quantity=quantity, registers=[1, 2]
+        )
         made = made[:12] + bytes([count]) + made[13:]
     elif code == 23:
-        made = build_adu(tid, unit, 23, True, read_address=address, read_quantity=quantity,
-                         write_address=0, write_quantity=quantity, registers=[1])
+        made = build_adu(
+            tid,
+            unit,
+            23,
+            True,
+            read_address=address,
+            read_quantity=quantity,
+            write_address=0,
+            write_quantity=quantity,
+            registers=[1],
+        )
         made = made[:16] + bytes([count]) + made[17:]
     elif code == 20:
-        made = build_adu(tid, unit, 20, True, sub_requests=[
-            {"reference_type": rng.choice([6, 0, 7]), "file_number": 1,
-             "record_number": 0, "record_length": quantity}])
+        made = build_adu(
+            tid,
+            unit,
+            20,
+            True,
+            sub_requests=[
+                {
+                    "reference_type": rng.choice([6, 0, 7]),
+                    "file_number": 1,
+                    "record_number": 0,
+                    "record_length": quantity,
+                }
+            ],
+        )
         made = made[:8] + bytes([count]) + made[9:]
     else:
-        made = build_adu(tid, unit, 21, True, sub_requests=[
-            {"file_number": 1, "record_number": 0, "registers": [1]}])
+        made = build_adu(
+            tid,
+            unit,
+            21,
+            True,
+            sub_requests=[{"file_number": 1, "record_number": 0, "registers": [1]}],
+        )
         made = made[:8] + bytes([count]) + made[9:]
-    return Case((made,), "count_lies", f"function {code} count {count} quantity {quantity}")
+    return Case(
+        (made,), "count_lies", f"function {code} count {count} quantity {quantity}"
+    )
 
 
 def trailing_bytes(case: Case, rng: random.Random) -> Case:
@@ -274,10 +313,14 @@ def _numbered(frames: list[bytes]) -> tuple[bytes, ...]:
     return tuple(struct.pack(">H", i + 1) + f[2:] for i, f in enumerate(frames))
 
 
-def concatenate(case: Case, rng: random.Random, others: list[Case] | None = None) -> Case:
+def concatenate(
+    case: Case, rng: random.Random, others: list[Case] | None = None
+) -> Case:
     """Several ADUs in one segment: each must be answered."""
     pool = others or [case]
-    frames = [case.frames[0]] + [rng.choice(pool).frames[0] for _ in range(rng.randint(1, 4))]
+    frames = [case.frames[0]] + [
+        rng.choice(pool).frames[0] for _ in range(rng.randint(1, 4))
+    ]
     return Case(_numbered(frames), "concatenate", f"{len(frames)} ADUs", together=True)
 
 
@@ -398,7 +441,11 @@ class ModbusProfile(FuzzProfile):
 
     def repair(self, original: bytes, edited: bytes) -> bytes:
         # Keep an honest MBAP length honest after the shrinker cut bytes.
-        if len(original) >= 7 and len(edited) >= 7 and _header(original)[2] == len(original) - 6:
+        if (
+            len(original) >= 7
+            and len(edited) >= 7
+            and _header(original)[2] == len(original) - 6
+        ):
             return _with_length(edited, len(edited) - 6)
         return edited
 

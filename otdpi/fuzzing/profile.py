@@ -169,7 +169,7 @@ class FuzzProfile:
     # -- replies -----------------------------------------------------------------
 
     def expected_replies(self, frame: bytes) -> int:
-        """How many replies a conforming peer sends for ``frame`` (0 if it should wait)."""
+        """How many replies a conforming peer owes ``frame`` (0: it should wait)."""
         raise NotImplementedError
 
     def count_replies(self, data: bytes) -> int:
@@ -231,6 +231,7 @@ def get_profile(name: str) -> FuzzProfile:
         cls = _load(_BUILTIN[name])
     if cls is None:
         raise UsageError(
-            f"no fuzz profile for {name!r}; available: {', '.join(available_profiles())}"
+            f"no fuzz profile for {name!r}; available: "
+            f"{', '.join(available_profiles())}"
         )
     return cls()

@@ -19,7 +19,9 @@ from otdpi.errors import UsageError
 from otdpi.fuzzing.targets import Target
 
 SERVERS = Path(__file__).resolve().parent / "servers"
-CACHE = Path(os.environ.get("OTDPI_CACHE", Path.home() / ".cache" / "otdpi")) / "targets"
+CACHE = (
+    Path(os.environ.get("OTDPI_CACHE", Path.home() / ".cache" / "otdpi")) / "targets"
+)
 
 RECIPES = {
     "pymodbus": "pymodbus TCP server (pymodbus or pymodbus==VERSION)",

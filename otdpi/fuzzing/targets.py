@@ -152,7 +152,9 @@ class Target:
         if not wait_for_port(self.host, self.port, self.start_timeout):
             tail = " | ".join(line.text for line in list(self.output)[-5:])
             self.stop()
-            raise UsageError(f"target {self.name} did not listen on {self.address}: {tail}")
+            raise UsageError(
+                f"target {self.name} did not listen on {self.address}: {tail}"
+            )
 
     def _read_output(self, process: subprocess.Popen) -> None:
         for raw in process.stdout:
@@ -163,7 +165,9 @@ class Target:
 
     def alive(self) -> bool:
         """Whether a managed server still runs (True for unmanaged ones)."""
-        return not self.managed or (self.process is not None and self.process.poll() is None)
+        return not self.managed or (
+            self.process is not None and self.process.poll() is None
+        )
 
     def restart(self) -> None:
         """Stop and start the server again."""

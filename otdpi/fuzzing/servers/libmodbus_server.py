@@ -37,7 +37,12 @@ def serve(port: int) -> None:
     lib.modbus_tcp_listen.argtypes = [ctypes.c_void_p, ctypes.c_int]
     lib.modbus_tcp_accept.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int)]
     lib.modbus_receive.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
-    lib.modbus_reply.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_void_p]
+    lib.modbus_reply.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.c_void_p,
+    ]
     lib.modbus_close.argtypes = [ctypes.c_void_p]
     lib.modbus_strerror.restype = ctypes.c_char_p
 

@@ -18,7 +18,7 @@ from pymodbus.server import StartAsyncTcpServer
 
 
 def _context() -> ModbusServerContext:
-    """Every table present from address 0 (pymodbus counts blocks from 1), so valid reads succeed wherever they ask."""
+    """Every table, every address (pymodbus counts blocks from 1)."""
 
     def block():
         return ModbusSequentialDataBlock(1, [0] * 65535)
