@@ -144,3 +144,22 @@ def test_replay_finding_counts_runs(tmp_path):
     with target:
         results = replay_finding(finding, get_profile("modbus"), target, runs=3)
     assert results == [False, False, False]  # a valid read is answered
+
+
+@pytest.mark.slow
+def test_differential_mode_reports_where_two_versions_disagree(tmp_path):
+    old = target_or_skip("pymodbus==3.10.0")
+    new = target_or_skip("pymodbus")
+    store = FindingStore(str(tmp_path / "findings.sqlite"))
+    settings = Settings(max_cases=100, max_time=60, post_time=0)
+    run = Campaign(get_profile("modbus"), old, store, settings, other=new)
+    try:
+        run.run()
+    finally:
+        old.stop()
+        new.stop()
+    differences = by_oracle(store, "differential")
+    # 3.10.0 drops the connection where 3.16.1 answers with function 0x80.
+    assert any(
+        f.signature.startswith("dropped:none vs answered:0x80") for f in differences
+    ), [f.signature for f in differences]
