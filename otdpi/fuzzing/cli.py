@@ -137,6 +137,12 @@ def _target(address: str, start: str | None, recipe_name: str | None):
 
 
 def _run_campaign(args: argparse.Namespace) -> int:
+    from otdpi.errors import UsageError
+
+    try:
+        import hypothesis  # noqa: F401
+    except ImportError as exc:
+        raise UsageError("fuzzing needs hypothesis: pip install 'otdpi[fuzz]'") from exc
     from otdpi.fuzzing.campaign import Campaign, Settings
     from otdpi.fuzzing.findings import FindingStore
     from otdpi.fuzzing.profile import get_profile
