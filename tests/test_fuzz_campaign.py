@@ -163,3 +163,35 @@ def test_differential_mode_reports_where_two_versions_disagree(tmp_path):
     assert any(
         f.signature.startswith("dropped:none vs answered:0x80") for f in differences
     ), [f.signature for f in differences]
+
+
+CRASHING_SERVER = """
+import os, socket, sys
+listener = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+while True:
+    conn, _ = listener.accept()
+    data = conn.recv(300)
+    if len(data) == 8:  # an ADU of a bare function code: die, as a buggy device
+        os._exit(3)
+    if len(data) >= 8:  # anything else gets an illegal-function exception
+        conn.sendall(data[:4] + bytes([0, 3, data[6], data[7] | 0x80, 1]))
+    conn.close()
+"""
+
+
+@pytest.mark.slow
+def test_a_server_that_dies_is_restarted_and_the_case_replays(tmp_path):
+    from otdpi.fuzzing.targets import Target
+
+    script = tmp_path / "crashing_server.py"
+    script.write_text(CRASHING_SERVER)
+    port = free_port()
+    target = Target(f"127.0.0.1:{port}", [sys.executable, str(script), "{port}"])
+    _, stats, store = campaign(
+        "modbus", target, tmp_path, max_cases=60, max_time=60, post_time=60,
+        concurrency=4, mutations=("truncate_in_header",),
+    )  # fmt: skip
+    assert stats.restarts >= 1
+    died = by_oracle(store, "process_died")
+    assert died and died[0].replay_hits >= 9, died
+    assert len(died[0].reproducer.payload) == 8

@@ -355,6 +355,7 @@ class Campaign:
         self._in_flight: dict[int, Case] = {}
         self._recent: collections.deque[Case] = collections.deque(maxlen=64)
         self._log_seen = 0
+        self._death_cases: list[list[Case]] = []
         self._target_up: asyncio.Event | None = None
         self._restarting = False
         self.campaign_id = 0
@@ -584,9 +585,9 @@ class Campaign:
         verdict = Verdict("process_died", "exit", f"exit status {self._exit_status()}")
         self._record(verdict, case, None)
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, self.target.restart)
+        await loop.run_in_executor(None, self.target.ensure_running)
         self.stats.restarts += 1
-        self._died_suspects = suspects
+        self._death_cases.append(suspects)
         self._restarting = False
         self._target_up.set()
 
@@ -623,6 +624,7 @@ class Campaign:
                 if lines and log_signature(lines) == signature:
                     self._record(Verdict("log_error", signature, lines[-1]), case, None)
                     break
+        await self._name_killers(deadline)
         checked = []
         for finding_id in list(self.new_ids):
             if time.monotonic() > deadline:
@@ -661,6 +663,26 @@ class Campaign:
                 self.store.set_shrunk(finding.id, shrunk)
                 self.store.set_replays(finding.id, s.replay_runs, hits)
 
+    async def _name_killers(self, deadline: float) -> None:
+        # With cases in flight when the server died, the case that noticed
+        # may not be the one that killed it: replay each suspect alone and
+        # keep the first that kills the server again as the finding's case.
+        died = [
+            f for f in self.store.all(self.campaign_id) if f.oracle == "process_died"
+        ]
+        if not died or not self._death_cases:
+            return
+        finding = died[0]
+        tried: set[bytes] = set()
+        for suspects in self._death_cases[:5]:
+            for case in suspects:
+                if time.monotonic() > deadline or case.payload in tried:
+                    continue
+                tried.add(case.payload)
+                if await reproduces(self.profile, self.target, finding, case):
+                    self.store.set_case(finding.id, case)
+                    return
+
     async def _log_of(self, case: Case) -> list[str]:
         seen = self.target.lines_seen
         await execute(case, self.target, self.profile)
@@ -672,13 +694,21 @@ class Campaign:
 async def reproduces(profile: FuzzProfile, target: Target, finding, case: Case) -> bool:
     """Whether ``case`` run alone makes ``target`` show ``finding``'s fault again."""
     if target.managed and not target.alive():
-        await asyncio.get_running_loop().run_in_executor(None, target.restart)
+        await asyncio.get_running_loop().run_in_executor(None, target.ensure_running)
     seen = target.lines_seen
     outcome, _ = await execute(case, target, profile)
     oracle, signature = finding.oracle, finding.signature
     if oracle == "process_died":
-        await asyncio.sleep(0.2)
-        return not target.alive()
+        # Refused means it was dead before this case, so the case cannot be
+        # blamed; otherwise watch for the exit a little while.
+        if outcome.state == "refused":
+            return False
+        deadline = time.monotonic() + 0.3
+        while time.monotonic() < deadline:
+            if not target.alive():
+                return True
+            await asyncio.sleep(0.02)
+        return False
     if oracle == "log_error":
         await asyncio.sleep(0.05)
         lines = [line.text for line in target.lines_since(seen)]

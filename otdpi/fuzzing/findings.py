@@ -158,6 +158,14 @@ class FindingStore:
         self.db.commit()
         return cur.lastrowid, True
 
+    def set_case(self, finding_id: int, case: Case) -> None:
+        """Replace the case a finding was first stored with (its culprit named)."""
+        self.db.execute(
+            "UPDATE findings SET case_json=? WHERE id=?",
+            (json.dumps(case.to_json()), finding_id),
+        )
+        self.db.commit()
+
     def set_shrunk(self, finding_id: int, case: Case) -> None:
         """Store the shrunk reproducer of a finding."""
         self.db.execute(

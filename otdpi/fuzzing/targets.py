@@ -54,10 +54,17 @@ def parse_address(text: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
-def wait_for_port(host: str, port: int, timeout: float) -> bool:
-    """Whether ``host:port`` accepts a connection within ``timeout`` seconds."""
+def wait_for_port(
+    host: str, port: int, timeout: float, process: subprocess.Popen | None = None
+) -> bool:
+    """Whether ``host:port`` accepts a connection within ``timeout`` seconds.
+
+    Gives up early when ``process``, the server meant to listen there, exits.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            return False
         try:
             with socket.create_connection((host, port), timeout=0.2):
                 return True
@@ -120,6 +127,7 @@ class Target:
         self.lines_seen = 0
         self.restarts = 0
         self._lock = threading.Lock()
+        self._life = threading.RLock()  # start, stop and restart one at a time
 
     @property
     def managed(self) -> bool:
@@ -136,6 +144,15 @@ class Target:
         UsageError
             the server did not come up within ``start_timeout``.
         """
+        # A server restarted at once may find its port still held for a
+        # moment; it then exits, and is given two more tries.
+        for attempt in range(3):
+            if self._start_once(last=attempt == 2):
+                return
+
+    def _start_once(self, last: bool) -> bool:
+        if self.process is not None:
+            self.stop()  # never lose hold of a server that still runs
         if self.managed:
             env = dict(os.environ, **(self.env or {}))
             self.process = subprocess.Popen(
@@ -149,12 +166,15 @@ class Target:
             threading.Thread(
                 target=self._read_output, args=(self.process,), daemon=True
             ).start()
-        if not wait_for_port(self.host, self.port, self.start_timeout):
-            tail = " | ".join(line.text for line in list(self.output)[-5:])
-            self.stop()
-            raise UsageError(
-                f"target {self.name} did not listen on {self.address}: {tail}"
-            )
+        if wait_for_port(self.host, self.port, self.start_timeout, self.process):
+            return True
+        exited = self.process is not None and self.process.poll() is not None
+        tail = " | ".join(line.text for line in list(self.output)[-5:])
+        self.stop()
+        if exited and not last:
+            time.sleep(0.5)
+            return False
+        raise UsageError(f"target {self.name} did not listen on {self.address}: {tail}")
 
     def _read_output(self, process: subprocess.Popen) -> None:
         for raw in process.stdout:
@@ -171,9 +191,16 @@ class Target:
 
     def restart(self) -> None:
         """Stop and start the server again."""
-        self.stop()
-        self.restarts += 1
-        self.start()
+        with self._life:
+            self.stop()
+            self.restarts += 1
+            self.start()
+
+    def ensure_running(self) -> None:
+        """Restart a managed server that has died; several callers restart it once."""
+        with self._life:
+            if not self.alive():
+                self.restart()
 
     def stop(self) -> None:
         """Stop a managed server: SIGTERM to its process group, then SIGKILL."""
