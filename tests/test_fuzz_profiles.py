@@ -37,8 +37,13 @@ def test_every_request_definition_yields_a_strategy(code):
 
 
 def test_valid_cases_cover_every_function_code():
-    codes = {c.frames[0][7] for c in draw_cases(MODBUS.valid_strategy(), 400, seed=1)}
-    assert codes >= {int(c) for c in FunctionCode}
+    # Every code is in the weighted draw and has a body strategy that builds.
+    assert set(modbus.WEIGHTED_CODES) == {int(c) for c in FunctionCode}
+    for code in modbus.WEIGHTED_CODES:
+        built = draw_cases(modbus.valid_requests_of(code), 3, seed=code)
+        assert built and all(c.frames[0][7] == code for c in built)
+    drawn = {c.frames[0][7] for c in draw_cases(MODBUS.valid_strategy(), 400, seed=1)}
+    assert len(drawn) >= 15
 
 
 @settings(max_examples=200)

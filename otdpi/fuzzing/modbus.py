@@ -146,17 +146,20 @@ def _build(code: int, fields: dict, transaction_id: int, unit_id: int) -> Case:
     return Case((adu,), "valid", f"function {code}")
 
 
+def valid_requests_of(code: int):
+    """Strategy of valid requests of one function code."""
+    return st.builds(
+        _build,
+        st.just(code),
+        _body_strategy(code),
+        boundary_integers(16),
+        st.sampled_from([0, 1, 0xFF, 17]),
+    )
+
+
 def valid_requests():
     """Strategy of valid single-request cases, every function code, weighted."""
-    return st.sampled_from(WEIGHTED_CODES).flatmap(
-        lambda code: st.builds(
-            _build,
-            st.just(code),
-            _body_strategy(code),
-            boundary_integers(16),
-            st.sampled_from([0, 1, 0xFF, 17]),
-        )
-    )
+    return st.sampled_from(WEIGHTED_CODES).flatmap(valid_requests_of)
 
 
 # --- mutations of a built ADU ------------------------------------------------------
