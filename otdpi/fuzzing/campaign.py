@@ -391,7 +391,7 @@ class Campaign:
             asyncio.run(self._warm_up(valid))
             self.stats.phase = "fuzzing"
             asyncio.run(self._fuzz(pool, valid, on_tick))
-            self.stats.phase = "shrinking"
+            self.stats.phase = "replaying, shrinking"
             if on_tick:
                 on_tick(self.stats)
             asyncio.run(self._post(on_tick))
