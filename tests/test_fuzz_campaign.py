@@ -195,3 +195,20 @@ def test_a_server_that_dies_is_restarted_and_the_case_replays(tmp_path):
     died = by_oracle(store, "process_died")
     assert died and died[0].replay_hits >= 9, died
     assert len(died[0].reproducer.payload) == 8
+
+
+def test_fuzz_run_command_reports_a_campaign(tmp_path):
+    import json
+
+    target_or_skip("pymodbus")  # skips when pymodbus is missing
+    result = subprocess.run(
+        [sys.executable, "-m", "otdpi", "fuzz", "run", "modbus",
+         "--target", f"127.0.0.1:{free_port()}", "--recipe", "pymodbus",
+         "--max-cases", "200", "--post-time", "5", "--no-progress", "--json",
+         "--db", str(tmp_path / "f.sqlite")],
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["cases"] == 200 and summary["cases_per_second"] > 0
+    assert "connection_dropped" not in summary["hits_by_oracle"]
