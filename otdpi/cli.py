@@ -1,4 +1,4 @@
-"""The ``otdpi`` command: a thin shell over the library (inventory, dissect, protocols).
+"""The ``otdpi`` command: a thin shell over the library (inventory, dissect, protocols, fuzz).
 
 Errors in the user's input (a missing file, a file that is not a capture, an
 unknown protocol) print one line and exit with status 2; anything else is a
@@ -102,6 +102,10 @@ def _parser() -> argparse.ArgumentParser:
     prot = commands.add_parser("protocols", help="list the installed dissectors")
     prot.set_defaults(run=_run_protocols)
     _add_learner_commands(commands)
+
+    from otdpi.fuzzing.cli import add_fuzz_commands
+
+    add_fuzz_commands(commands)
     return parser
 
 
