@@ -1,7 +1,8 @@
 """Run every atheris target in fuzz/ for a bounded time each; exit non-zero on a crash.
 
-Usage: ``python fuzz/run_all.py --seconds N [--only modbus]``. Each target runs
-in its own process (atheris owns the process it fuzzes in), seeded with a few
+Usage: ``python fuzz/run_all.py --seconds N [--only modbus]``. Every installed
+dissector is fuzzed: through its own ``fuzz_<name>.py`` where there is one, else
+through ``fuzz_any.py NAME``. Each target runs in its own process (atheris owns the process it fuzzes in), seeded with a few
 valid messages from the fuzz profile when one exists, and a crash leaves its
 input as ``fuzz/crash-*`` for replay with ``python fuzz/fuzz_<proto>.py FILE``.
 """
@@ -35,16 +36,18 @@ def main(argv=None) -> int:
     parser.add_argument("--seconds", type=int, default=60, help="per target")
     parser.add_argument("--only", action="append", help="a target name (repeatable)")
     args = parser.parse_args(argv)
-    scripts = sorted(HERE.glob("fuzz_*.py"))
+    from otdpi.registry import available
+
     failed = []
-    for script in scripts:
-        name = script.stem.removeprefix("fuzz_")
+    for name in sorted(available()):
         if args.only and name not in args.only:
             continue
+        own = HERE / f"fuzz_{name}.py"
+        script = [str(own)] if own.exists() else [str(HERE / "fuzz_any.py"), name]
         with tempfile.TemporaryDirectory() as corpus:
             seed_corpus(name, Path(corpus))
             command = [
-                sys.executable, str(script), corpus,
+                sys.executable, *script, corpus,
                 f"-max_total_time={args.seconds}",
                 f"-artifact_prefix={HERE}/crash-{name}-",
                 "-print_final_stats=1", "-rss_limit_mb=2048",
