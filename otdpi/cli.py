@@ -217,8 +217,12 @@ def _run_dissect(args: argparse.Namespace) -> int:
         write = out.write
         for path in args.captures:
             progress.start(path)
+            # Frame numbers count within one capture, so each line names its own.
+            capture = os.fspath(path)
             for message in engine.messages(path):
-                write(dumps(message.to_dict(), default=str, option=options))
+                record = message.to_dict()
+                record["capture"] = capture
+                write(dumps(record, default=str, option=options))
     _report_problems(engine.counters, engine.problems)
     return 0
 
@@ -229,6 +233,7 @@ def _run_inventory(args: argparse.Namespace) -> int:
 
     _sources(args)
     output_format = _output_format(args.output, args.format)
+    _check_output(args.output)
     if args.interface:
         engine = Engine(args.protocol, flow_config=_flow_config(args))
         inventory = Inventory()
@@ -254,6 +259,7 @@ def _run_inventory(args: argparse.Namespace) -> int:
     _print_table(assets, counters)
     if args.output:
         _write_inventory(args.output, output_format, assets, counters)
+        print(f"wrote {args.output} ({output_format})", file=sys.stderr)
     _report_problems(counters, problems)
     return 0
 
@@ -277,7 +283,11 @@ def _write_inventory(path: str, output_format: str, assets, counters) -> None:
     # Written beside the target and renamed over it, so that a reader (or a
     # live run stopped half-way) never sees half a file.
     partial = f"{path}.partial"
-    with open(partial, "w", encoding="utf-8", newline="") as out:
+    try:
+        out = open(partial, "w", encoding="utf-8", newline="")  # noqa: SIM115
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot write: {exc.strerror}") from None
+    with out:
         if output_format == "csv":
             _write_csv(assets, out)
         elif output_format == "cyclonedx":
@@ -290,7 +300,11 @@ def _write_inventory(path: str, output_format: str, assets, counters) -> None:
             json.dump({"assets": assets, "counters": dict(counters)}, out, indent=2,
                       default=str)
             out.write("\n")
-    os.replace(partial, path)
+    try:
+        os.replace(partial, path)
+    except OSError as exc:
+        os.unlink(partial)
+        raise UsageError(f"{path}: cannot write: {exc.strerror}") from None
 
 
 def _run_report(args: argparse.Namespace) -> int:
@@ -299,6 +313,7 @@ def _run_report(args: argparse.Namespace) -> int:
     from otdpi.report import ProtocolStatistics, render
 
     _check_inputs(args.captures)
+    _check_output(args.output)
     alerts = _read_alerts(args.alerts) if args.alerts else []
     if args.db:
         if not os.path.exists(args.db):
@@ -345,6 +360,19 @@ def _read_alerts(path: str) -> list[dict[str, Any]]:
 
 
 # -- helpers ------------------------------------------------------------------
+
+
+def _check_output(path: str | None) -> None:
+    """Refuse an output that cannot be written before reading any capture."""
+    if path is None:
+        return
+    if os.path.isdir(path):
+        raise UsageError(f"{path}: is a directory, not a file to write")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UsageError(f"{path}: cannot write: no folder {folder}")
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"{path}: cannot write: permission denied in {folder}")
 
 
 def _check_inputs(paths: Sequence[str]) -> None:
@@ -434,7 +462,7 @@ def _progress(paths: Sequence[str]):
 def _summary_columns(asset: dict[str, Any]) -> dict[str, str]:
     from otdpi.inventory import headline
 
-    facts = headline(asset["summary"])
+    facts = headline(asset["summary"], asset.get("identity"))
     product = facts["model"]
     if facts["part_number"] and facts["part_number"] not in product:
         product = f"{product} ({facts['part_number']})" if product else facts["part_number"]

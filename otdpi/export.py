@@ -45,7 +45,7 @@ def cyclonedx_json(assets: list[dict[str, Any]], tool_version: str) -> str:
         Component(name="otdpi", version=tool_version, type=ComponentType.APPLICATION))
     for asset in assets:
         summary = asset["summary"]
-        facts = headline(summary)
+        facts = headline(summary, asset.get("identity"))
         manufacturer = facts["vendor"] or None
         model = facts["model"] or None
         firmware = facts["firmware"] or None

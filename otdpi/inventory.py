@@ -61,15 +61,36 @@ HEADLINE_ATTRIBUTES = {
 }
 
 
-def headline(summary: dict[str, Any]) -> dict[str, str]:
+def headline(summary: dict[str, Any],
+             identity: dict[str, list[dict[str, Any]]] | None = None) -> dict[str, str]:
     """Vendor, model, part number, hardware, firmware, serial and name of an asset.
 
     ``summary`` is an asset's ``summary``; a fact no attribute gives is "".
+    With the asset's ``identity`` (its claims with their protocols), the facts
+    all come from the one protocol that tells the most about the device, so a
+    model from S7 is never paired with a software version from HL7 when one
+    address speaks both.
     """
+    if identity:
+        by_protocol: dict[str, dict[str, Any]] = {}
+        for attribute, claims in identity.items():
+            for claim in claims:  # most seen first, so the first per protocol wins
+                by_protocol.setdefault(claim["protocol"], {}).setdefault(attribute,
+                                                                         claim["value"])
+        if len(by_protocol) > 1:
+            candidates = [_facts(values) for values in by_protocol.values()]
+            best = max(candidates, key=lambda f: (bool(f["model"]), bool(f["vendor"]),
+                                                  sum(bool(v) for v in f.values())))
+            name = next((f["name"] for f in candidates if f["name"]), "")
+            return {**best, "name": best["name"] or name}
+    return _facts(summary)
+
+
+def _facts(values: dict[str, Any]) -> dict[str, str]:
     facts = {}
     for fact, names in HEADLINE_ATTRIBUTES.items():
-        facts[fact] = next((str(summary[n]) for n in names
-                            if summary.get(n) not in (None, "")), "")
+        facts[fact] = next((str(values[n]) for n in names
+                            if values.get(n) not in (None, "")), "")
     return facts
 
 
@@ -168,6 +189,12 @@ class Inventory:
                 if known is None:
                     host.claims[key] = Claim(attribute, value, proto, capture,
                                              message.frame, ts, _CLAIM_CONFIDENCE)
+                elif ts < known.ts:
+                    # The earliest sighting is the provenance, whatever order
+                    # the captures were read in, as merge() keeps it too.
+                    host.claims[key] = Claim(attribute, value, proto, capture,
+                                             message.frame, ts, _CLAIM_CONFIDENCE,
+                                             known.seen + 1)
                 else:
                     host.claims[key] = known._replace(seen=known.seen + 1)
 

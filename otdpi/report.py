@@ -156,7 +156,7 @@ def communication_map_svg(assets: list[dict[str, Any]]) -> str:
         x, y = position[asset["key"]]
         axes.scatter([x], [y], s=120, color="#2b6cb0", zorder=2, edgecolors="white")
         label = asset["ips"][0] if asset["ips"] else asset["key"]
-        model = headline(asset["summary"])["model"]
+        model = headline(asset["summary"], asset.get("identity"))["model"]
         axes.annotate(f"{label}\n{asset['role']}" + (f" · {model}" if model else ""),
                       (x, y), xytext=(8, -4), textcoords="offset points", fontsize=7)
     for x, y, subnet in subnet_labels:
@@ -249,7 +249,7 @@ def render(
     template = environment.from_string(_TEMPLATE)
     rows = []
     for asset in assets:
-        facts = headline(asset["summary"])
+        facts = headline(asset["summary"], asset.get("identity"))
         rows.append({
             "key": asset["key"],
             "ip": ", ".join(asset["ips"]),

@@ -154,3 +154,19 @@ def test_table_prints_wire_strings_literally(capsys):
                            "flows": 1, "flows_unknown_protocol": 0})
     out = capsys.readouterr().out
     assert "[bold]Evil[/bold]" in out and ":smile:" in out and "1c:cd:47" in out
+
+
+@pytest.mark.parametrize("target", ["/nonexistent-folder/a.json", "{tmp}"])
+def test_an_output_that_cannot_be_written_is_refused_before_reading(target, tmp_path,
+                                                                    capsys):
+    target = target.format(tmp=tmp_path)
+    assert main(["inventory", str(FIXTURE), "-o", target]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"otdpi: error: {target}:")
+    assert "assets" not in captured.out  # nothing was read
+
+
+def test_dissect_lines_name_their_capture(capsys):
+    assert main(["dissect", str(FIXTURE)]) == 0
+    first = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert first["capture"] == str(FIXTURE) and first["frame"] >= 1

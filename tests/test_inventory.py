@@ -123,3 +123,40 @@ def test_a_layer2_publisher_joins_the_asset_of_its_mac_and_groups_are_no_assets(
     assert assets["mac:00:80:f4:00:00:09"]["ips"] == []
     hmi_peers = {p["ip"] for p in assets["mac:00:0e:8c:00:00:05"]["peers"]}
     assert {"224.0.0.9", "10.0.0.255"} <= hmi_peers
+
+
+def test_the_earliest_sighting_is_the_provenance_in_any_reading_order():
+    late = msg(PLC, HMI, "response", frame=40, ts=9.0, identity={"vendor": "Acme"})
+    early = msg(PLC, HMI, "response", frame=3, ts=2.0, identity={"vendor": "Acme"})
+    one_run = Inventory()
+    one_run.add(late, capture="b.pcap")
+    one_run.add(early, capture="a.pcap")
+    left, right = Inventory(), Inventory()
+    left.add(late, capture="b.pcap")
+    right.add(early, capture="a.pcap")
+    assert one_run.assets() == left.merge(right).assets()
+    claim = by_ip(one_run)["10.0.0.2"]["identity"]["vendor"][0]
+    assert (claim["capture"], claim["frame"], claim["seen"]) == ("a.pcap", 3, 2)
+
+
+def test_headline_facts_come_from_one_protocol():
+    from otdpi.inventory import headline
+
+    inv = Inventory()
+    s7 = {"vendor": "Siemens", "model": "S7-300", "firmware": "V3.2.6"}
+    hl7 = {"software_vendor": "otdpi test bench", "software_version": "0.1.0"}
+    inv.add(Message(1.0, 1, 1, PLC, HMI, "s7comm", "response", "szl", 4, "identify",
+                    identity=s7))
+    inv.add(Message(1.0, 2, 2, PLC, HMI, "hl7", "request", "ADT", None, "data",
+                    identity=hl7))
+    asset = by_ip(inv)["10.0.0.2"]
+    facts = headline(asset["summary"], asset["identity"])
+    assert (facts["vendor"], facts["model"], facts["firmware"]) == (
+        "Siemens", "S7-300", "V3.2.6")
+    inv2 = Inventory()
+    inv2.add(Message(1.0, 1, 1, PLC, HMI, "s7comm", "response", "szl", 4, "identify",
+                     identity={"vendor": "Siemens", "model": "S7-300"}))
+    inv2.add(Message(1.0, 2, 2, PLC, HMI, "hl7", "request", "ADT", None, "data",
+                     identity=hl7))
+    asset = by_ip(inv2)["10.0.0.2"]
+    assert headline(asset["summary"], asset["identity"])["firmware"] == ""
