@@ -468,13 +468,20 @@ def _summary_columns(asset: dict[str, Any]) -> dict[str, str]:
         product = f"{product} ({facts['part_number']})" if product else facts["part_number"]
     protocols = ", ".join(f"{p} {'/'.join(i['roles'])}" for p, i in asset["protocols"].items())
     unit_ids = asset["stations"].get("modbus", {}).get("unit_id", [])
+    # Addresses below IP: Modbus unit ids behind a gateway, and the link or
+    # session addresses other protocols claim (dnp3_address, hsms_address...).
+    addresses = [str(u) for u in unit_ids]
+    for attribute, claims in sorted(asset.get("identity", {}).items()):
+        if attribute.endswith("_address"):
+            protocol = attribute[: -len("_address")]
+            addresses += [f"{protocol} {c['value']}" for c in claims]
     return {
         "asset": asset["key"],
         "ip": ", ".join(asset["ips"]),
         "mac_vendor": asset["mac_vendor"] or "",
         "role": asset["role"],
         "protocols": protocols,
-        "unit_ids": ",".join(str(u) for u in unit_ids),
+        "unit_ids": ", ".join(addresses),
         "vendor": facts["vendor"],
         "product": product,
         "revision": facts["firmware"],
@@ -491,7 +498,8 @@ def _print_table(assets: list[dict[str, Any]], counters) -> None:
     headers = ["asset", "ip", "mac_vendor", "role", "protocols", "unit_ids", "vendor",
                "product", "revision", "peers"]
     for header in headers:
-        table.add_column(header.replace("_", " "), overflow="fold")
+        title = "unit ids / addresses" if header == "unit_ids" else header.replace("_", " ")
+        table.add_column(title, overflow="fold")
     for asset in assets:
         row = _summary_columns(asset)
         table.add_row(*(Text(row[h]) for h in headers))

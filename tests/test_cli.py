@@ -57,7 +57,7 @@ def test_inventory_csv_by_suffix_and_by_format(capsys, tmp_path):
     rows = list(csv.DictReader(by_suffix.open()))
     assert sorted(row["ip"] for row in rows) == [SERVER, CLIENT]
     server = next(row for row in rows if row["ip"] == SERVER)
-    assert server["vendor"] == "otdpi test bench" and server["unit_ids"] == "1,17"
+    assert server["vendor"] == "otdpi test bench" and server["unit_ids"] == "1, 17"
 
     by_format = tmp_path / "inventory.out"
     assert run(capsys, "inventory", str(FIXTURE), "-o", str(by_format), "--format", "csv")[0] == 0
