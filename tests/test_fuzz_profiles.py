@@ -139,7 +139,11 @@ def test_mllp_judge_checks_the_ack_control_id():
     assert HL7.judge(case, ack) == []
     wrong = mllp.frame(b"MSH|^~\\&|R|F|S|F|20260101||ACK|1|P|2.5\rMSA|AA|XYZ\r")
     assert [v.signature for v in HL7.judge(case, wrong)] == ["ack_control_id_mismatch"]
-    assert [v.signature for v in HL7.judge(case, mllp.frame(b"MSH|x\r"))] == ["no_msa"]
+    no_msa = mllp.frame(b"MSH|^~\\&|R|F|S|F|20260101||ACK|1|P|2.5\r")
+    assert [v.signature for v in HL7.judge(case, no_msa)] == ["no_msa"]
+    # A header too short to be one: the hl7 dissector, now installed, says so too.
+    broken = [v.signature for v in HL7.judge(case, mllp.frame(b"MSH|x\r"))]
+    assert broken[0] == "no_msa" and all(s.startswith(("no_msa", "hl7:")) for s in broken)
 
 
 # --- registry -------------------------------------------------------------------------
