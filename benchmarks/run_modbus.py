@@ -149,6 +149,10 @@ def ensure_capture(path: Path, packets: int, seed: int) -> dict:
 def child_env(unbuffered: bool = False) -> dict[str, str]:
     env = dict(os.environ)
     env.pop("PYTHONUNBUFFERED", None)
+    # Some sandboxes set PYTHONDONTWRITEBYTECODE, so that every launch compiles
+    # every module from source (about 0.1 s here); an installed otdpi has its
+    # bytecode cached, and that is what a user starts.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     if unbuffered:
         env["PYTHONUNBUFFERED"] = "1"
     return env

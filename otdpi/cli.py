@@ -555,7 +555,7 @@ def _report_problems(counters, problems) -> None:
 
 
 def _add_learner_commands(commands) -> None:
-    from otdpi.learner.store import DEFAULT_DB
+    from otdpi.learner import DEFAULT_DB
 
     def common(parser, alerts: bool) -> None:
         live = parser.prog.endswith("watch")

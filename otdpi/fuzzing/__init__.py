@@ -18,14 +18,21 @@ Parts
 The harness needs hypothesis (the ``fuzz`` extra).
 """
 
-from otdpi.fuzzing.profile import (
-    Case,
-    FuzzProfile,
-    Verdict,
-    available_profiles,
-    get_profile,
-    register_profile,
-)
+import importlib
+
+# The names below load with their module on first use (PEP 562): the CLI builds
+# its parser from otdpi.fuzzing.cli at every start, and should not pay for
+# construct strategies and hypothesis when it is not fuzzing.
+_LAZY = {name: "otdpi.fuzzing.profile" for name in (
+    "Case", "FuzzProfile", "Verdict", "available_profiles", "get_profile",
+    "register_profile")}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'otdpi.fuzzing' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
 
 __all__ = [
     "Case",

@@ -13,10 +13,31 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from otdpi.learner.baseline import Baseline
-from otdpi.learner.detector import Detector, connection_event, is_external
-from otdpi.learner.models import MODELS, TECHNIQUES, Model, Technique
-from otdpi.learner.store import DEFAULT_DB, Store, export_json, import_json
+import importlib
+
+# Names load with their module on first use (PEP 562), so that the CLI, which
+# names DEFAULT_DB while building its parser, does not load the learner.
+_LAZY = {
+    "Baseline": "otdpi.learner.baseline",
+    "Detector": "otdpi.learner.detector",
+    "connection_event": "otdpi.learner.detector",
+    "is_external": "otdpi.learner.detector",
+    "MODELS": "otdpi.learner.models",
+    "TECHNIQUES": "otdpi.learner.models",
+    "Model": "otdpi.learner.models",
+    "Technique": "otdpi.learner.models",
+    "Store": "otdpi.learner.store",
+    "export_json": "otdpi.learner.store",
+    "import_json": "otdpi.learner.store",
+}
+DEFAULT_DB = "otdpi.sqlite"
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'otdpi.learner' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
 
 __all__ = [
     "DEFAULT_DB",
@@ -50,6 +71,7 @@ def feed_captures(
     ``on_alert`` is called with each alert as it is raised.
     """
     from otdpi.engine import Engine
+    from otdpi.learner.detector import connection_event
 
     ended: list = []
     if engine is None:
@@ -83,6 +105,8 @@ def learn(
     paths: Iterable[str | os.PathLike], protocols: Iterable[str] | None = None
 ) -> Baseline:
     """Learn a baseline from captures (learning only, no detection)."""
+    from otdpi.learner.detector import Detector
+
     detector = Detector(learn_for=float("inf"))
     feed_captures(detector, paths, protocols)
     return detector.baseline

@@ -19,7 +19,7 @@ from typing import Any
 from otdpi.errors import UsageError
 from otdpi.learner.baseline import Baseline
 
-DEFAULT_DB = "otdpi.sqlite"
+from otdpi.learner import DEFAULT_DB  # noqa: E402,F401 - one definition
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS baseline (
