@@ -34,7 +34,9 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import Any, NamedTuple
 
+from otdpi.dissector import Dissector, FlowContext
 from otdpi.framing import Framer, Skipped
+from otdpi.message import Message, malformed
 
 TPKT_VERSION = 3
 TPKT_HEADER_SIZE = 4
@@ -452,3 +454,66 @@ def classify_start(data: bytes) -> str | None:
 def looks_like_tpkt(data: bytes) -> bool:
     """Whether ``data`` opens with a plausible TPKT header (cheap pre-check)."""
     return len(data) >= MIN_TPKT and measure_tpkt(data, 0) > 0
+
+
+class IsoTransportDissector(Dissector):
+    """What every port-102 plugin does alike: TPKT/COTP per direction, junk and leftovers.
+
+    A subclass (S7comm, S7comm-plus, MMS) gives :meth:`_pdu`, called with each
+    complete user data unit, and :meth:`_cotp`, called with each TPDU worth a
+    message of its own (CR, CC, DR, ER, a DT that failed reassembly). Bytes that
+    are not TPKT, and bytes left in a partial unit when the flow ends, become
+    ``malformed`` messages here, the same for every protocol on the stack.
+    """
+
+    def __init__(self, flow: FlowContext) -> None:
+        super().__init__(flow)
+        self.transports = {True: IsoTransport(), False: IsoTransport()}
+
+    def feed(self, data: bytes, to_server: bool, ts: float, frame: int) -> list[Message]:
+        out: list[Message] = []
+        for unit in self.transports[to_server].feed(data):
+            if type(unit) is Skipped:
+                out.append(self._transport_problem(
+                    to_server, ts, frame, "junk", {"skipped_bytes": unit.size},
+                    f"{unit.size} bytes are not TPKT: {unit.reason}"))
+                continue
+            tpdu, user_data = unit
+            if user_data is not None:
+                out.append(self._pdu(tpdu, user_data, to_server, ts, frame))
+            elif (
+                tpdu.code != TpduCode.DT
+                or tpdu.error
+                or "reassembly_error" in tpdu.fields
+            ):
+                out.append(self._cotp(tpdu, to_server, ts, frame))
+        return out
+
+    def gap(self, to_server: bool, ts: float, frame: int) -> list[Message]:
+        self.transports[to_server].reset()
+        return []
+
+    def close(self, ts: float, frame: int) -> list[Message]:
+        out = []
+        for to_server, transport in self.transports.items():
+            left = transport.buffered
+            if left:
+                transport.reset()
+                out.append(self._transport_problem(
+                    to_server, ts, frame, "truncated", {"buffered_bytes": left},
+                    f"{left} bytes left in a partial unit"))
+        return out
+
+    def _pdu(self, tpdu: Tpdu, user_data: bytes, to_server: bool, ts: float,
+             frame: int) -> Message:
+        raise NotImplementedError
+
+    def _cotp(self, tpdu: Tpdu, to_server: bool, ts: float, frame: int) -> Message:
+        raise NotImplementedError
+
+    def _transport_problem(self, to_server: bool, ts: float, frame: int, service: str,
+                           fields: dict[str, Any], reason: str) -> Message:
+        src, dst = self.endpoints(to_server)
+        return Message(ts, frame, self.flow.flow_id, src, dst, self.name,
+                       "request" if to_server else "response", service, None, "other",
+                       fields=fields, status=malformed(reason))

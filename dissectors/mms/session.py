@@ -37,12 +37,11 @@ from dissectors.iso_upper.presentation import (
     single_pdv,
 )
 from dissectors.iso_upper.session import parse_session, spdu_name
-from dissectors.isotransport import IsoTransport, Tpdu, TpduCode, classify_start
+from dissectors.isotransport import IsoTransportDissector, Tpdu, TpduCode, classify_start
 from dissectors.mms import iec61850
 from dissectors.mms.decoding import DATA_ACCESS_ERRORS, Decoded, decode_pdu
 from dissectors.mms.fingerprint import identity_from
-from otdpi.dissector import Dissector, FlowContext
-from otdpi.framing import Skipped
+from otdpi.dissector import FlowContext
 from otdpi.message import STATUS_OK, Finding, Message, Status, Target, malformed
 
 PROTOCOL = "mms"
@@ -203,7 +202,7 @@ def _targets(specs: list[dict[str, Any]]) -> tuple[Target, ...]:
     return tuple(found)
 
 
-class MmsDissector(Dissector):
+class MmsDissector(IsoTransportDissector):
     """MMS over the ISO upper layers over COTP, one instance per flow."""
 
     name: ClassVar[str] = PROTOCOL
@@ -216,7 +215,6 @@ class MmsDissector(Dissector):
 
     def __init__(self, flow: FlowContext) -> None:
         super().__init__(flow)
-        self.transports = {True: IsoTransport(), False: IsoTransport()}
         self.contexts: dict[int, str] = {}
         self.pending: dict[int, tuple[str, dict[str, Any]]] = {}
         self.types: dict[tuple[str, str], Any] = {}
@@ -252,64 +250,6 @@ class MmsDissector(Dissector):
 
     # -- feeding ------------------------------------------------------------------
 
-    def feed(
-        self, data: bytes, to_server: bool, ts: float, frame: int
-    ) -> list[Message]:
-        out: list[Message] = []
-        for unit in self.transports[to_server].feed(data):
-            if type(unit) is Skipped:
-                out.append(
-                    self._message(
-                        to_server,
-                        ts,
-                        frame,
-                        "junk",
-                        None,
-                        "other",
-                        "request" if to_server else "response",
-                        {"skipped_bytes": unit.size},
-                        status=malformed(
-                            f"{unit.size} bytes are not TPKT: {unit.reason}"
-                        ),
-                    )
-                )
-                continue
-            tpdu, user_data = unit
-            if user_data is not None:
-                out.append(self._unit(user_data, to_server, ts, frame))
-            elif (
-                tpdu.code != TpduCode.DT
-                or tpdu.error
-                or "reassembly_error" in tpdu.fields
-            ):
-                out.append(self._cotp(tpdu, to_server, ts, frame))
-        return out
-
-    def gap(self, to_server: bool, ts: float, frame: int) -> list[Message]:
-        self.transports[to_server].reset()
-        return []
-
-    def close(self, ts: float, frame: int) -> list[Message]:
-        out = []
-        for to_server, transport in self.transports.items():
-            left = transport.buffered
-            if left:
-                transport.reset()
-                out.append(
-                    self._message(
-                        to_server,
-                        ts,
-                        frame,
-                        "truncated",
-                        None,
-                        "other",
-                        "request" if to_server else "response",
-                        {"buffered_bytes": left},
-                        status=malformed(f"{left} bytes left in a partial unit"),
-                    )
-                )
-        return out
-
     def _cotp(self, tpdu: Tpdu, to_server: bool, ts: float, frame: int) -> Message:
         fields = {"tpkt_length": tpdu.tpkt_length, "cotp": tpdu.fields}
         status = STATUS_OK if tpdu.error is None else malformed(tpdu.error)
@@ -329,7 +269,8 @@ class MmsDissector(Dissector):
 
     # -- one COTP user data unit -----------------------------------------------------
 
-    def _unit(self, data: bytes, to_server: bool, ts: float, frame: int) -> Message:
+    def _pdu(self, tpdu: Tpdu, data: bytes, to_server: bool, ts: float, frame: int
+             ) -> Message:
         kind = "request" if to_server else "response"
         if data and data[0] & 0x80:
             # An MMS PDU straight on COTP, no session or presentation layer.

@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from dissectors.isotransport import (
-    IsoTransport,
+    IsoTransportDissector,
     TpduCode,
     Tpdu,
     classify_start,
@@ -42,8 +42,7 @@ from dissectors.s7comm.decoding import (
     userdata_service,
 )
 from dissectors.s7comm.definitions import AREA_SHORT, Function, Rosctr
-from otdpi.dissector import Dissector, FlowContext
-from otdpi.framing import Skipped
+from otdpi.dissector import FlowContext
 from otdpi.message import STATUS_OK, Finding, Message, Status, Target, malformed
 
 PROTOCOL = "s7comm"
@@ -124,7 +123,7 @@ def _targets(items: list[dict[str, Any]]) -> tuple[Target, ...]:
     return tuple(found)
 
 
-class S7commDissector(Dissector):
+class S7commDissector(IsoTransportDissector):
     """S7comm over ISO-on-TCP (TPKT/COTP), one instance per flow."""
 
     name: ClassVar[str] = PROTOCOL
@@ -140,7 +139,6 @@ class S7commDissector(Dissector):
 
     def __init__(self, flow: FlowContext) -> None:
         super().__init__(flow)
-        self.transports = {True: IsoTransport(), False: IsoTransport()}
         self.pending: dict[int, dict[str, Any]] = {}
         self.fragments: dict[tuple, list[bytes]] = {}
         self.client_role: str | None = None
@@ -171,62 +169,9 @@ class S7commDissector(Dissector):
 
     # -- feeding --------------------------------------------------------------
 
-    def feed(
-        self, data: bytes, to_server: bool, ts: float, frame: int
-    ) -> list[Message]:
-        out: list[Message] = []
-        for unit in self.transports[to_server].feed(data):
-            if type(unit) is Skipped:
-                out.append(
-                    self._message(
-                        to_server,
-                        ts,
-                        frame,
-                        "junk",
-                        None,
-                        "other",
-                        {"skipped_bytes": unit.size},
-                        status=malformed(
-                            f"{unit.size} bytes are not TPKT: {unit.reason}"
-                        ),
-                    )
-                )
-                continue
-            tpdu, user_data = unit
-            if user_data is not None:
-                out.append(self._pdu(tpdu, user_data, to_server, ts, frame))
-            elif (
-                tpdu.code != TpduCode.DT
-                or tpdu.error
-                or "reassembly_error" in tpdu.fields
-            ):
-                out.append(self._cotp(tpdu, to_server, ts, frame))
-        return out
-
     def gap(self, to_server: bool, ts: float, frame: int) -> list[Message]:
-        self.transports[to_server].reset()
         self.fragments.clear()
-        return []
-
-    def close(self, ts: float, frame: int) -> list[Message]:
-        out = []
-        for to_server, transport in self.transports.items():
-            left = transport.buffered
-            if left:
-                transport.reset()
-                out.append(
-                    self._message(
-                        to_server,
-                        ts,
-                        frame,
-                        "truncated",
-                        None,
-                        "other",
-                        {"buffered_bytes": left},
-                        status=malformed(f"{left} bytes left in a partial unit"),
-                    )
-                )
-        return out
+        return super().gap(to_server, ts, frame)
 
     # -- COTP -----------------------------------------------------------------
 

@@ -36,14 +36,13 @@ from enum import IntEnum
 from typing import Any, ClassVar
 
 from dissectors.isotransport import (
-    IsoTransport,
+    IsoTransportDissector,
     Tpdu,
     TpduCode,
     classify_start,
     interpret_tsap,
 )
-from otdpi.dissector import Dissector, FlowContext
-from otdpi.framing import Skipped
+from otdpi.dissector import FlowContext
 from otdpi.message import STATUS_OK, Message, Status, malformed
 
 PROTOCOL = "s7commplus"
@@ -208,7 +207,7 @@ def decode_pdu(
     return fields, None
 
 
-class S7commPlusDissector(Dissector):
+class S7commPlusDissector(IsoTransportDissector):
     """S7comm-plus over ISO-on-TCP, one instance per flow."""
 
     name: ClassVar[str] = PROTOCOL
@@ -218,7 +217,6 @@ class S7commPlusDissector(Dissector):
 
     def __init__(self, flow: FlowContext) -> None:
         super().__init__(flow)
-        self.transports = {True: IsoTransport(), False: IsoTransport()}
         self.client_role: str | None = None
         self.tls = False
         # Per direction: the last PDU had no trailer, so the next continues it.
@@ -247,56 +245,6 @@ class S7commPlusDissector(Dissector):
             if data[start + 1 : start + 2] == b"\x01" and opcode == b"\x32":
                 return False
         return None
-
-    def feed(
-        self, data: bytes, to_server: bool, ts: float, frame: int
-    ) -> list[Message]:
-        out: list[Message] = []
-        for unit in self.transports[to_server].feed(data):
-            if type(unit) is Skipped:
-                out.append(
-                    self._message(
-                        to_server,
-                        ts,
-                        frame,
-                        "junk",
-                        None,
-                        "other",
-                        {"skipped_bytes": unit.size},
-                        status=malformed(f"{unit.size} bytes are not TPKT"),
-                    )
-                )
-                continue
-            tpdu, user_data = unit
-            if user_data is not None:
-                out.append(self._pdu(tpdu, user_data, to_server, ts, frame))
-            elif tpdu.code != TpduCode.DT or tpdu.error:
-                out.append(self._cotp(tpdu, to_server, ts, frame))
-        return out
-
-    def gap(self, to_server: bool, ts: float, frame: int) -> list[Message]:
-        self.transports[to_server].reset()
-        return []
-
-    def close(self, ts: float, frame: int) -> list[Message]:
-        out = []
-        for to_server, transport in self.transports.items():
-            left = transport.buffered
-            if left:
-                transport.reset()
-                out.append(
-                    self._message(
-                        to_server,
-                        ts,
-                        frame,
-                        "truncated",
-                        None,
-                        "other",
-                        {"buffered_bytes": left},
-                        status=malformed(f"{left} bytes left in a partial unit"),
-                    )
-                )
-        return out
 
     def _cotp(self, tpdu: Tpdu, to_server: bool, ts: float, frame: int) -> Message:
         fields: dict[str, Any] = {"tpkt_length": tpdu.tpkt_length, "cotp": tpdu.fields}
