@@ -212,7 +212,7 @@ def _run_dissect(args: argparse.Namespace) -> int:
     # NaN and infinities become null, which keeps every line valid JSON.
     options = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
     dumps = orjson.dumps
-    with _progress(args.captures) as progress, _open_binary_output(args.output) as out:
+    with _progress(args.captures) as progress, _open_output(args.output, binary=True) as out:
         engine = Engine(args.protocol, flow_config=_flow_config(args), progress=progress)
         write = out.write
         for path in args.captures:
@@ -399,27 +399,18 @@ def _output_format(path: str | None, given: str | None) -> str:
 
 
 @contextmanager
-def _open_output(path: str | None):
+def _open_output(path: str | None, binary: bool = False):
+    """``path`` opened for writing (text, or bytes for ``binary``); stdout without one."""
     if path is None:
-        yield sys.stdout
-        return
-    try:
-        handle = open(path, "w", encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot write: {exc.strerror}") from None
-    with handle:
-        yield handle
-
-
-@contextmanager
-def _open_binary_output(path: str | None):
-    if path is None:
+        if not binary:
+            yield sys.stdout
+            return
         sys.stdout.flush()
         yield sys.stdout.buffer
         sys.stdout.buffer.flush()
         return
     try:
-        handle = open(path, "wb")
+        handle = open(path, "wb") if binary else open(path, "w", encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"{path}: cannot write: {exc.strerror}") from None
     with handle:
