@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 
 from otdpi.capture import CaptureProblem, open_capture
-from otdpi.decode import Decoder
+from otdpi.decode import LINKTYPE_ETHERNET, Decoder
 from otdpi.flows import Flow, FlowConfig, FlowTable
 from otdpi.message import STATUS_OK, Message
 from otdpi.registry import Selector
@@ -100,15 +100,18 @@ class Engine:
         total = reader.size if progress else 0
         decode = decoder.decode
         process = table.process
+        process_ethernet = table.process_ethernet
         try:
             for index, ts, linktype, data, _, _ in records:
                 packets += 1
                 if progress is not None and not packets & 0x3FFF:
                     progress(reader.tell(), total)
-                packet = decode(linktype, data, ts)
-                if packet is None:
-                    continue
-                found = process(packet, ts, index)
+                found = process_ethernet(data, ts, index) if linktype == LINKTYPE_ETHERNET else None
+                if found is None:
+                    packet = decode(linktype, data, ts)
+                    if packet is None:
+                        continue
+                    found = process(packet, ts, index)
                 if found:
                     for message in found:
                         messages += 1

@@ -31,6 +31,14 @@ belongs to share ``crc32(its endpoints, in a fixed order) % count``, the same in
 every process, so several workers reading one capture each dissect a disjoint
 part and their inventories merge into the whole.
 
+The bulk of a long capture, Ethernet + IPv4 + TCP segments of open flows
+arriving in order, and bare ACKs, can skip the decoder:
+:meth:`FlowTable.process_ethernet` finds their flow under the frame's raw
+address and port bytes and does what decoding and :meth:`FlowTable.process`
+would, or declines before touching any state. A table serving one share
+remembers the other shares' flows the same way, so their frames cost one
+look-up each.
+
 Frames that are not IP reach the table as layer-2 packets. When a dissector
 claims their ethertype, each (source MAC, destination MAC, ethertype) is a flow
 of its own, fed frame by frame like UDP; other layer-2 frames open nothing.
@@ -38,6 +46,8 @@ of its own, fed frame by frame like UDP; other layer-2 frames open nothing.
 
 from __future__ import annotations
 
+import socket
+import struct
 import zlib
 from collections import Counter, OrderedDict
 from collections.abc import Callable
@@ -54,6 +64,15 @@ LAYER2 = -1  # Packet.proto of a frame that is not IP
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
 SEQ_MOD = 1 << 32
 HALF_SEQ = 1 << 31
+SWEEP_EVERY = 4096  # packets between two looks for idle flows
+
+# The fields of an Ethernet + IPv4 + TCP frame that decide whether it can take
+# FlowTable.process_ethernet: ethertype, version and header length, total
+# length, fragment bits, protocol, then TCP sequence, acknowledgement, data
+# offset and flags. Addresses and ports (bytes 26 to 38) are the wire key.
+_WIRE_TCP = struct.Struct("!12xHBxH2xHxB14xIIBB")
+_WIRE_KEY = slice(26, 38)
+_PORTS = struct.Struct("!HH")
 
 
 @dataclass
@@ -93,7 +112,7 @@ class Flow:
         "id", "transport", "client", "server", "service_port", "dissector",
         "protocol", "decided", "probe_chunks", "first_ts", "last_ts",
         "packets", "payload_bytes", "to_server_stream", "to_client_stream",
-        "keys", "closed_dirs", "last_frame", "guessed", "swapped",
+        "keys", "wire_keys", "closed_dirs", "last_frame", "guessed", "swapped",
     )
 
     def __init__(self, flow_id: int, transport: str, client: Endpoint, server: Endpoint,
@@ -114,6 +133,7 @@ class Flow:
         self.to_server_stream = _Stream()
         self.to_client_stream = _Stream()
         self.keys: tuple = ()
+        self.wire_keys: tuple = ()
         self.closed_dirs = 0
         self.last_frame = 0
         # The chosen dissector may overrule the direction taken from the SYN
@@ -157,6 +177,10 @@ class FlowTable:
         self.config = config or FlowConfig()
         self.counters: Counter[str] = Counter()
         self._by_key: dict[tuple, tuple[Flow, bool]] = {}
+        # IPv4 TCP flows again, under the 12 address and port bytes of their
+        # frames, for process_ethernet; and the foreign ones among them.
+        self._by_wire: dict[bytes, tuple[Flow, bool]] = {}
+        self._foreign_wire: set[bytes] = set()
         self._by_age: OrderedDict[int, Flow] = OrderedDict()
         self._next_id = first_flow_id
         self._packets_since_sweep = 0
@@ -184,6 +208,8 @@ class FlowTable:
         found = self._by_key.get(key)
         if found is None:
             if self._shard is not None and not self._ours(key):
+                if proto == TCP:
+                    self._remember_foreign_wire(key)
                 return []
             # A bare ACK, FIN or RST opens nothing: it is usually the tail of a
             # connection just retired, and would count as a flow of its own.
@@ -199,7 +225,7 @@ class FlowTable:
         flow.packets += 1
 
         self._packets_since_sweep += 1
-        if self._packets_since_sweep >= 4096:
+        if self._packets_since_sweep >= SWEEP_EVERY:
             self._packets_since_sweep = 0
             out = (out or []) + self.expire(ts)
 
@@ -212,6 +238,70 @@ class FlowTable:
             found = self._tcp(flow, pkt, to_server, ts, frame)
         # Most packets complete their messages alone: hand the list on as is.
         return out + found if out else found
+
+    def process_ethernet(self, data: bytes, ts: float, frame: int
+                         ) -> list[Message] | None:
+        """Take the common frame the short way; None leaves it to :meth:`process`.
+
+        Most frames of a long capture are Ethernet + IPv4 + TCP segments of a
+        flow already open, in order, with its dissector chosen, or bare ACKs.
+        For those this does what ``Decoder.decode`` and :meth:`process` would
+        do together, found under the frame's raw address and port bytes, with
+        no Packet and no address text built. Anything else (a new flow, SYN,
+        FIN or RST, a hole, a frame the decoder would count) returns None
+        before any state is touched, and the caller decodes it as usual.
+        """
+        if len(data) < 54:
+            return None
+        (ethertype, version_ihl, total_length, fragment, proto,
+         seq, ack, data_offset, flags) = _WIRE_TCP.unpack_from(data)
+        if (ethertype != 0x0800 or version_ihl != 0x45 or proto != TCP
+                or fragment & 0x3FFF or flags & (SYN | FIN | RST)):
+            return None
+        wire_key = data[_WIRE_KEY]
+        found = self._by_wire.get(wire_key)
+        if found is None:
+            # A flow of another share costs one look-up, not a decode.
+            return [] if wire_key in self._foreign_wire else None
+        end = 14 + total_length
+        payload_start = 34 + (data_offset >> 4) * 4
+        if (end > len(data) or not 54 <= payload_start <= end
+                or self._packets_since_sweep >= SWEEP_EVERY - 1):
+            return None
+        flow, to_server = found
+        if to_server:
+            stream, other = flow.to_server_stream, flow.to_client_stream
+        else:
+            stream, other = flow.to_client_stream, flow.to_server_stream
+        size = end - payload_start
+        dissector = flow.dissector
+        if stream.next_seq != seq or (size and (
+                stream.held or (dissector is None and not flow.decided))):
+            return None
+
+        self._by_age.move_to_end(flow.id)
+        flow.last_ts = ts
+        flow.last_frame = frame
+        flow.packets += 1
+        self._packets_since_sweep += 1
+        if flags & ACK:
+            acked = other.peer_acked
+            if acked is None or (ack - acked) % SEQ_MOD < HALF_SEQ:
+                other.peer_acked = ack
+        if not size:
+            return []
+        flow.payload_bytes += size
+        stream.next_seq = (seq + size) % SEQ_MOD
+        if dissector is None:  # a flow of unknown protocol: bytes go nowhere
+            return []
+        return dissector.feed(data[payload_start:end], to_server ^ flow.swapped, ts, frame)
+
+    def _remember_foreign_wire(self, key: tuple) -> None:
+        wire_key = _ipv4_wire_key(key)
+        if wire_key is not None:
+            if len(self._foreign_wire) >= 65536:
+                self._foreign_wire.clear()
+            self._foreign_wire.add(wire_key)
 
     def _ours(self, key: tuple) -> bool:
         """Whether the flow of ``key`` falls in this table's share."""
@@ -264,6 +354,13 @@ class FlowTable:
         flow.keys = (key, reverse)
         self._by_key[key] = (flow, src_is_client)
         self._by_key[reverse] = (flow, not src_is_client)
+        if transport == "tcp":
+            wire_key = _ipv4_wire_key(key)
+            if wire_key is not None:
+                wire_reverse = wire_key[4:8] + wire_key[0:4] + wire_key[10:12] + wire_key[8:10]
+                flow.wire_keys = (wire_key, wire_reverse)
+                self._by_wire[wire_key] = (flow, src_is_client)
+                self._by_wire[wire_reverse] = (flow, not src_is_client)
         self._by_age[flow.id] = flow
         self.counters["flows"] += 1
         evicted: list[Message] = []
@@ -454,6 +551,8 @@ class FlowTable:
             out.extend(flow.dissector.close(ts, frame))
         for key in flow.keys:
             self._by_key.pop(key, None)
+        for key in flow.wire_keys:
+            self._by_wire.pop(key, None)
         self._by_age.pop(flow.id, None)
         if self._on_retire is not None:
             self._on_retire(flow)
@@ -477,6 +576,16 @@ class FlowTable:
         for flow in list(self._by_age.values()):
             out.extend(self._retire(flow, flow.last_ts, flow.last_frame))
         return out
+
+
+def _ipv4_wire_key(key: tuple) -> bytes | None:
+    """The address and port bytes an IPv4 frame of flow ``key`` carries; None for IPv6."""
+    _, src_ip, src_port, dst_ip, dst_port = key
+    try:
+        return (socket.inet_aton(src_ip) + socket.inet_aton(dst_ip)
+                + _PORTS.pack(src_port, dst_port))
+    except (OSError, TypeError):
+        return None
 
 
 def _content_says_swap(chosen: type[Dissector], first: dict[bool, bytes]) -> bool:

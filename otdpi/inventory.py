@@ -148,61 +148,70 @@ class Inventory:
 
     def add(self, message: Message, capture: str | None = None) -> None:
         """Account one message: both ends, their roles, peers and identity."""
+        self.update((message,), capture)
+
+    def update(self, messages, capture: str | None = None) -> None:
+        """Account many messages (the loop :meth:`add` runs for one)."""
         # Per message only a tally of (who, to whom, protocol, kind) is kept;
         # hosts, roles and peers are derived from the tallies when read out.
         # A capture holds few such pairs and very many messages, so this keeps
         # the per-message cost to one dict look-up.
-        src = message.src
-        dst = message.dst
-        proto = message.protocol
-        kind = message.kind
-        ts = message.ts
-        key = (src.ip, src.mac, dst.ip, dst.mac, proto, kind)
-        tally = self._tallies.get(key)
-        if tally is None:
-            self._tallies[key] = [1, ts, ts]
-        else:
-            tally[0] += 1
-            if ts > tally[2]:
-                tally[2] = ts
-            elif ts < tally[1]:
-                tally[1] = ts
-
-        if kind == "response":
-            station_field = STATION_FIELDS_OF_RESPONSES.get(proto)
-            if station_field is not None and message.status.state != "malformed":
-                station = message.fields.get(station_field)
-                if station is not None and station not in _NON_STATION_UNIT_IDS:
-                    stations = self._stations.get((src.ip, proto, station_field))
-                    if stations is None:
-                        self._stations[src.ip, proto, station_field] = {station}
-                    else:
-                        stations.add(station)
-
-        if message.identity:
-            host = self._host(src.ip, src.mac, ts)
-            for attribute, value in message.identity.items():
-                if value is None or value == "":
-                    continue
-                key = (attribute, proto, value if _hashable(value) else repr(value))
-                known = host.claims.get(key)
-                if known is None:
-                    host.claims[key] = Claim(attribute, value, proto, capture,
-                                             message.frame, ts, _CLAIM_CONFIDENCE)
-                elif ts < known.ts:
-                    # The earliest sighting is the provenance, whatever order
-                    # the captures were read in, as merge() keeps it too.
-                    host.claims[key] = Claim(attribute, value, proto, capture,
-                                             message.frame, ts, _CLAIM_CONFIDENCE,
-                                             known.seen + 1)
-                else:
-                    host.claims[key] = known._replace(seen=known.seen + 1)
-
-    def update(self, messages, capture: str | None = None) -> None:
-        """Account many messages."""
-        add = self.add
+        tallies = self._tallies
+        all_stations = self._stations
+        station_fields = STATION_FIELDS_OF_RESPONSES
         for message in messages:
-            add(message, capture)
+            src = message.src
+            dst = message.dst
+            proto = message.protocol
+            kind = message.kind
+            ts = message.ts
+            key = (src.ip, src.mac, dst.ip, dst.mac, proto, kind)
+            tally = tallies.get(key)
+            if tally is None:
+                tallies[key] = [1, ts, ts]
+            else:
+                tally[0] += 1
+                if ts > tally[2]:
+                    tally[2] = ts
+                elif ts < tally[1]:
+                    tally[1] = ts
+
+            if kind == "response":
+                station_field = station_fields.get(proto)
+                if station_field is not None and message.status.state != "malformed":
+                    station = message.fields.get(station_field)
+                    if station is not None and station not in _NON_STATION_UNIT_IDS:
+                        stations = all_stations.get((src.ip, proto, station_field))
+                        if stations is None:
+                            all_stations[src.ip, proto, station_field] = {station}
+                        else:
+                            stations.add(station)
+
+            if message.identity:
+                self._claim(message, capture)
+
+    def _claim(self, message: Message, capture: str | None) -> None:
+        """Keep what a message says of its sender, with the earliest sighting."""
+        src = message.src
+        proto = message.protocol
+        ts = message.ts
+        host = self._host(src.ip, src.mac, ts)
+        for attribute, value in message.identity.items():
+            if value is None or value == "":
+                continue
+            key = (attribute, proto, value if _hashable(value) else repr(value))
+            known = host.claims.get(key)
+            if known is None:
+                host.claims[key] = Claim(attribute, value, proto, capture,
+                                         message.frame, ts, _CLAIM_CONFIDENCE)
+            elif ts < known.ts:
+                # The earliest sighting is the provenance, whatever order
+                # the captures were read in, as merge() keeps it too.
+                host.claims[key] = Claim(attribute, value, proto, capture,
+                                         message.frame, ts, _CLAIM_CONFIDENCE,
+                                         known.seen + 1)
+            else:
+                host.claims[key] = known._replace(seen=known.seen + 1)
 
     def _host(self, ip: str | None, mac: str | None, ts: float) -> _Host:
         key = ip if ip is not None else f"mac:{mac}"
