@@ -84,11 +84,14 @@ def _parser() -> argparse.ArgumentParser:
 
     rep = commands.add_parser(
         "report", help="write a self-contained HTML report (assets, map, alerts)",
-        description="Read captures and write one HTML file that opens offline: the "
-        "asset table (sortable, filterable), a communication map, per-protocol "
-        "statistics and, with --alerts, the alerts on a timeline.",
+        description="Read captures, or learner stores (the --db files of `otdpi "
+        "learn`, `detect` and `watch`), and write one HTML file that opens offline: "
+        "the asset table (sortable, filterable), a communication map, per-protocol "
+        "statistics and the alerts on a timeline. A store alone is enough: it keeps "
+        "the inventory of the runs that saved into it, and their alerts.",
     )
-    rep.add_argument("captures", nargs="+", metavar="CAPTURE")
+    rep.add_argument("captures", nargs="+", metavar="CAPTURE_OR_STORE",
+                     help="pcap/pcapng files and otdpi stores, in any mix")
     rep.add_argument("-o", "--output", metavar="FILE", default="report.html",
                      help="the HTML file to write (default report.html)")
     rep.add_argument("--alerts", metavar="FILE",
@@ -309,12 +312,13 @@ def _write_inventory(path: str, output_format: str, assets, counters) -> None:
 
 def _run_report(args: argparse.Namespace) -> int:
     from otdpi.engine import Engine
-    from otdpi.inventory import Inventory
-    from otdpi.report import ProtocolStatistics, render
+    from otdpi.report import Observations, render
 
     _check_inputs(args.captures)
     _check_output(args.output)
     alerts = _read_alerts(args.alerts) if args.alerts else []
+    stores = [path for path in args.captures if _is_store(path)]
+    captures = [path for path in args.captures if path not in stores]
     if args.db:
         if not os.path.exists(args.db):
             raise UsageError(f"{args.db}: no such store")
@@ -322,26 +326,60 @@ def _run_report(args: argparse.Namespace) -> int:
 
         with Store(args.db) as store:
             alerts += store.alerts()
-    inventory = Inventory()
-    statistics = ProtocolStatistics()
-    with _progress(args.captures) as progress:
-        engine = Engine(args.protocol, flow_config=_flow_config(args), progress=progress)
-        for path in args.captures:
-            progress.start(path)
-            for message in engine.messages(path):
-                inventory.add(message, capture=os.fspath(path))
-                statistics.add(message)
+    observations = Observations()
+    for path in stores:
+        observations.merge(_observations_of_store(path, alerts))
+    engine = None
+    if captures:
+        with _progress(captures) as progress:
+            engine = Engine(args.protocol, flow_config=_flow_config(args),
+                            progress=progress)
+            for path in captures:
+                progress.start(path)
+                capture = os.fspath(path)
+                for message in engine.messages(path):
+                    observations.add(message, capture)
+        observations.counters.update(engine.counters)
+        observations.sources.extend(captures)
     title = args.title or f"otdpi report: {', '.join(map(os.path.basename, args.captures))}"
-    html = render(inventory.assets(), statistics, alerts, title=title,
-                  sources=args.captures, counters=dict(engine.counters))
+    html = render(observations.inventory.assets(), observations.statistics, alerts,
+                  title=title, sources=observations.sources,
+                  counters=dict(observations.counters))
     try:
         with open(args.output, "w", encoding="utf-8") as out:
             out.write(html)
     except OSError as exc:
         raise UsageError(f"{args.output}: cannot write: {exc.strerror}") from None
     print(f"wrote {args.output}", file=sys.stderr)
-    _report_problems(engine.counters, engine.problems)
+    if engine is not None:
+        _report_problems(engine.counters, engine.problems)
     return 0
+
+
+def _is_store(path: str) -> bool:
+    """Whether ``path`` is an SQLite file (an otdpi store) rather than a capture."""
+    with open(path, "rb") as file:
+        return file.read(16) == b"SQLite format 3\x00"
+
+
+def _observations_of_store(path: str, alerts: list[dict[str, Any]]):
+    """The inventory kept in the store at ``path``; its alerts are added to ``alerts``."""
+    from otdpi.learner import Store
+    from otdpi.report import Observations
+
+    with Store(path) as store:
+        document = store.inventory()
+        alerts += store.alerts()
+    if document is None:
+        raise UsageError(
+            f"{path}: this store keeps no inventory (it was written before otdpi "
+            "kept one, or only by `--no-save` runs); run `otdpi learn CAPTURE... "
+            f"--db {path}` or give the captures as well"
+        )
+    try:
+        return Observations.from_json(document)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UsageError(f"{path}: cannot read its inventory: {exc}") from None
 
 
 def _read_alerts(path: str) -> list[dict[str, Any]]:
@@ -628,7 +666,7 @@ def _open_store(args):
     return store, baseline
 
 
-def _finish_store(args, store, baseline, alerts, command) -> None:
+def _finish_store(args, store, baseline, alerts, command, observations=None) -> None:
     from otdpi.learner import export_json
 
     if args.export_json:
@@ -636,8 +674,35 @@ def _finish_store(args, store, baseline, alerts, command) -> None:
     if store is not None:
         if not args.no_save:
             store.save(baseline, alerts, command=command,
-                       captures=[os.path.abspath(p) for p in args.captures])
+                       captures=[os.path.abspath(p) for p in args.captures],
+                       inventory=_stored_observations(store, observations))
         store.close()
+
+
+def _stored_observations(store, observations):
+    """The store's inventory document with this run's ``observations`` merged in."""
+    if observations is None:
+        return None
+    from otdpi.report import Observations
+
+    kept = store.inventory()
+    if kept is not None:
+        try:
+            observations = Observations.from_json(kept).merge(observations)
+        except (KeyError, TypeError, ValueError) as exc:
+            # A document from another version: the new run's view replaces it
+            # rather than failing the save of the baseline.
+            print(f"otdpi: warning: {store.path}: stored inventory replaced, "
+                  f"it could not be read ({exc})", file=sys.stderr)
+    return observations.to_json()
+
+
+def _new_observations(sources):
+    from otdpi.report import Observations
+
+    observations = Observations()
+    observations.sources.extend(os.path.abspath(p) for p in sources)
+    return observations
 
 
 def _run_learn(args: argparse.Namespace) -> int:
@@ -651,15 +716,18 @@ def _run_learn(args: argparse.Namespace) -> int:
         result = learn_in_parallel(args.captures, args.jobs, protocols=args.protocol,
                                    dask_address=args.dask)
         learned, counters, problems = result.baseline, result.counters, result.problems
+        observations = result.observations
     else:
         detector = Detector(learn_for=float("inf"))
+        observations = _new_observations(args.captures)
         with _progress(args.captures) as progress:
             engine = feed_captures(detector, args.captures, args.protocol,
-                                   progress=progress)
+                                   progress=progress, on_message=observations.add)
         learned, counters, problems = detector.baseline, engine.counters, engine.problems
+        observations.counters.update(counters)
     learned.learned_until = learned.last
     baseline.merge(learned)
-    _finish_store(args, store, baseline, (), "learn")
+    _finish_store(args, store, baseline, (), "learn", observations)
     print(f"learned {learned.messages} messages: {len(learned.devices)} devices, "
           f"{len(learned.relations)} relationships; the store now holds "
           f"{baseline.messages} messages, {len(baseline.devices)} devices "
@@ -721,14 +789,18 @@ def _detect(args, detector, store, command: str) -> int:
         return _detect_live(args, detector, store, command)
     dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False,
                              default=str).encode
+    observations = _new_observations(args.captures)
     with _progress(args.captures) as progress, _open_output(args.output) as out:
         def on_alert(alert):
             out.write(dumps(alert))
             out.write("\n")
 
         engine = feed_captures(detector, args.captures, args.protocol,
-                               on_alert=on_alert, progress=progress)
-    _finish_store(args, store, detector.baseline, detector.alerts, command)
+                               on_alert=on_alert, progress=progress,
+                               on_message=observations.add)
+    observations.counters.update(engine.counters)
+    _finish_store(args, store, detector.baseline, detector.alerts, command,
+                  observations)
     _print_alert_summary(detector, sys.stderr if args.output is None else sys.stdout)
     _report_problems(engine.counters, engine.problems)
     return 0
@@ -748,19 +820,31 @@ def _detect_live(args, detector, store, command: str) -> int:
                              default=str).encode
     saved = 0  # alerts already in the store
     source = [f"live:{args.interface}"]
+    from collections import Counter
+
+    # Each save merges only what was seen since the last one into the store's
+    # inventory, so nothing is counted twice however often it saves.
+    unsaved = _new_observations([])
+    unsaved.sources.extend(source)
+    saved_counters: Counter[str] = Counter()
 
     def save() -> None:
-        nonlocal saved
+        nonlocal saved, unsaved, saved_counters
         if store is not None and not args.no_save:
+            unsaved.counters.update(Counter(engine.counters) - saved_counters)
             store.save(detector.baseline, detector.alerts[saved:], command=command,
-                       captures=source)
+                       captures=source, inventory=_stored_observations(store, unsaved))
             saved = len(detector.alerts)
+            saved_counters = Counter(engine.counters)
+            unsaved = _new_observations([])
+            unsaved.sources.extend(source)
 
     next_save = time.monotonic() + args.update_every
     detector.new_capture()
     with _open_output(args.output) as out, _stop_on_interrupt(engine):
         for message in engine.live(args.interface, args.filter,
                                    duration=args.duration, packets=args.count):
+            unsaved.add(message, source[0])
             alerts = detector.feed(message)
             for flow in ended:
                 alerts += detector.feed(connection_event(flow))

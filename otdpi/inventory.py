@@ -289,6 +289,66 @@ class Inventory:
                     mine.claims[key] = first._replace(seen=known.seen + claim.seen)
         return self
 
+    # -- persistence --------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        """The gathered state as plain JSON, for a store; :meth:`from_json` reads it.
+
+        This is the mergeable state, not the read-out: an inventory loaded
+        back merges with others and gives the same assets as if it had never
+        been written.
+        """
+        self._settle()
+        hosts = []
+        for key, host in self._hosts.items():
+            hosts.append({
+                "key": key,
+                "ip": host.ip,
+                "macs": dict(host.macs),
+                "roles": {proto: dict(counts) for proto, counts in host.roles.items()},
+                "peers": [[peer, proto, role, count]
+                          for (peer, proto, role), count in host.peers.items()],
+                "stations": {proto: {name: sorted(values, key=repr)
+                                     for name, values in fields.items()}
+                             for proto, fields in host.stations.items()},
+                "claims": [claim._asdict() for claim in host.claims.values()],
+                "first_ts": host.first_ts,
+                "last_ts": host.last_ts,
+                "messages": host.messages,
+            })
+        return {"format": "otdpi-inventory", "version": 1, "hosts": hosts}
+
+    @classmethod
+    def from_json(cls, document: dict[str, Any]) -> Inventory:
+        """An inventory from :meth:`to_json`'s output.
+
+        Raises
+        ------
+        ValueError
+            ``document`` is not an inventory this version wrote.
+        """
+        if document.get("format") != "otdpi-inventory" or document.get("version") != 1:
+            raise ValueError("not an otdpi inventory document (version 1)")
+        inventory = cls()
+        for saved in document["hosts"]:
+            host = _Host(saved["ip"], saved["first_ts"])
+            host.last_ts = saved["last_ts"]
+            host.messages = saved["messages"]
+            host.macs.update(saved["macs"])
+            host.roles = {proto: Counter(counts) for proto, counts in saved["roles"].items()}
+            host.peers = {(peer, proto, role): count
+                          for peer, proto, role, count in saved["peers"]}
+            host.stations = {proto: {name: set(values) for name, values in fields.items()}
+                             for proto, fields in saved["stations"].items()}
+            for fields in saved["claims"]:
+                claim = Claim(**fields)
+                value = claim.value
+                key = (claim.attribute, claim.protocol,
+                       value if _hashable(value) else repr(value))
+                host.claims[key] = claim
+            inventory._hosts[saved["key"]] = host
+        return inventory
+
     # -- output -------------------------------------------------------------
 
     def assets(self) -> list[dict[str, Any]]:

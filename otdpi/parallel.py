@@ -89,6 +89,7 @@ class LearnedPartial:
     baseline: object  # an otdpi.learner.Baseline
     counters: Counter = field(default_factory=Counter)
     problems: list[CaptureProblem] = field(default_factory=list)
+    observations: object = None  # an otdpi.report.Observations, for the store
 
 
 def run_learn_task(task: Task) -> LearnedPartial:
@@ -96,11 +97,17 @@ def run_learn_task(task: Task) -> LearnedPartial:
     from otdpi.engine import Engine
     from otdpi.learner import Detector, feed_captures
 
+    from otdpi.report import Observations
+
     detector = Detector(learn_for=float("inf"))
     engine = Engine(task.protocols, flow_config=task.flow_config)
-    feed_captures(detector, [task.path], engine=engine)
+    observations = Observations()
+    feed_captures(detector, [task.path], engine=engine, on_message=observations.add)
+    observations.inventory.settle()
+    observations.counters.update(engine.counters)
+    observations.sources.append(task.path)
     return LearnedPartial(detector.baseline, Counter(engine.counters),
-                          list(engine.problems))
+                          list(engine.problems), observations)
 
 
 def learn_in_parallel(
@@ -128,12 +135,14 @@ def learn_in_parallel(
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             partials = list(pool.map(run_learn_task, tasks))
     from otdpi.learner import Baseline
+    from otdpi.report import Observations
 
-    total = LearnedPartial(Baseline())
+    total = LearnedPartial(Baseline(), observations=Observations())
     for partial in partials:
         total.baseline.merge(partial.baseline)
         total.counters.update(partial.counters)
         total.problems.extend(partial.problems)
+        total.observations.merge(partial.observations)
     return total
 
 

@@ -59,6 +59,43 @@ class ProtocolStatistics:
         if self.last_ts is None or ts > self.last_ts:
             self.last_ts = ts
 
+    def merge(self, other: ProtocolStatistics) -> ProtocolStatistics:
+        """Fold ``other`` in (counts add, the time span widens); return self."""
+        self.messages.update(other.messages)
+        for protocol, counts in other.services.items():
+            self.services[protocol].update(counts)
+        for protocol, counts in other.states.items():
+            self.states[protocol].update(counts)
+        for ts in (other.first_ts, other.last_ts):
+            if ts is not None:
+                if self.first_ts is None or ts < self.first_ts:
+                    self.first_ts = ts
+                if self.last_ts is None or ts > self.last_ts:
+                    self.last_ts = ts
+        return self
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON for a store; :meth:`from_json` reads it back."""
+        return {
+            "messages": dict(self.messages),
+            "services": {p: dict(c) for p, c in self.services.items()},
+            "states": {p: dict(c) for p, c in self.states.items()},
+            "first_ts": self.first_ts,
+            "last_ts": self.last_ts,
+        }
+
+    @classmethod
+    def from_json(cls, document: dict[str, Any]) -> ProtocolStatistics:
+        statistics = cls()
+        statistics.messages.update(document.get("messages", {}))
+        for protocol, counts in document.get("services", {}).items():
+            statistics.services[protocol].update(counts)
+        for protocol, counts in document.get("states", {}).items():
+            statistics.states[protocol].update(counts)
+        statistics.first_ts = document.get("first_ts")
+        statistics.last_ts = document.get("last_ts")
+        return statistics
+
     def rows(self) -> list[dict[str, Any]]:
         return [
             {
@@ -70,6 +107,54 @@ class ProtocolStatistics:
             }
             for protocol, count in self.messages.most_common()
         ]
+
+
+class Observations:
+    """What a report shows of one or more runs: inventory, statistics, counters, sources.
+
+    Runs that keep a learner store save theirs in it (see
+    :meth:`otdpi.learner.Store.save`), so that ``otdpi report STORE`` can be
+    drawn later from the store alone; observations merge like the
+    inventories they hold.
+    """
+
+    def __init__(self) -> None:
+        from otdpi.inventory import Inventory
+
+        self.inventory = Inventory()
+        self.statistics = ProtocolStatistics()
+        self.counters: Counter[str] = Counter()
+        self.sources: list[str] = []
+
+    def add(self, message: Message, capture: str | None = None) -> None:
+        self.inventory.add(message, capture)
+        self.statistics.add(message)
+
+    def merge(self, other: Observations) -> Observations:
+        self.inventory.merge(other.inventory)
+        self.statistics.merge(other.statistics)
+        self.counters.update(other.counters)
+        self.sources.extend(s for s in other.sources if s not in self.sources)
+        return self
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "inventory": self.inventory.to_json(),
+            "statistics": self.statistics.to_json(),
+            "counters": dict(self.counters),
+            "sources": list(self.sources),
+        }
+
+    @classmethod
+    def from_json(cls, document: dict[str, Any]) -> Observations:
+        from otdpi.inventory import Inventory
+
+        observations = cls()
+        observations.inventory = Inventory.from_json(document["inventory"])
+        observations.statistics = ProtocolStatistics.from_json(document["statistics"])
+        observations.counters.update(document.get("counters", {}))
+        observations.sources = list(document.get("sources", []))
+        return observations
 
 
 def _require(module: str):

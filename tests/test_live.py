@@ -148,6 +148,12 @@ def test_live_watch_learns_alerts_and_keeps_the_store_on_ctrl_c(tmp_path):
     with Store(store) as saved:
         assert saved.load().messages >= 12
         assert len(saved.alerts()) == len(lines)
+        # Saved every half second, and yet each message counted once.
+        from otdpi.report import Observations
+
+        kept = Observations.from_json(saved.inventory())
+        assert kept.statistics.messages["modbus"] == 12  # the exchange's 12 ADUs
+        assert SERVER in {ip for a in kept.inventory.assets() for ip in a["ips"]}
 
 
 def test_live_watch_needs_a_learning_time():

@@ -115,3 +115,88 @@ def test_the_report_shows_the_alerts_of_a_learner_store(tmp_path, capsys):
     capsys.readouterr()
     html = output.read_text()
     assert "ot/first-write" in html and "it/tls-self-signed" in html and "T0836" in html
+
+
+def _inventory_of(*paths):
+    from otdpi.engine import Engine
+    from otdpi.inventory import Inventory
+
+    inventory = Inventory()
+    for path in paths:
+        inventory.update(Engine().messages(path), capture=os.fspath(path))
+    return inventory
+
+
+def test_an_inventory_written_as_json_and_read_back_merges_as_before():
+    from otdpi.inventory import Inventory
+
+    first = REPO / "fixtures" / "modbus_pymodbus.pcap"
+    second = REPO / "fixtures" / "learner_scenario.pcap"
+    document = json.loads(json.dumps(_inventory_of(first).to_json()))
+    restored = Inventory.from_json(document)
+    assert restored.assets() == _inventory_of(first).assets()
+    restored.merge(_inventory_of(second))
+    assert restored.assets() == _inventory_of(first, second).assets()
+
+
+def test_the_report_is_drawn_from_a_store_alone(tmp_path, capsys):
+    from otdpi.learner import Store
+
+    benign = REPO / "fixtures" / "modbus_pymodbus.pcap"
+    scenario = REPO / "fixtures" / "learner_scenario.pcap"
+    store = tmp_path / "site.sqlite"
+    assert main(["learn", str(benign), "--db", str(store)]) == 0
+    assert main(["watch", str(scenario), "--learn-for", "150s", "--db", str(store),
+                 "-o", str(tmp_path / "alerts.jsonl")]) == 0
+    from_store = tmp_path / "from-store.html"
+    assert main(["report", str(store), "-o", str(from_store)]) == 0
+    from_captures = tmp_path / "from-captures.html"
+    assert main(["report", str(benign), str(scenario), "--db", str(store),
+                 "-o", str(from_captures)]) == 0
+    capsys.readouterr()
+
+    with Store(store) as kept:
+        from otdpi.report import Observations
+
+        observations = Observations.from_json(kept.inventory())
+        alerts = kept.alerts()
+    # The store's inventory is the one both captures give, read in one run.
+    assert observations.inventory.assets() == _inventory_of(benign, scenario).assets()
+    assert observations.statistics.messages["modbus"] > 0
+    assert observations.counters["packets"] > 0
+
+    html = from_store.read_text()
+    for asset in observations.inventory.assets():
+        assert asset["key"] in html
+    assert "ot/first-write" in html and "it/tls-self-signed" in html
+    assert html.count("<tr") == from_captures.read_text().count("<tr")
+    assert len(alerts) > 0
+
+
+def test_a_store_without_an_inventory_is_one_clear_error(tmp_path, capsys):
+    from otdpi.learner import Baseline, Store
+
+    store = tmp_path / "old.sqlite"
+    with Store(store) as old:
+        old.save(Baseline())
+    assert main(["report", str(store), "-o", str(tmp_path / "r.html")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "keeps no inventory" in err[0]
+
+
+def test_learn_with_two_jobs_keeps_the_same_inventory_as_one(tmp_path, capsys):
+    from otdpi.learner import Store
+    from otdpi.report import Observations
+
+    captures = [str(REPO / "fixtures" / name)
+                for name in ("modbus_pymodbus.pcap", "learner_scenario.pcap")]
+    kept = {}
+    for jobs in ("1", "2"):
+        store = tmp_path / f"jobs{jobs}.sqlite"
+        assert main(["learn", *captures, "--db", str(store), "--jobs", jobs]) == 0
+        with Store(store) as saved:
+            kept[jobs] = Observations.from_json(saved.inventory())
+    capsys.readouterr()
+    assert kept["1"].inventory.assets() == kept["2"].inventory.assets()
+    assert kept["1"].statistics.to_json() == kept["2"].statistics.to_json()
+    assert kept["1"].counters == kept["2"].counters

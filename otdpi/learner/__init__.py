@@ -64,11 +64,14 @@ def feed_captures(
     on_alert: Callable[[dict[str, Any]], None] | None = None,
     progress=None,
     engine=None,
+    on_message: Callable[[Any, str], None] | None = None,
 ):
     """Read captures into ``detector``: every Message, and a connection event per flow.
 
     Returns the :class:`~otdpi.engine.Engine` used (its counters say what was read).
-    ``on_alert`` is called with each alert as it is raised.
+    ``on_alert`` is called with each alert as it is raised; ``on_message``, when
+    given, with each Message and the capture's path before the detector sees it
+    (the CLI builds its inventory so in the same pass).
     """
     from otdpi.engine import Engine
     from otdpi.learner.detector import connection_event
@@ -83,7 +86,10 @@ def feed_captures(
         if progress is not None and hasattr(progress, "start"):
             progress.start(os.fspath(path))
         detector.new_capture()
+        capture = os.fspath(path)
         for message in engine.messages(path):
+            if on_message is not None:
+                on_message(message, capture)
             alerts = feed(message)
             if ended:
                 for flow in ended:

@@ -1,7 +1,7 @@
-"""The embedded SQLite store of baselines and alerts, one transaction per save.
+"""The embedded SQLite store of baselines, alerts and inventory, one transaction per save.
 
-A save replaces the baseline document and appends the run's alerts inside a
-single transaction, so a run killed at any point leaves the store exactly as
+A save replaces the baseline document (and the inventory document, when the
+run gathered one) and appends the run's alerts inside a single transaction, so a run killed at any point leaves the store exactly as
 the last completed save left it: never a half-written baseline. The baseline
 is stored as the JSON of :meth:`Baseline.to_json` (never pickle), so the file
 can be read by any SQLite client.
@@ -37,6 +37,11 @@ CREATE TABLE IF NOT EXISTS alerts (
     document TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS alerts_by_time ON alerts (ts);
+CREATE TABLE IF NOT EXISTS inventory (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    saved_at REAL NOT NULL,
+    document TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY,
     finished_at REAL NOT NULL,
@@ -96,9 +101,18 @@ class Store:
         alerts: Iterable[dict[str, Any]] = (),
         command: str = "",
         captures: Iterable[str] = (),
+        inventory: dict[str, Any] | None = None,
     ) -> None:
-        """Replace the baseline and append ``alerts``, all in one transaction."""
+        """Replace the baseline and append ``alerts``, all in one transaction.
+
+        ``inventory`` (a JSON-ready document, see :meth:`inventory`) replaces
+        the stored one in the same transaction; None leaves it as it was.
+        """
         document = json.dumps(baseline.to_json(), separators=(",", ":"))
+        inventory_document = (
+            None if inventory is None
+            else json.dumps(inventory, separators=(",", ":"), default=str)
+        )
         rows = [
             (
                 a["ts"],
@@ -117,6 +131,12 @@ class Store:
                 " VALUES (1, ?, ?, ?)",
                 (time.time(), baseline.messages, document),
             )
+            if inventory_document is not None:
+                db.execute(
+                    "INSERT OR REPLACE INTO inventory (id, saved_at, document)"
+                    " VALUES (1, ?, ?)",
+                    (time.time(), inventory_document),
+                )
             db.executemany(
                 "INSERT INTO alerts (ts, model, device, score, document) "
                 "VALUES (?, ?, ?, ?, ?)",
@@ -130,6 +150,24 @@ class Store:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+
+    def inventory(self) -> dict[str, Any] | None:
+        """The stored inventory document, or None when no run kept one.
+
+        The CLI keeps ``{"inventory": Inventory.to_json(), "statistics":
+        ProtocolStatistics.to_json(), "counters": {...}, "captures": [...]}``.
+        """
+        row = self._db.execute("SELECT document FROM inventory WHERE id = 1").fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def runs(self) -> list[dict[str, Any]]:
+        """The runs that saved into this store, oldest first."""
+        return [
+            {"finished_at": finished, "command": command, "captures": json.loads(paths)}
+            for finished, command, paths in self._db.execute(
+                "SELECT finished_at, command, captures FROM runs ORDER BY id"
+            )
+        ]
 
     def alerts(self) -> list[dict[str, Any]]:
         """Every stored alert, oldest first."""
