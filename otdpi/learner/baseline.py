@@ -411,6 +411,21 @@ def value_range(message: Message) -> tuple[tuple[str, int, int], int, int] | Non
     return None
 
 
+def merge_macs(into: dict[str, dict[str, list]], other: dict) -> None:
+    """Fold IP-to-MAC bindings ``other`` into ``into``: first is min, last max."""
+    for ip, macs in other.items():
+        mine = into.get(ip)
+        if mine is None:
+            mine = into[ip] = {}
+        for mac, (first, last) in macs.items():
+            slot = mine.get(mac)
+            if slot is None:
+                mine[mac] = [first, last]
+            else:
+                slot[0] = min(slot[0], first)
+                slot[1] = max(slot[1], last)
+
+
 class StreamClock:
     """Run state that is not baseline: the last request time per relation service."""
 
@@ -453,6 +468,8 @@ class Baseline:
         self.learned_until: float | None = None
         self.messages = 0
         self.clock = StreamClock()
+        # IP -> {MAC: [first, last]}, learned by otdpi.learner.links.
+        self.macs: dict[str, dict[str, list]] = {}
 
     # -- learning ---------------------------------------------------------------
 
@@ -661,6 +678,7 @@ class Baseline:
                 else max(self.learned_until, other.learned_until)
             )
         self.messages += other.messages
+        merge_macs(self.macs, other.macs)
         self.finish()
         return self
 
@@ -677,6 +695,9 @@ class Baseline:
                 [c, s, p, r.to_json()]
                 for (c, s, p), r in sorted(self.relations.items())
             ],
+            "macs": {
+                ip: dict(sorted(macs.items())) for ip, macs in sorted(self.macs.items())
+            },
         }
 
     @classmethod
@@ -698,6 +719,11 @@ class Baseline:
         base.devices = {ip: Device.from_json(d) for ip, d in data["devices"].items()}
         base.relations = {
             (c, s, p): Relation.from_json(r) for c, s, p, r in data["relations"]
+        }
+        # Optional: documents written before the MAC bindings were learned lack it.
+        base.macs = {
+            ip: {mac: list(slot) for mac, slot in macs.items()}
+            for ip, macs in data.get("macs", {}).items()
         }
         return base
 

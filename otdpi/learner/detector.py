@@ -29,7 +29,9 @@ from functools import lru_cache
 from typing import Any
 
 from otdpi.learner.baseline import Baseline, Relation, service_key, value_range
+from otdpi.learner.links import LinkBindings
 from otdpi.learner.models import MODELS, Model, techniques_of
+from otdpi.learner.surge import FloodCounter
 from otdpi.message import STATUS_OK, Endpoint, Message
 
 # Limitation: learning and scoring are pure Python, about 6 to 8 us of CPU per
@@ -157,6 +159,11 @@ class Detector:
         self._next_cadence_check = 0.0
         self._last_ts = 0.0
         self.messages = 0
+        # Models kept in their own modules; None when not among the models run.
+        self._floods = FloodCounter() if "ot/request-flood" in self.models else None
+        self._links = (
+            LinkBindings(self.baseline.macs) if "ot/mac-change" in self.models else None
+        )
 
     # -- feeding ------------------------------------------------------------------
 
@@ -180,6 +187,8 @@ class Detector:
             began = message.fields.get("started", ts) if message.kind == "event" else ts
             if began < self.learn_until:
                 self._track(message, base.learn(message))
+                if self._links is not None:
+                    self._links.learn(message)
                 return []
             self.learning = False
             base.learned_until = max(base.learned_until or 0.0, self.learn_until)
@@ -194,6 +203,8 @@ class Detector:
         else:
             emitted = self._check(message)
         self._track(message, base.learn(message, self._values, key))
+        if self._floods is not None or self._links is not None:
+            emitted.extend(self._check_links_and_floods(message))
         if ts >= self._next_cadence_check:
             self._next_cadence_check = ts + CADENCE_CHECK_EVERY
             emitted.extend(self._check_cadence(ts))
@@ -207,6 +218,24 @@ class Detector:
                 self.baseline.learned_until or 0.0, self._last_ts
             )
         self.baseline.finish()
+
+    def _check_links_and_floods(self, m: Message) -> list[dict[str, Any]]:
+        """The models of :mod:`otdpi.learner.links` and :mod:`otdpi.learner.surge`."""
+        found = []
+        if self._links is not None:
+            found = self._links.check(m, self._normal)
+        if (
+            self._floods is not None
+            and m.kind != "response"
+            and m.kind != "event"
+            and m.protocol not in IT_PROTOCOLS
+        ):
+            flood = self._floods.observe(m, self.baseline)
+            if flood is not None:
+                found.append(flood)
+        if not found:
+            return []
+        return [a for a in (self._raise(m, *f) for f in found) if a is not None]
 
     # -- run-time tracking (not baseline) -------------------------------------------
 

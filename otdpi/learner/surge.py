@@ -1,0 +1,98 @@
+"""Finds request floods: a sender's message rate to one peer surging past its learned rate.
+
+Strategy
+--------
+Messages that are not responses (requests, unsolicited reports) are counted
+per ``(sender, receiver, protocol)`` in fixed windows of
+:data:`FLOOD_WINDOW` seconds. A window alerts, once, when its count reaches
+a limit: :data:`FLOOD_FACTOR` times the sender's learned mean rate on that
+relationship, and never less than :data:`FLOOD_MIN_RATE` per second, the
+floor that also applies to a relationship with no learned rate (new, or
+learned for under a window). Industrial polling sends a few messages a
+second at most; a flood of writes, freezes, confirms or replayed requests
+sends tens to hundreds.
+
+The learned rate is read once per relationship and run (the
+relationship's requests over its learned span), so a flood that is being
+learned does not raise the bar it is measured against.
+
+Only the Message envelope is read: the sender, receiver, protocol, kind and
+action.
+"""
+
+from __future__ import annotations
+
+from otdpi.learner.baseline import Baseline
+
+FLOOD_WINDOW = 10.0  # seconds per counting window
+FLOOD_MIN_RATE = 20.0  # messages per second below which nothing is a flood
+FLOOD_FACTOR = 10.0  # times the learned mean rate that make a flood
+MAX_SENDERS = 65536  # counters kept at once; the oldest half is dropped beyond
+
+_WRITING = frozenset({"write", "control", "program"})
+
+
+class FloodCounter:
+    """Per-relationship message counts in fixed windows, against learned rates.
+
+    :meth:`observe` returns a finding tuple (as the detector's models build
+    them) for the message that makes a window reach its limit, else None.
+    """
+
+    __slots__ = ("windows", "limits")
+
+    def __init__(self) -> None:
+        # key -> [window start, count, limit for this window, writes in it]
+        self.windows: dict[tuple, list] = {}
+        # key -> learned mean rate (messages/s), read once per run; None: none
+        self.limits: dict[tuple, float] = {}
+
+    def limit_of(self, key: tuple, base: Baseline) -> float:
+        """Messages per window that make a flood on ``key``."""
+        limit = self.limits.get(key)
+        if limit is None:
+            rate = 0.0
+            rel = base.relations.get(key)
+            learned = base.learned_until
+            if rel is not None and learned is not None and rel.first <= learned:
+                span = min(rel.last, learned) - rel.first
+                if span >= FLOOD_WINDOW:
+                    requests = sum(s.requests for s in rel.services.values())
+                    rate = requests / max(span, rel.last - rel.first)
+            limit = max(FLOOD_MIN_RATE, FLOOD_FACTOR * rate) * FLOOD_WINDOW
+            self.limits[key] = limit
+        return limit
+
+    def observe(self, m, base: Baseline):
+        """Count one non-response OT message; a finding when it completes a flood."""
+        key = (m.src.ip, m.dst.ip, m.protocol)
+        ts = m.ts
+        window = self.windows.get(key)
+        if window is None or ts - window[0] >= FLOOD_WINDOW or ts < window[0]:
+            if window is None and len(self.windows) >= MAX_SENDERS:
+                for old in list(self.windows)[: MAX_SENDERS // 2]:
+                    del self.windows[old]
+            window = self.windows[key] = [ts, 0, self.limit_of(key, base), 0]
+        window[1] += 1
+        if m.action in _WRITING:
+            window[3] += 1
+        if window[1] != int(window[2]):
+            return None
+        elapsed = max(ts - window[0], 1e-6)
+        rate = window[1] / elapsed
+        learned = self.limits[key] / FLOOD_WINDOW / FLOOD_FACTOR
+        writes = window[3] * 2 >= window[1]
+        extra = ("T0806",) if writes else ()
+        what = "writes or commands" if writes else "messages"
+        if learned * FLOOD_FACTOR > FLOOD_MIN_RATE:
+            bar = f"learned rate {learned:.2f}/s"
+        else:
+            bar = f"no learned rate above {FLOOD_MIN_RATE / FLOOD_FACTOR:.0f}/s"
+        return (
+            "ot/request-flood",
+            key,
+            80 if writes else 70,
+            f"{m.src.ip} sent {window[1]} {m.protocol} {what} to {m.dst.ip} in "
+            f"{elapsed:.1f} s ({rate:.0f}/s; {bar}), last {m.service}",
+            {"extra": extra, "rate": round(rate, 1), "count": window[1]},
+        )
