@@ -227,19 +227,38 @@ def evaluate(root: Path = DEFAULT_CAPTURES, models=None) -> list[dict]:
                 for s, e in spans
                 if any(s - EPISODE_BEFORE <= a["ts"] <= e + EPISODE_AFTER for a in true)
             ]
-            models_in = sorted(
-                {
-                    a["model"]
-                    for a in true
-                    for s, e in spans
-                    if s - EPISODE_BEFORE <= a["ts"] <= e + EPISODE_AFTER
-                }
-            )
+            # model -> its earliest alert's time into an episode of this kind
+            models_in: dict[str, float] = {}
+            for a in true:
+                for s, e in spans:
+                    if s - EPISODE_BEFORE <= a["ts"] <= e + EPISODE_AFTER:
+                        into = a["ts"] - s
+                        if into < models_in.get(a["model"], float("inf")):
+                            models_in[a["model"]] = into
             per_kind[kind] = {"episodes": len(spans), "alerted": len(hit),
                               "models": models_in}
+        # Each model's first true alert: its delay from the first attack packet
+        # and from the start of the logged episode it fell in.
+        model_delays = {}
+        for alert in sorted(true, key=lambda a: a["ts"]):
+            if alert["model"] in model_delays:
+                continue
+            inside = [
+                (k, s)
+                for k, s, e in windows
+                if s - EPISODE_BEFORE <= alert["ts"] <= e + EPISODE_AFTER
+            ]
+            kind, start = inside[0] if inside else ("", case.first_attack)
+            model_delays[alert["model"]] = {
+                "delay": alert["ts"] - case.first_attack,
+                "episode": kind,
+                "into_episode": alert["ts"] - start,
+                "techniques": [t["id"] for t in alert["techniques"]],
+            }
         rows.append(
             {
                 "capture": case.capture,
+                "model_delays": model_delays,
                 "attack": case.attack,
                 "case": case,
                 "detected": bool(true),
@@ -284,13 +303,27 @@ def main() -> None:
             f"**{row['false']}**) |"
         )
     print()
-    print("| capture | attack kind | episodes | with an alert | models |")
+    print("| capture | model | ATT&CK | first alert after the first attack packet "
+          "| episode it fell in (time into it) |")
+    print("|---|---|---|---|---|")
+    for row in rows:
+        for model, d in row["model_delays"].items():
+            print(
+                f"| `{Path(row['capture']).name}` | {model} | "
+                f"{', '.join(d['techniques'])} | {d['delay']:.1f} s | "
+                f"{d['episode'] or '-'} ({d['into_episode']:.1f} s) |"
+            )
+    print()
+    print("| capture | attack kind | episodes | with an alert | models (earliest "
+          "alert, time into an episode) |")
     print("|---|---|---|---|---|")
     for row in rows:
         for kind, k in row["per_kind"].items():
             print(
                 f"| `{Path(row['capture']).name}` | {kind} | {k['episodes']} | "
-                f"{k['alerted']} | {', '.join(k['models'])} |"
+                f"{k['alerted']} | "
+                + ", ".join(f"{m} ({d:.1f} s)" for m, d in sorted(k["models"].items()))
+                + " |"
             )
     for row in rows:
         for alert in row["false_alerts"]:

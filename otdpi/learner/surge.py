@@ -76,8 +76,9 @@ class FloodCounter:
         window[1] += 1
         if m.action in _WRITING:
             window[3] += 1
-        if window[1] != int(window[2]):
+        if window[1] < window[2]:
             return None
+        window[2] = float("inf")  # one finding per window
         elapsed = max(ts - window[0], 1e-6)
         rate = window[1] / elapsed
         learned = self.limits[key] / FLOOD_WINDOW / FLOOD_FACTOR
