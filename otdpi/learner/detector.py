@@ -204,7 +204,7 @@ class Detector:
             emitted = self._check(message)
         self._track(message, base.learn(message, self._values, key))
         if self._floods is not None or self._links is not None:
-            emitted.extend(self._check_links_and_floods(message))
+            emitted += self._check_links_and_floods(message)
         if ts >= self._next_cadence_check:
             self._next_cadence_check = ts + CADENCE_CHECK_EVERY
             emitted.extend(self._check_cadence(ts))
@@ -219,22 +219,21 @@ class Detector:
             )
         self.baseline.finish()
 
-    def _check_links_and_floods(self, m: Message) -> list[dict[str, Any]]:
+    def _check_links_and_floods(self, m: Message):
         """The models of :mod:`otdpi.learner.links` and :mod:`otdpi.learner.surge`."""
-        found = []
-        if self._links is not None:
-            found = self._links.check(m, self._normal)
+        found = None if self._links is None else self._links.check(m, self._normal)
+        kind = m.kind
         if (
             self._floods is not None
-            and m.kind != "response"
-            and m.kind != "event"
+            and kind != "response"
+            and kind != "event"
             and m.protocol not in IT_PROTOCOLS
         ):
             flood = self._floods.observe(m, self.baseline)
             if flood is not None:
-                found.append(flood)
+                found = (found or []) + [flood]
         if not found:
-            return []
+            return ()
         return [a for a in (self._raise(m, *f) for f in found) if a is not None]
 
     # -- run-time tracking (not baseline) -------------------------------------------

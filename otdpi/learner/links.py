@@ -59,12 +59,21 @@ class LinkBindings:
     common message costs two dictionary look-ups.
     """
 
-    __slots__ = ("macs", "seen", "_local")
+    __slots__ = ("macs", "seen", "flows", "_local")
 
     def __init__(self, macs: dict[str, dict[str, list]]) -> None:
         self.macs = macs
         self.seen: dict[tuple, list] = {}
+        # flow id -> its two Endpoint objects, once both ends were found normal:
+        # a flow's endpoints (and MACs) are fixed when it opens, so its later
+        # messages need no look-up (the identity test guards a reused id).
+        self.flows: dict[int, tuple] = {}
         self._local: dict[str, bool] = {}
+
+    def _mark_flow(self, m) -> None:
+        if len(self.flows) > 65536:
+            self.flows.clear()
+        self.flows[m.flow] = (m.src, m.dst)
 
     def _bindable(self, ip: str, mac) -> bool:
         if mac in _SKIP_MACS:
@@ -78,6 +87,12 @@ class LinkBindings:
 
     def learn(self, m) -> None:
         """Fold both ends' bindings of one message in (learning mode)."""
+        done = self.flows.get(m.flow)
+        if done is not None and (
+            (done[0] is m.src and done[1] is m.dst)
+            or (done[0] is m.dst and done[1] is m.src)
+        ):
+            return
         ts = m.ts
         seen = self.seen
         for end in (m.src, m.dst):
@@ -91,6 +106,7 @@ class LinkBindings:
                 seen[pair] = slot if slot is not None else [ts, ts]
             elif ts > slot[1]:
                 slot[1] = ts
+        self._mark_flow(m)
 
     def _add(self, ip: str, mac: str, ts: float) -> list | None:
         known = self.macs.get(ip)
@@ -107,12 +123,20 @@ class LinkBindings:
             slot[1] = ts
         return slot
 
-    def check(self, m, normal) -> list[tuple]:
+    def check(self, m, normal) -> list[tuple] | None:
         """Findings for the ends of ``m`` seen from a newer MAC; learns them too.
 
-        ``normal(first, last, ts)`` is the detector's normality test.
+        ``normal(first, last, ts)`` is the detector's normality test. None (or
+        an empty list) when there is nothing to report.
         """
+        done = self.flows.get(m.flow)
+        if done is not None and (
+            (done[0] is m.src and done[1] is m.dst)
+            or (done[0] is m.dst and done[1] is m.src)
+        ):
+            return None
         found: list[tuple] = []
+        suspect = False
         ts = m.ts
         seen = self.seen
         for end in (m.src, m.dst):
@@ -138,6 +162,7 @@ class LinkBindings:
                 (other for other, s in self.macs[ip].items() if s[0] < slot[0]),
                 key=lambda other: self.macs[ip][other][0],
             )
+            suspect = True  # rechecked at every message of its flow
             if not older:
                 continue
             side = "from" if end is m.src else "to"
@@ -152,4 +177,6 @@ class LinkBindings:
                     {"ip": ip, "mac": mac, "previous_macs": older[:3]},
                 )
             )
+        if not suspect:
+            self._mark_flow(m)
         return found

@@ -27,7 +27,7 @@ from otdpi.learner.baseline import Baseline
 FLOOD_WINDOW = 10.0  # seconds per counting window
 FLOOD_MIN_RATE = 20.0  # messages per second below which nothing is a flood
 FLOOD_FACTOR = 10.0  # times the learned mean rate that make a flood
-MAX_SENDERS = 65536  # counters kept at once; the oldest half is dropped beyond
+MAX_SENDERS = 65536  # counters kept at once; all are dropped beyond (a new start)
 
 _WRITING = frozenset({"write", "control", "program"})
 
@@ -39,11 +39,15 @@ class FloodCounter:
     them) for the message that makes a window reach its limit, else None.
     """
 
-    __slots__ = ("windows", "limits")
+    __slots__ = ("windows", "limits", "by_sender")
 
     def __init__(self) -> None:
-        # key -> [window start, count, limit for this window, writes in it]
+        # key -> [window start, count, limit left in this window, writes, limit]
         self.windows: dict[tuple, list] = {}
+        # id(sender Endpoint) -> (sender, receiver, protocol, window): a flow's
+        # Endpoint objects are reused by all its messages, so this skips
+        # building the key (the identity tests guard a reused id).
+        self.by_sender: dict[int, tuple] = {}
         # key -> learned mean rate (messages/s), read once per run; None: none
         self.limits: dict[tuple, float] = {}
 
@@ -65,14 +69,34 @@ class FloodCounter:
 
     def observe(self, m, base: Baseline):
         """Count one non-response OT message; a finding when it completes a flood."""
-        key = (m.src.ip, m.dst.ip, m.protocol)
+        src = m.src
         ts = m.ts
-        window = self.windows.get(key)
-        if window is None or ts - window[0] >= FLOOD_WINDOW or ts < window[0]:
-            if window is None and len(self.windows) >= MAX_SENDERS:
-                for old in list(self.windows)[: MAX_SENDERS // 2]:
-                    del self.windows[old]
-            window = self.windows[key] = [ts, 0, self.limit_of(key, base), 0]
+        cached = self.by_sender.get(id(src))
+        if (
+            cached is not None
+            and cached[0] is src
+            and cached[1] is m.dst
+            and cached[2] == m.protocol
+        ):
+            window = cached[3]
+        else:
+            key = (src.ip, m.dst.ip, m.protocol)
+            window = self.windows.get(key)
+            if window is None:
+                if len(self.windows) >= MAX_SENDERS:
+                    self.windows.clear()
+                    self.by_sender.clear()
+                limit = self.limit_of(key, base)
+                window = self.windows[key] = [ts, 0, limit, 0, limit]
+            if len(self.by_sender) >= MAX_SENDERS:
+                self.by_sender.clear()
+            self.by_sender[id(src)] = (src, m.dst, m.protocol, window)
+        if ts - window[0] >= FLOOD_WINDOW or ts < window[0]:
+            # A new window, in place: the cache above holds this very list.
+            window[0] = ts
+            window[1] = 0
+            window[2] = window[4]
+            window[3] = 0
         window[1] += 1
         if m.action in _WRITING:
             window[3] += 1
@@ -81,7 +105,8 @@ class FloodCounter:
         window[2] = float("inf")  # one finding per window
         elapsed = max(ts - window[0], 1e-6)
         rate = window[1] / elapsed
-        learned = self.limits[key] / FLOOD_WINDOW / FLOOD_FACTOR
+        key = (src.ip, m.dst.ip, m.protocol)
+        learned = window[4] / FLOOD_WINDOW / FLOOD_FACTOR
         writes = window[3] * 2 >= window[1]
         extra = ("T0806",) if writes else ()
         what = "writes or commands" if writes else "messages"
