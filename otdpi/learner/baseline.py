@@ -35,6 +35,7 @@ from bisect import bisect_right
 from collections.abc import Iterable
 from typing import Any
 
+from otdpi.learner.points import merge_points, points_from_json, points_to_json
 from otdpi.message import Message
 
 FORMAT = "otdpi-baseline/1"
@@ -470,6 +471,8 @@ class Baseline:
         self.clock = StreamClock()
         # IP -> {MAC: [first, last]}, learned by otdpi.learner.links.
         self.macs: dict[str, dict[str, list]] = {}
+        # server -> {(space, start): [n, lo, hi]}, learned by otdpi.learner.points.
+        self.points: dict[str, dict[tuple, list]] = {}
 
     # -- learning ---------------------------------------------------------------
 
@@ -679,6 +682,7 @@ class Baseline:
             )
         self.messages += other.messages
         merge_macs(self.macs, other.macs)
+        merge_points(self.points, other.points)
         self.finish()
         return self
 
@@ -698,6 +702,7 @@ class Baseline:
             "macs": {
                 ip: dict(sorted(macs.items())) for ip, macs in sorted(self.macs.items())
             },
+            "points": points_to_json(self.points),
         }
 
     @classmethod
@@ -725,6 +730,7 @@ class Baseline:
             ip: {mac: list(slot) for mac, slot in macs.items()}
             for ip, macs in data.get("macs", {}).items()
         }
+        base.points = points_from_json(data.get("points", {}))
         return base
 
     def device_state_size(self, ip: str) -> int:

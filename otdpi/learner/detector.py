@@ -31,6 +31,7 @@ from typing import Any
 from otdpi.learner.baseline import Baseline, Relation, service_key, value_range
 from otdpi.learner.links import LinkBindings
 from otdpi.learner.models import MODELS, Model, techniques_of
+from otdpi.learner.points import PointValues
 from otdpi.learner.surge import FloodCounter
 from otdpi.message import STATUS_OK, Endpoint, Message
 
@@ -164,6 +165,12 @@ class Detector:
         self._links = (
             LinkBindings(self.baseline.macs) if "ot/mac-change" in self.models else None
         )
+        self._points = (
+            PointValues(self.baseline.points)
+            if "ot/value-out-of-range" in self.models
+            else None
+        )
+        self._more_models = (self._floods, self._links, self._points) != (None,) * 3
 
     # -- feeding ------------------------------------------------------------------
 
@@ -189,6 +196,8 @@ class Detector:
                 self._track(message, base.learn(message))
                 if self._links is not None:
                     self._links.learn(message)
+                if self._points is not None:
+                    self._points.learn(message)
                 return []
             self.learning = False
             base.learned_until = max(base.learned_until or 0.0, self.learn_until)
@@ -203,7 +212,7 @@ class Detector:
         else:
             emitted = self._check(message)
         self._track(message, base.learn(message, self._values, key))
-        if self._floods is not None or self._links is not None:
+        if self._more_models:
             emitted += self._check_links_and_floods(message)
         if ts >= self._next_cadence_check:
             self._next_cadence_check = ts + CADENCE_CHECK_EVERY
@@ -220,7 +229,8 @@ class Detector:
         self.baseline.finish()
 
     def _check_links_and_floods(self, m: Message):
-        """The models of :mod:`otdpi.learner.links` and :mod:`otdpi.learner.surge`."""
+        """The models of :mod:`~otdpi.learner.links`, :mod:`~otdpi.learner.surge`
+        and :mod:`~otdpi.learner.points` (written values per server)."""
         found = None if self._links is None else self._links.check(m, self._normal)
         kind = m.kind
         if (
@@ -232,6 +242,10 @@ class Detector:
             flood = self._floods.observe(m, self.baseline)
             if flood is not None:
                 found = (found or []) + [flood]
+        if self._points is not None:
+            points = self._points.check(m)
+            if points:
+                found = (found or []) + points
         if not found:
             return ()
         return [a for a in (self._raise(m, *f) for f in found) if a is not None]

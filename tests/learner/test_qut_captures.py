@@ -109,6 +109,10 @@ def test_s7_threshold_change_is_a_first_write_by_a_new_client(rows, name):
     assert write["delay"] == pytest.approx(0.0, abs=0.01)
     assert "T0836" in write["techniques"]
     assert row["first"]["evidence"]["client"] == "10.10.10.66"
+    # The value written differs from the one the HMI polled there.
+    value = _specific(row, "ot/value-out-of-range")
+    assert value["delay"] == pytest.approx(0.0, abs=0.01)
+    assert value["techniques"] == ["T0836"]
 
 
 def test_s7_water_tank_flood_is_a_write_flood(rows):
