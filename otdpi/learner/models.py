@@ -220,7 +220,7 @@ MODELS: dict[str, Model] = {
             "had (ARP spoofing, a spoofed source, a swapped device)",
             75,
             40,
-            3600,
+            600,
             ("T0830", "T0849"),
         ),
         Model(

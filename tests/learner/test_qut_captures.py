@@ -97,6 +97,11 @@ def test_dnp3_mitm_is_a_mac_change_at_the_first_spoofed_frame(rows):
     assert change["techniques"][:1] == ["T0830"]
     [alert] = [a for a in row["true_alerts"] if a["model"] == "ot/mac-change"][:1]
     assert alert["evidence"]["mac"] == "00:10:18:cb:8c:13"  # the attacker's NIC
+    # Every MITM episode of the day has its own MAC-change alert, within 5 s.
+    for kind, k in row["per_kind"].items():
+        if kind.startswith("MITM_"):
+            assert k["alerted"] == k["episodes"], kind
+            assert k["models"]["ot/mac-change"] < 5.0, kind
 
 
 @pytest.mark.parametrize(
@@ -127,8 +132,8 @@ def test_s7_water_tank_flood_is_a_write_flood(rows):
     strict=True,
     reason="the HMI-side capture of the conveyor-belt flood holds no attacker "
     "packet; the attack only shows as conveyor state bits changing inside "
-    "19-item S7 read responses, whose values the learner does not learn (values "
-    "are learned for single-target messages only)",
+    "19-item S7 read responses, and S7 bits carry no item_values (a target "
+    "names the byte, not the bit) and polled values are not scored per server",
 )
 def test_s7_conveyor_belt_flood_seen_from_the_hmi(rows):
     assert rows["qut_s7_conveyorbelton_flooding_hmi.pcap"]["detected"]
