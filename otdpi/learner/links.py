@@ -36,7 +36,12 @@ def is_local_unicast(ip: str) -> bool:
         address = ipaddress.ip_address(ip)
     except ValueError:
         return False
-    if address.is_loopback or address.is_multicast or address.is_unspecified:
+    if (
+        address.is_loopback
+        or address.is_multicast
+        or address.is_unspecified
+        or address.is_reserved  # 240.0.0.0/4 counts as private to ipaddress
+    ):
         return False
     if address.version == 4 and ip.endswith(".255"):
         return False  # a subnet broadcast, most often

@@ -183,7 +183,9 @@ MODELS: dict[str, Model] = {
         ),
         Model(
             "ot/value-out-of-range",
-            "a written or polled value outside the range learned for its address",
+            "a written or polled value outside the range learned for its address "
+            "on the relationship, or a written value outside what the server was "
+            "seen holding there (any client)",
             55,
             40,
             3600,
@@ -208,7 +210,7 @@ MODELS: dict[str, Model] = {
         Model(
             "ot/request-flood",
             "a sender's requests (or unsolicited reports) to one peer surging to "
-            "ten times its learned rate, and at least 20 a second",
+            "ten times its learned rate, and at least 30 a second",
             70,
             40,
             600,
