@@ -135,7 +135,9 @@ def episodes(capture: str) -> list[tuple[str, float, float]]:
         return []
     name = Path(capture).name
     with WINDOWS.open() as f:
-        rows = csv.reader((line for line in f if not line.startswith("#")), delimiter="\t")
+        rows = csv.reader(
+            (line for line in f if not line.startswith("#")), delimiter="\t"
+        )
         return [(a, float(s), float(e)) for c, a, s, e in rows if c == name]
 
 
@@ -235,8 +237,11 @@ def evaluate(root: Path = DEFAULT_CAPTURES, models=None) -> list[dict]:
                         into = a["ts"] - s
                         if into < models_in.get(a["model"], float("inf")):
                             models_in[a["model"]] = into
-            per_kind[kind] = {"episodes": len(spans), "alerted": len(hit),
-                              "models": models_in}
+            per_kind[kind] = {
+                "episodes": len(spans),
+                "alerted": len(hit),
+                "models": models_in,
+            }
         # Each model's first true alert: its delay from the first attack packet
         # and from the start of the logged episode it fell in.
         model_delays = {}
@@ -266,9 +271,7 @@ def evaluate(root: Path = DEFAULT_CAPTURES, models=None) -> list[dict]:
                 "true": len(true),
                 "false": len(false),
                 "models": sorted({a["model"] for a in true}),
-                "techniques": sorted(
-                    {t["id"] for a in true for t in a["techniques"]}
-                ),
+                "techniques": sorted({t["id"] for a in true for t in a["techniques"]}),
                 "first": first,
                 "delay": None if first is None else first["ts"] - case.first_attack,
                 "false_alerts": false,
@@ -285,17 +288,15 @@ def main() -> None:
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args()
     rows = evaluate(args.captures)
-    print("| capture | attack | detected by (first alert) | ATT&CK | delay | "
-          "alerts (true / false) |")
+    print(
+        "| capture | attack | detected by (first alert) | ATT&CK | delay | "
+        "alerts (true / false) |"
+    )
     print("|---|---|---|---|---|---|")
     for row in rows:
         first = row["first"]
-        by = (
-            f"{first['model']} ({', '.join(row['models'])})" if first else "**missed**"
-        )
-        techniques = (
-            ", ".join(t["id"] for t in first["techniques"]) if first else ""
-        )
+        by = f"{first['model']} ({', '.join(row['models'])})" if first else "**missed**"
+        techniques = ", ".join(t["id"] for t in first["techniques"]) if first else ""
         delay = f"{row['delay']:.1f} s" if first else ""
         print(
             f"| `{Path(row['capture']).name}` | {row['attack']} | {by} | "
@@ -303,8 +304,10 @@ def main() -> None:
             f"**{row['false']}**) |"
         )
     print()
-    print("| capture | model | ATT&CK | first alert after the first attack packet "
-          "| episode it fell in (time into it) |")
+    print(
+        "| capture | model | ATT&CK | first alert after the first attack packet "
+        "| episode it fell in (time into it) |"
+    )
     print("|---|---|---|---|---|")
     for row in rows:
         for model, d in row["model_delays"].items():
@@ -314,8 +317,10 @@ def main() -> None:
                 f"{d['episode'] or '-'} ({d['into_episode']:.1f} s) |"
             )
     print()
-    print("| capture | attack kind | episodes | with an alert | models (earliest "
-          "alert, time into an episode) |")
+    print(
+        "| capture | attack kind | episodes | with an alert | models (earliest "
+        "alert, time into an episode) |"
+    )
     print("|---|---|---|---|---|")
     for row in rows:
         for kind, k in row["per_kind"].items():

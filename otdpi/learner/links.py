@@ -64,7 +64,7 @@ class LinkBindings:
     common message costs two dictionary look-ups.
     """
 
-    __slots__ = ("macs", "seen", "flows", "_local")
+    __slots__ = ("_local", "flows", "macs", "seen")
 
     def __init__(self, macs: dict[str, dict[str, list]]) -> None:
         self.macs = macs
@@ -149,8 +149,7 @@ class LinkBindings:
             pair = (ip, mac)
             slot = seen.get(pair)
             if slot is not None:
-                if ts > slot[1]:
-                    slot[1] = ts
+                slot[1] = max(slot[1], ts)
                 continue
             if len(seen) > 65536:
                 seen.clear()
@@ -176,9 +175,11 @@ class LinkBindings:
                     "ot/mac-change",
                     (ip, mac),
                     75,
-                    f"{ip} is seen at MAC {mac} (a message {side} it, "
-                    f"{m.protocol} {m.service}); it was at {', '.join(older[:3])} "
-                    f"before: ARP spoofing, a spoofed source or a swapped device",
+                    (
+                        f"{ip} is seen at MAC {mac} (a message {side} it, "
+                        f"{m.protocol} {m.service}); it was at {', '.join(older[:3])} "
+                        f"before: ARP spoofing, a spoofed source or a swapped device"
+                    ),
                     {"ip": ip, "mac": mac, "previous_macs": older[:3]},
                 )
             )

@@ -102,9 +102,11 @@ class PointValues:
                             "ot/value-out-of-range",
                             (server, target[0], target[1]),
                             60,
-                            f"{m.src.ip} wrote {value:#x} to {target[0]} "
-                            f"{target[1]} on {server}; the server was seen "
-                            f"holding {held} there over {n} messages",
+                            (
+                                f"{m.src.ip} wrote {value:#x} to {target[0]} "
+                                f"{target[1]} on {server}; the server was seen "
+                                f"holding {held} there over {n} messages"
+                            ),
                             {
                                 "targets": [list(target)],
                                 "value": value,

@@ -42,7 +42,7 @@ class FloodCounter:
     them) for the message that makes a window reach its limit, else None.
     """
 
-    __slots__ = ("windows", "limits", "by_sender")
+    __slots__ = ("by_sender", "limits", "windows")
 
     def __init__(self) -> None:
         # key -> [window start, count, limit left in this window, writes, limit]
@@ -121,7 +121,9 @@ class FloodCounter:
             "ot/request-flood",
             key,
             80 if writes else 70,
-            f"{m.src.ip} sent {window[1]} {m.protocol} {what} to {m.dst.ip} in "
-            f"{elapsed:.1f} s ({rate:.0f}/s; {bar}), last {m.service}",
+            (
+                f"{m.src.ip} sent {window[1]} {m.protocol} {what} to {m.dst.ip} in "
+                f"{elapsed:.1f} s ({rate:.0f}/s; {bar}), last {m.service}"
+            ),
             {"extra": extra, "rate": round(rate, 1), "count": window[1]},
         )

@@ -13,8 +13,18 @@ PLC, MASTER, NEW = "10.0.0.2", "10.0.0.5", "10.0.0.9"
 MAC = {PLC: "00:18:64:02:30:fc", MASTER: "00:18:64:02:2f:a6", NEW: "00:10:18:cb:8c:13"}
 
 
-def _m(ts, src, dst, service="read", action="read", kind="request", src_mac=None,
-       dst_mac=None, protocol="dnp3", targets=(("class", 0, 1),)):
+def _m(
+    ts,
+    src,
+    dst,
+    service="read",
+    action="read",
+    kind="request",
+    src_mac=None,
+    dst_mac=None,
+    protocol="dnp3",
+    targets=(("class", 0, 1),),
+):
     sport, dport = (40000, 20000) if kind != "response" else (20000, 40000)
     return Message(
         ts,
@@ -163,8 +173,11 @@ def test_mac_bindings_go_through_json_and_merge():
 def test_models_can_be_left_out():
     from otdpi.learner import MODELS
 
-    models = {k: v for k, v in MODELS.items()
-              if k not in ("ot/mac-change", "ot/request-flood")}
+    models = {
+        k: v
+        for k, v in MODELS.items()
+        if k not in ("ot/mac-change", "ot/request-flood")
+    }
     detector = Detector(learn_for=100.0, models=models)
     spoofed = [_m(200, PLC, MASTER, kind="response", src_mac=MAC[NEW])]
     for message in sorted(_polling() + spoofed, key=lambda m: m.ts):

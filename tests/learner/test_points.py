@@ -18,9 +18,17 @@ CAPTURES = Path(__file__).resolve().parents[2].parent / "shared" / "captures"
 
 def _m(ts, src, dst, kind, action, targets, values, service="x"):
     return Message(
-        ts, 1, 1, Endpoint(src, 40000 if kind != "response" else 102),
-        Endpoint(dst, 102 if kind != "response" else 40000), "s7comm", kind,
-        service, None, action, tuple(Target(*t) for t in targets),
+        ts,
+        1,
+        1,
+        Endpoint(src, 40000 if kind != "response" else 102),
+        Endpoint(dst, 102 if kind != "response" else 40000),
+        "s7comm",
+        kind,
+        service,
+        None,
+        action,
+        tuple(Target(*t) for t in targets),
         {"item_values": values},
     )
 
@@ -28,10 +36,20 @@ def _m(ts, src, dst, kind, action, targets, values, service="x"):
 def _polls(n, value=0x41F00000):
     out = []
     for i in range(n):
-        out.append(_m(i, HMI, PLC, "request", "read", [("M", 12, 1), ("M", 4, 1)],
-                      None))
-        out.append(_m(i + 0.01, PLC, HMI, "response", "read",
-                      [("M", 12, 1), ("M", 4, 1)], [value, 0x200000 + i]))
+        out.append(
+            _m(i, HMI, PLC, "request", "read", [("M", 12, 1), ("M", 4, 1)], None)
+        )
+        out.append(
+            _m(
+                i + 0.01,
+                PLC,
+                HMI,
+                "response",
+                "read",
+                [("M", 12, 1), ("M", 4, 1)],
+                [value, 0x200000 + i],
+            )
+        )
     return out
 
 

@@ -69,8 +69,11 @@ def test_dnp3_flooding_is_a_request_flood_within_seconds(rows):
     assert row["detected"]
     kinds = row["per_kind"]
     # Write and freeze floods by .66, unsolicited floods by the fake outstation.
-    for kind in ("master_flooding", "master_flooding_freeze",
-                 "slave_masquerading_flooding"):
+    for kind in (
+        "master_flooding",
+        "master_flooding_freeze",
+        "slave_masquerading_flooding",
+    ):
         assert kinds[kind]["alerted"] == kinds[kind]["episodes"]
         # the flood starts about 9 s into the episode (ARP spoofing first)
         assert kinds[kind]["models"]["ot/request-flood"] < 15.0
@@ -106,7 +109,10 @@ def test_dnp3_mitm_is_a_mac_change_at_the_first_spoofed_frame(rows):
 
 @pytest.mark.parametrize(
     "name",
-    ["qut_s7_changelowerthreshold_master.pcap", "qut_s7_changeupperthreshold_master.pcap"],
+    [
+        "qut_s7_changelowerthreshold_master.pcap",
+        "qut_s7_changeupperthreshold_master.pcap",
+    ],
 )
 def test_s7_threshold_change_is_a_first_write_by_a_new_client(rows, name):
     row = rows[name]
