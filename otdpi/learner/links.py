@@ -48,6 +48,14 @@ def is_local_unicast(ip: str) -> bool:
     return address.is_private or address.is_link_local
 
 
+def _seen_at(slot: list, ts: float) -> None:
+    """Widen a ``[first, last]`` slot to ``ts`` (captures need not come in order)."""
+    if ts > slot[1]:
+        slot[1] = ts
+    elif ts < slot[0]:
+        slot[0] = ts
+
+
 def _group_mac(mac: str) -> bool:
     """Multicast or broadcast: the low bit of the first octet is set."""
     try:
@@ -69,16 +77,31 @@ class LinkBindings:
     def __init__(self, macs: dict[str, dict[str, list]]) -> None:
         self.macs = macs
         self.seen: dict[tuple, list] = {}
-        # flow id -> its two Endpoint objects, once both ends were found normal:
-        # a flow's endpoints (and MACs) are fixed when it opens, so its later
-        # messages need no look-up (the identity test guards a reused id).
+        # flow id -> (its two Endpoint objects, their two slots), once both
+        # ends were found normal: a flow's endpoints (and MACs) are fixed when
+        # it opens, so its later messages only move the slots' last-seen (the
+        # identity test guards a reused id). Updating last-seen at every
+        # message keeps merge(learn(A), learn(B)) equal to learn(A + B).
         self.flows: dict[int, tuple] = {}
         self._local: dict[str, bool] = {}
 
-    def _mark_flow(self, m) -> None:
+    def _cached_flow(self, m) -> bool:
+        """True (after moving both slots' last-seen) for a flow already checked."""
+        done = self.flows.get(m.flow)
+        if done is None:
+            return False
+        a, b, slot_a, slot_b = done
+        src, dst = m.src, m.dst
+        if not ((a is src and b is dst) or (a is dst and b is src)):
+            return False
+        _seen_at(slot_a, m.ts)
+        _seen_at(slot_b, m.ts)
+        return True
+
+    def _mark_flow(self, m, slots: list) -> None:
         if len(self.flows) > 65536:
             self.flows.clear()
-        self.flows[m.flow] = (m.src, m.dst)
+        self.flows[m.flow] = (m.src, m.dst, slots[0], slots[1])
 
     def _bindable(self, ip: str, mac) -> bool:
         if mac in _SKIP_MACS:
@@ -92,14 +115,11 @@ class LinkBindings:
 
     def learn(self, m) -> None:
         """Fold both ends' bindings of one message in (learning mode)."""
-        done = self.flows.get(m.flow)
-        if done is not None and (
-            (done[0] is m.src and done[1] is m.dst)
-            or (done[0] is m.dst and done[1] is m.src)
-        ):
+        if self._cached_flow(m):
             return
         ts = m.ts
         seen = self.seen
+        slots = []
         for end in (m.src, m.dst):
             pair = (end.ip, end.mac)
             slot = seen.get(pair)
@@ -108,10 +128,13 @@ class LinkBindings:
                     seen.clear()
                 if self._bindable(*pair):
                     slot = self._add(end.ip, end.mac, ts)
-                seen[pair] = slot if slot is not None else [ts, ts]
-            elif ts > slot[1]:
-                slot[1] = ts
-        self._mark_flow(m)
+                if slot is None:
+                    slot = [ts, ts]
+                seen[pair] = slot
+            else:
+                _seen_at(slot, ts)
+            slots.append(slot)
+        self._mark_flow(m, slots)
 
     def _add(self, ip: str, mac: str, ts: float) -> list | None:
         known = self.macs.get(ip)
@@ -122,10 +145,7 @@ class LinkBindings:
             if len(known) >= MAX_MACS_PER_IP:
                 return None
             slot = known[mac] = [ts, ts]
-        if ts < slot[0]:
-            slot[0] = ts
-        elif ts > slot[1]:
-            slot[1] = ts
+        _seen_at(slot, ts)
         return slot
 
     def check(self, m, normal) -> list[tuple] | None:
@@ -134,33 +154,34 @@ class LinkBindings:
         ``normal(first, last, ts)`` is the detector's normality test. None (or
         an empty list) when there is nothing to report.
         """
-        done = self.flows.get(m.flow)
-        if done is not None and (
-            (done[0] is m.src and done[1] is m.dst)
-            or (done[0] is m.dst and done[1] is m.src)
-        ):
+        if self._cached_flow(m):
             return None
         found: list[tuple] = []
         suspect = False
         ts = m.ts
         seen = self.seen
+        slots = []
         for end in (m.src, m.dst):
             ip, mac = end.ip, end.mac
             pair = (ip, mac)
             slot = seen.get(pair)
             if slot is not None:
-                slot[1] = max(slot[1], ts)
+                _seen_at(slot, ts)
+                slots.append(slot)
                 continue
             if len(seen) > 65536:
                 seen.clear()
             if not self._bindable(ip, mac):
-                seen[pair] = [ts, ts]
+                slot = seen[pair] = [ts, ts]
+                slots.append(slot)
                 continue
             slot = self._add(ip, mac, ts)
             if slot is None:
+                suspect = True  # an IP full of MACs: never cached
                 continue
             if normal(slot[0], slot[1], ts):
                 seen[pair] = slot
+                slots.append(slot)
                 continue
             older = sorted(
                 (other for other, s in self.macs[ip].items() if s[0] < slot[0]),
@@ -184,5 +205,5 @@ class LinkBindings:
                 )
             )
         if not suspect:
-            self._mark_flow(m)
+            self._mark_flow(m, slots)
         return found

@@ -183,3 +183,23 @@ def test_models_can_be_left_out():
     for message in sorted(_polling() + spoofed, key=lambda m: m.ts):
         detector.feed(message)
     assert detector.alerts == []
+
+
+def test_mac_bindings_merge_exactly_whatever_the_order_of_captures():
+    # B comes before A in time but is learned after it; flows repeat in both.
+    def learned(*streams):
+        detector = Detector(learn_for=float("inf"))
+        for stream in streams:
+            detector.new_capture()
+            for message in stream:
+                detector.feed(message)
+        detector.finish()
+        return detector.baseline
+
+    a = [_m(1000 + t, MASTER, PLC) for t in range(5)]
+    b = [_m(t, MASTER, PLC) for t in range(5)]
+    b += [_m(9, PLC, MASTER, kind="response", src_mac=MAC[NEW])]
+    together = learned(a, b).to_json()
+    merged = learned(a).merge(learned(b)).to_json()
+    assert together["macs"] == merged["macs"]
+    assert together["macs"][PLC][MAC[PLC]] == [0, 1004]
