@@ -26,7 +26,9 @@ merging them gives.
 Nothing here reads a protocol's wire format: only the Message envelope and
 two field conventions, ``fields["values"]`` (or ``registers``/``bits``)
 aligned with a single target, and ``fields["sub_function_name"]`` refining a
-service.
+service. Two more tables are kept here as data and learned elsewhere:
+``macs`` (:mod:`otdpi.learner.links`) and ``points``
+(:mod:`otdpi.learner.points`, from ``fields["item_values"]``).
 """
 
 from __future__ import annotations

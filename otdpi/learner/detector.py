@@ -17,7 +17,11 @@ Only periodic traffic to a rare external endpoint is a beacon.
 
 The detector reads the Message envelope only, plus the field conventions
 listed in :mod:`otdpi.learner.baseline` and, for the IT models, the TLS fields
-documented in :mod:`dissectors.tls`.
+documented in :mod:`dissectors.tls`. Three checks live in their own modules:
+request floods (:mod:`otdpi.learner.surge`), IP-to-MAC changes
+(:mod:`otdpi.learner.links`, from ``Endpoint.mac``) and written values against
+what a server was seen holding (:mod:`otdpi.learner.points`, from
+``fields["item_values"]``).
 """
 
 from __future__ import annotations
