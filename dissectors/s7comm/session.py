@@ -123,6 +123,33 @@ def _targets(items: list[dict[str, Any]]) -> tuple[Target, ...]:
     return tuple(found)
 
 
+# Data item sizes (bytes) read as one number: words, double words, reals.
+_VALUE_SIZES = frozenset({2, 4, 8})
+
+
+def _item_values(data_items: list[dict[str, Any]]) -> list[int | None] | None:
+    """The ``item_values`` field convention: one int per target, or None.
+
+    A written (return code 0) or successfully read (0xFF) item of 2, 4 or 8
+    bytes is its bytes as a big-endian unsigned integer (a REAL is its bit
+    pattern, which orders like the number for values of one sign). Bits and
+    bytes are left out (None): a target names the byte of a bit, so their
+    values would mix. None when no item has a value.
+    """
+    values: list[int | None] = []
+    for item in data_items:
+        data = item.get("data")
+        if (
+            data is not None
+            and item.get("return_code") in (0x00, 0xFF)
+            and len(data) // 2 in _VALUE_SIZES
+        ):
+            values.append(int(data, 16))
+        else:
+            values.append(None)
+    return values if any(v is not None for v in values) else None
+
+
 class S7commDissector(IsoTransportDissector):
     """S7comm over ISO-on-TCP (TPKT/COTP), one instance per flow."""
 
@@ -306,6 +333,10 @@ class S7commDissector(IsoTransportDissector):
             ):
                 action = "program"
         targets = _targets(fields["items"]) if "items" in fields else ()
+        if targets and "data_items" in fields:
+            values = _item_values(fields["data_items"])
+            if values is not None and len(values) == len(targets):
+                fields["item_values"] = values
         status = STATUS_OK
         if error:
             status = malformed(error)

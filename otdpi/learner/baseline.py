@@ -26,7 +26,9 @@ merging them gives.
 Nothing here reads a protocol's wire format: only the Message envelope and
 two field conventions, ``fields["values"]`` (or ``registers``/``bits``)
 aligned with a single target, and ``fields["sub_function_name"]`` refining a
-service.
+service. Two more tables are kept here as data and learned elsewhere:
+``macs`` (:mod:`otdpi.learner.links`) and ``points``
+(:mod:`otdpi.learner.points`, from ``fields["item_values"]``).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from bisect import bisect_right
 from collections.abc import Iterable
 from typing import Any
 
+from otdpi.learner.points import merge_points, points_from_json, points_to_json
 from otdpi.message import Message
 
 FORMAT = "otdpi-baseline/1"
@@ -411,6 +414,21 @@ def value_range(message: Message) -> tuple[tuple[str, int, int], int, int] | Non
     return None
 
 
+def merge_macs(into: dict[str, dict[str, list]], other: dict) -> None:
+    """Fold IP-to-MAC bindings ``other`` into ``into``: first is min, last max."""
+    for ip, macs in other.items():
+        mine = into.get(ip)
+        if mine is None:
+            mine = into[ip] = {}
+        for mac, (first, last) in macs.items():
+            slot = mine.get(mac)
+            if slot is None:
+                mine[mac] = [first, last]
+            else:
+                slot[0] = min(slot[0], first)
+                slot[1] = max(slot[1], last)
+
+
 class StreamClock:
     """Run state that is not baseline: the last request time per relation service."""
 
@@ -453,6 +471,10 @@ class Baseline:
         self.learned_until: float | None = None
         self.messages = 0
         self.clock = StreamClock()
+        # IP -> {MAC: [first, last]}, learned by otdpi.learner.links.
+        self.macs: dict[str, dict[str, list]] = {}
+        # server -> {(space, start): [n, lo, hi]}, learned by otdpi.learner.points.
+        self.points: dict[str, dict[tuple, list]] = {}
 
     # -- learning ---------------------------------------------------------------
 
@@ -661,6 +683,8 @@ class Baseline:
                 else max(self.learned_until, other.learned_until)
             )
         self.messages += other.messages
+        merge_macs(self.macs, other.macs)
+        merge_points(self.points, other.points)
         self.finish()
         return self
 
@@ -677,6 +701,10 @@ class Baseline:
                 [c, s, p, r.to_json()]
                 for (c, s, p), r in sorted(self.relations.items())
             ],
+            "macs": {
+                ip: dict(sorted(macs.items())) for ip, macs in sorted(self.macs.items())
+            },
+            "points": points_to_json(self.points),
         }
 
     @classmethod
@@ -699,6 +727,12 @@ class Baseline:
         base.relations = {
             (c, s, p): Relation.from_json(r) for c, s, p, r in data["relations"]
         }
+        # Optional: documents written before the MAC bindings were learned lack it.
+        base.macs = {
+            ip: {mac: list(slot) for mac, slot in macs.items()}
+            for ip, macs in data.get("macs", {}).items()
+        }
+        base.points = points_from_json(data.get("points", {}))
         return base
 
     def device_state_size(self, ip: str) -> int:

@@ -17,7 +17,11 @@ Only periodic traffic to a rare external endpoint is a beacon.
 
 The detector reads the Message envelope only, plus the field conventions
 listed in :mod:`otdpi.learner.baseline` and, for the IT models, the TLS fields
-documented in :mod:`dissectors.tls`.
+documented in :mod:`dissectors.tls`. Three checks live in their own modules:
+request floods (:mod:`otdpi.learner.surge`), IP-to-MAC changes
+(:mod:`otdpi.learner.links`, from ``Endpoint.mac``) and written values against
+what a server was seen holding (:mod:`otdpi.learner.points`, from
+``fields["item_values"]``).
 """
 
 from __future__ import annotations
@@ -29,7 +33,10 @@ from functools import lru_cache
 from typing import Any
 
 from otdpi.learner.baseline import Baseline, Relation, service_key, value_range
+from otdpi.learner.links import LinkBindings
 from otdpi.learner.models import MODELS, Model, techniques_of
+from otdpi.learner.points import PointValues
+from otdpi.learner.surge import FloodCounter
 from otdpi.message import STATUS_OK, Endpoint, Message
 
 # Limitation: learning and scoring are pure Python, about 6 to 8 us of CPU per
@@ -157,6 +164,17 @@ class Detector:
         self._next_cadence_check = 0.0
         self._last_ts = 0.0
         self.messages = 0
+        # Models kept in their own modules; None when not among the models run.
+        self._floods = FloodCounter() if "ot/request-flood" in self.models else None
+        self._links = (
+            LinkBindings(self.baseline.macs) if "ot/mac-change" in self.models else None
+        )
+        self._points = (
+            PointValues(self.baseline.points)
+            if "ot/value-out-of-range" in self.models
+            else None
+        )
+        self._more_models = (self._floods, self._links, self._points) != (None,) * 3
 
     # -- feeding ------------------------------------------------------------------
 
@@ -180,6 +198,10 @@ class Detector:
             began = message.fields.get("started", ts) if message.kind == "event" else ts
             if began < self.learn_until:
                 self._track(message, base.learn(message))
+                if self._links is not None:
+                    self._links.learn(message)
+                if self._points is not None:
+                    self._points.learn(message)
                 return []
             self.learning = False
             base.learned_until = max(base.learned_until or 0.0, self.learn_until)
@@ -194,6 +216,8 @@ class Detector:
         else:
             emitted = self._check(message)
         self._track(message, base.learn(message, self._values, key))
+        if self._more_models:
+            emitted += self._check_links_and_floods(message)
         if ts >= self._next_cadence_check:
             self._next_cadence_check = ts + CADENCE_CHECK_EVERY
             emitted.extend(self._check_cadence(ts))
@@ -207,6 +231,28 @@ class Detector:
                 self.baseline.learned_until or 0.0, self._last_ts
             )
         self.baseline.finish()
+
+    def _check_links_and_floods(self, m: Message):
+        """The models of :mod:`~otdpi.learner.links`, :mod:`~otdpi.learner.surge`
+        and :mod:`~otdpi.learner.points` (written values per server)."""
+        found = None if self._links is None else self._links.check(m, self._normal)
+        kind = m.kind
+        if (
+            self._floods is not None
+            and kind != "response"
+            and kind != "event"
+            and m.protocol not in IT_PROTOCOLS
+        ):
+            flood = self._floods.observe(m, self.baseline)
+            if flood is not None:
+                found = (found or []) + [flood]
+        if self._points is not None:
+            points = self._points.check(m)
+            if points:
+                found = (found or []) + points
+        if not found:
+            return ()
+        return [a for a in (self._raise(m, *f) for f in found) if a is not None]
 
     # -- run-time tracking (not baseline) -------------------------------------------
 

@@ -27,14 +27,17 @@ class Technique:
 TECHNIQUES = {
     t.id: t
     for t in (
+        Technique("T0806", "Brute Force I/O"),
         Technique("T0809", "Data Destruction"),
         Technique("T0814", "Denial of Service"),
         Technique("T0815", "Denial of View"),
         Technique("T0816", "Device Restart/Shutdown"),
+        Technique("T0830", "Adversary-in-the-Middle"),
         Technique("T0836", "Modify Parameter"),
         Technique("T0843", "Program Download"),
         Technique("T0845", "Program Upload"),
         Technique("T0846", "Remote System Discovery"),
+        Technique("T0849", "Masquerading"),
         Technique("T0855", "Unauthorized Command Message"),
         Technique("T0858", "Change Operating Mode"),
         Technique("T0861", "Point & Tag Identification"),
@@ -180,7 +183,9 @@ MODELS: dict[str, Model] = {
         ),
         Model(
             "ot/value-out-of-range",
-            "a written or polled value outside the range learned for its address",
+            "a written or polled value outside the range learned for its address "
+            "on the relationship, or a written value outside what the server was "
+            "seen holding there (any client)",
             55,
             40,
             3600,
@@ -201,6 +206,24 @@ MODELS: dict[str, Model] = {
             40,
             3600,
             ("T0814",),
+        ),
+        Model(
+            "ot/request-flood",
+            "a sender's requests (or unsolicited reports) to one peer surging to "
+            "ten times its learned rate, and at least 30 a second",
+            70,
+            40,
+            600,
+            ("T0814",),
+        ),
+        Model(
+            "ot/mac-change",
+            "a local IP address seen from a MAC address newer than the one it "
+            "had (ARP spoofing, a spoofed source, a swapped device)",
+            75,
+            40,
+            600,
+            ("T0830", "T0849"),
         ),
         Model(
             "it/rare-external",
