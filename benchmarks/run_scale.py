@@ -29,14 +29,21 @@ DOCS = REPO / "docs" / "benchmarks-scale.md"
 BYTES_PER_PACKET = 123
 
 
-def measure(command: list[str]) -> tuple[float, float, int]:
-    """Wall seconds, peak RSS in MB and exit status of one child run."""
+def measure(command: list[str]) -> tuple[float, float, int, float, float]:
+    """Wall seconds, peak RSS in MB, exit status, CPU seconds and load of one child run.
+
+    CPU seconds are the child's and its waited-for workers' user plus system
+    time. The load is the machine's one-minute load average when the run
+    ends: a ``--jobs 2`` speed-up means something only when it is below the
+    number of CPUs, since other work then leaves the second core free.
+    """
     started = time.perf_counter()
     child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(child.pid, 0)
     seconds = time.perf_counter() - started
     child.stderr.close()
-    return seconds, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
+    return (seconds, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status),
+            usage.ru_utime + usage.ru_stime, os.getloadavg()[0])
 
 
 def generate(path: Path, packets: int) -> None:
@@ -54,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()),
                         help="where the captures are written while measured")
     parser.add_argument("--no-docs", action="store_true")
+    parser.add_argument("--docs", type=Path, default=DOCS,
+                        help=f"the page to write (default {DOCS.relative_to(REPO)})")
     args = parser.parse_args(argv)
 
     otdpi = [sys.executable, "-m", "otdpi"]
@@ -72,10 +81,11 @@ def main(argv: list[str] | None = None) -> int:
                     [*otdpi, "inventory", "--jobs", "2", str(path)])
         finally:
             path.unlink()
-        for tool, (seconds, peak_mb, status) in runs.items():
-            rows.append((packets, size_gb, tool, seconds, peak_mb, status))
+        for tool, (seconds, peak_mb, status, cpu, load) in runs.items():
+            rows.append((packets, size_gb, tool, seconds, peak_mb, status, cpu, load))
             print(f"{packets:>12,} packets {size_gb:6.2f} GB  {tool:<20} {seconds:8.1f} s "
-                  f"{packets / seconds:>10,.0f} packets/s  {peak_mb:6.1f} MB  status {status}",
+                  f"{packets / seconds:>10,.0f} packets/s  {peak_mb:6.1f} MB  "
+                  f"CPU {cpu:8.1f} s  load {load:4.1f}  status {status}",
                   file=sys.stderr, flush=True)
 
     single = next(r for r in rows if r[0] == sizes[-1] and r[2] == "inventory")
@@ -87,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "Written by `python benchmarks/run_scale.py"
         + (f" --gigabytes {args.gigabytes:g}" if args.gigabytes != 10 else "")
+        + (f" --steps {args.steps}" if args.steps != 4 else "")
         + "`; edit that script, not this page.",
         f"Last run: {datetime.date.today().isoformat()}, on {os.cpu_count()} CPUs, "
         f"CPython {platform.python_version()}.",
@@ -94,12 +105,17 @@ def main(argv: list[str] | None = None) -> int:
         "Synthetic Modbus/TCP captures from `benchmarks/make_modbus_capture.py`, each",
         "generated, measured with `otdpi inventory CAPTURE` (and, for the largest, with",
         "`otdpi inventory --jobs 2 CAPTURE`, one file split by flow hash), then deleted.",
-        "Peak RSS is the largest process's, from `wait4`.",
+        "Peak RSS is the largest process's, from `wait4`. CPU seconds are user plus",
+        "system time of the command and its workers; load is the machine's one-minute",
+        "load average as the command ended (above the CPU count, other work was",
+        "competing for the cores and the `--jobs 2` figure says little).",
         "",
-        "| packets | GB | command | seconds | packets/s | peak RSS (MB) |",
-        "|---:|---:|---|---:|---:|---:|",
-        *[f"| {p:,} | {gb:.2f} | {tool} | {s:.1f} | {p / s:,.0f} | {mb:.1f} |"
-          for p, gb, tool, s, mb, _ in rows],
+        "| packets | GB | command | seconds | packets/s | CPU seconds | load "
+        "| peak RSS (MB) |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|",
+        *[f"| {p:,} | {gb:.2f} | {tool} | {s:.1f} | {p / s:,.0f} | {cpu:.1f} "
+          f"| {load:.1f} | {mb:.1f} |"
+          for p, gb, tool, s, mb, _, cpu, load in rows],
         "",
         f"- Peak memory of one process from {sizes[0]:,} to {sizes[-1]:,} packets: "
         f"{min(peaks):.1f} to {max(peaks):.1f} MB.",
@@ -109,8 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
     ]
     if not args.no_docs:
-        DOCS.write_text("\n".join(lines))
-        print(f"wrote {DOCS}", file=sys.stderr)
+        args.docs.write_text("\n".join(lines))
+        print(f"wrote {args.docs}", file=sys.stderr)
     print("\n".join(lines))
     return 0 if all(r[5] == 0 for r in rows) else 1
 
