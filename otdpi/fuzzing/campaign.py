@@ -109,19 +109,56 @@ class Outcome(NamedTuple):
         }
 
 
+class Patience:
+    """When a case stops holding its worker slot while it still waits for replies.
+
+    A case that is owed a reply which does not come, or that lingers to see
+    whether the peer drops it, used to hold one of the ``concurrency`` slots
+    for its whole reply timeout, and a tenth of a campaign's cases do: that,
+    not CPU, capped the rate. After ``after`` seconds without the replies it
+    is owed, a case calls :meth:`release` once and keeps waiting, to its full
+    timeout, outside the slots; its verdict is what it would have been.
+    """
+
+    def __init__(self, after: float, release: Callable[[], None]) -> None:
+        self.after = after
+        self._release = release
+        self.released = False
+
+    def release(self) -> None:
+        """Free the slot (once)."""
+        if not self.released:
+            self.released = True
+            self._release()
+
+
 async def _read_replies(
-    loop, sock, profile: FuzzProfile, expected: int, timeout: float
+    loop,
+    sock,
+    profile: FuzzProfile,
+    expected: int,
+    timeout: float,
+    patience: Patience | None = None,
 ) -> tuple[bytes, bool]:
     """Read until ``expected`` replies, end of stream, or ``timeout``; (bytes, eof)."""
     buf = b""
-    deadline = time.monotonic() + timeout
+    now = time.monotonic()
+    deadline = now + timeout
+    idle_at = now + patience.after if patience and not patience.released else None
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return buf, False
+        wait = remaining
+        if idle_at is not None:
+            wait = min(wait, max(idle_at - time.monotonic(), 0.0))
         try:
-            chunk = await asyncio.wait_for(loop.sock_recv(sock, 65536), remaining)
+            chunk = await asyncio.wait_for(loop.sock_recv(sock, 65536), wait)
         except (TimeoutError, asyncio.TimeoutError):
+            if idle_at is not None and wait < remaining:
+                idle_at = None
+                patience.release()
+                continue
             return buf, False
         except OSError:
             return buf, True
@@ -137,8 +174,13 @@ async def execute(
     target: Target,
     profile: FuzzProfile,
     sock: socket.socket | None = None,
+    patience: Patience | None = None,
 ) -> tuple[Outcome, socket.socket | None]:
-    """Run one case on a fresh connection (or on ``sock``); the socket back if open."""
+    """Run one case on a fresh connection (or on ``sock``); the socket back if open.
+
+    ``patience``, if given, is told when the case has waited long enough that
+    it should stop counting against the campaign's concurrency.
+    """
     loop = asyncio.get_running_loop()
     started = time.monotonic()
     fresh = sock is None
@@ -187,7 +229,7 @@ async def execute(
             break
         got, eof = await _read_replies(
             loop, sock, profile, expected,
-            profile.reply_timeout if expected else profile.linger,
+            profile.reply_timeout if expected else profile.linger, patience,
         )  # fmt: skip
         replies += got
         latency = max(latency, time.monotonic() - sent_at)
@@ -206,6 +248,27 @@ async def execute(
     return Outcome(
         state, replies, total_expected, count, latency, started, finished
     ), sock
+
+
+def target_json(target: Target) -> dict[str, Any]:
+    """What a finding keeps of a target to reach it, or start it, again."""
+    return {
+        "name": target.name,
+        "address": target.address,
+        "command": target.argv,
+        "env": target.env or {},
+        "max_concurrency": target.max_concurrency,
+        "reply_timeout": target.reply_timeout,
+    }
+
+
+def target_from_json(data: dict[str, Any]) -> Target:
+    """The inverse of :func:`target_json` (a fresh, stopped target)."""
+    return Target(
+        data["address"], data.get("command") or None, name=data.get("name"),
+        max_concurrency=data.get("max_concurrency") or 64,
+        env=data.get("env") or None, reply_timeout=data.get("reply_timeout"),
+    )  # fmt: skip
 
 
 def state_verdicts(case: Case, outcome: Outcome, profile: FuzzProfile) -> list[Verdict]:
@@ -290,6 +353,11 @@ class Settings:
     reply_timeout: float | None = None  # None: the target's, else the profile's
     mutations: tuple[str, ...] = ()  # empty: all the profile's
     warm_up_cases: int = 20
+    # Cases that wait for replies beyond their patience (a few times the usual
+    # reply latency) give their slot up; at most this many wait so at once.
+    max_waiting: int = 256
+    patience_factor: float = 4.0
+    patience_floor: float = 0.002
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form the campaign row keeps."""
@@ -411,6 +479,23 @@ class Campaign:
         ordered = sorted(self._latencies)
         return ordered[len(ordered) // 5]
 
+    def patience(self) -> float:
+        """Seconds a case waits for replies before it gives its slot up.
+
+        A few times the 90th percentile of valid replies' latency in the
+        warm-up (never below ``patience_floor``, never above the reply
+        timeout): almost every reply that comes at all has come by then.
+        """
+        s = self.settings
+        if not self._latencies:
+            return self.profile.reply_timeout
+        ordered = sorted(self._latencies)
+        p90 = ordered[min(len(ordered) - 1, len(ordered) * 9 // 10)]
+        return min(
+            self.profile.reply_timeout,
+            max(s.patience_floor, s.patience_factor * p90),
+        )
+
     async def _warm_up(self, valid: list[Case]) -> None:
         # The latency oracle needs a baseline before the first mutated case:
         # a few valid cases, one at a time, not counted as campaign cases.
@@ -438,43 +523,83 @@ class Campaign:
         deadline = time.monotonic() + s.max_time
         self.stats.started = time.monotonic()
         counter = iter(range(s.max_cases))
-        concurrency = max(1, min(s.concurrency, self.target.max_concurrency))
+        bound = self.target.max_concurrency
         if self.other is not None:
-            concurrency = min(concurrency, self.other.max_concurrency)
+            bound = min(bound, self.other.max_concurrency)
+        concurrency = max(1, min(s.concurrency, bound))
+        waiting = max(0, min(s.max_waiting, bound - concurrency))
+
+        async def run_one(index, case, sock, other_sock, patience=None):
+            self._in_flight[index] = case
+            outcome, sock = await execute(
+                case, self.target, self.profile, sock, patience
+            )
+            verdicts = self._judge(case, outcome)
+            if self.other is not None:
+                other, other_sock = await execute(
+                    case, self.other, self.profile, other_sock, patience
+                )
+                verdicts += self._differ(case, outcome, other)
+            del self._in_flight[index]
+            self._recent.append(case)
+            self.stats.cases += 1
+            self.stats.states[outcome.state] += 1
+            self.stats.mutations[case.mutation] += 1
+            for verdict in verdicts:
+                self._record(verdict, case, outcome, other if self.other else None)
+            if outcome.state in ("refused", "dropped") and not self.target.alive():
+                await self._died(case)
+            return sock, other_sock
 
         async def worker() -> None:
+            # One connection per worker, kept between cases: cases run in turn.
             sock = other_sock = None
             for index in counter:
                 if time.monotonic() > deadline:
                     break
                 await self._target_up.wait()
                 case = self._next_case(rng, pool, valid)
-                self._in_flight[index] = case
-                outcome, sock = await execute(
-                    case,
-                    self.target,
-                    self.profile,
-                    sock if s.reuse_connection else None,
-                )
-                verdicts = self._judge(case, outcome)
-                if self.other is not None:
-                    other, other_sock = await execute(
-                        case, self.other, self.profile,
-                        other_sock if s.reuse_connection else None,
-                    )  # fmt: skip
-                    verdicts += self._differ(case, outcome, other)
-                del self._in_flight[index]
-                self._recent.append(case)
-                self.stats.cases += 1
-                self.stats.states[outcome.state] += 1
-                self.stats.mutations[case.mutation] += 1
-                for verdict in verdicts:
-                    self._record(verdict, case, outcome)
-                if outcome.state in ("refused", "dropped") and not self.target.alive():
-                    await self._died(case)
+                sock, other_sock = await run_one(index, case, sock, other_sock)
             for leftover in (sock, other_sock):
                 if leftover is not None:
                     leftover.close()
+
+        async def dispatcher() -> None:
+            # A new connection per case: ``concurrency`` cases are served at
+            # once; a case still waiting after its patience gives its slot
+            # up and waits on among at most ``waiting`` others (the target's
+            # own bound on open connections caps both).
+            slots = asyncio.Semaphore(concurrency)
+            room = asyncio.Semaphore(concurrency + waiting)
+            patience_after = self.patience()
+            tasks: set[asyncio.Task] = set()
+
+            async def one(index: int, case: Case) -> None:
+                patience = (
+                    Patience(patience_after, slots.release) if waiting else None
+                )
+                try:
+                    await run_one(index, case, None, None, patience)
+                finally:
+                    if patience is None or not patience.released:
+                        slots.release()
+                    room.release()
+
+            for index in counter:
+                await room.acquire()
+                await slots.acquire()
+                if time.monotonic() > deadline:
+                    slots.release()
+                    room.release()
+                    break
+                await self._target_up.wait()
+                task = asyncio.create_task(
+                    one(index, self._next_case(rng, pool, valid))
+                )
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            if tasks:
+                await asyncio.gather(*tasks)
 
         async def ticker() -> None:
             last_rss_check, base_rss = 0.0, None
@@ -502,7 +627,10 @@ class Campaign:
 
         tick = asyncio.create_task(ticker())
         cpu_before, target_before = time.process_time(), self.target.cpu_seconds()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        if s.reuse_connection:
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+        else:
+            await dispatcher()
         self.stats.stopped = time.monotonic()
         self.stats.harness_cpu = time.process_time() - cpu_before
         target_after = self.target.cpu_seconds()
@@ -595,9 +723,23 @@ class Campaign:
         process = self.target.process
         return process.poll() if process is not None else None
 
-    def _record(self, verdict: Verdict, case: Case, outcome: Outcome | None) -> None:
+    def _record(
+        self,
+        verdict: Verdict,
+        case: Case,
+        outcome: Outcome | None,
+        other: Outcome | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         observed = outcome.to_json() if outcome else {}
         observed["reply_timeout"] = self.profile.reply_timeout
+        if verdict.oracle == "differential" and self.other is not None:
+            # A differential finding replays against both targets: keep how
+            # to reach (and start) the second one, and what it did.
+            observed["other_target"] = target_json(self.other)
+            if other is not None:
+                observed["other_outcome"] = other.to_json()
+        observed.update(extra or {})
         finding_id, new = self.store.record(
             self.campaign_id, self.profile.name, verdict, case, observed,
             self.target, self.baseline(),
