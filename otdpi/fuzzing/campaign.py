@@ -56,6 +56,7 @@ from hypothesis import seed as hypothesis_seed
 
 from otdpi.fuzzing.findings import FindingStore
 from otdpi.fuzzing.profile import Case, FuzzProfile, Verdict
+from otdpi.fuzzing.shrinking import ShrinkResult, shrink, shrink_case  # noqa: F401
 from otdpi.fuzzing.targets import ERROR_LINE, Target
 
 _DIGITS = re.compile(r"\b(?:0x[0-9a-fA-F]+|\d+)\b")
@@ -271,6 +272,15 @@ def target_from_json(data: dict[str, Any]) -> Target:
     )  # fmt: skip
 
 
+def differential_signature(
+    profile: FuzzProfile, mine: Outcome, theirs: Outcome
+) -> str | None:
+    """``state:replies vs state:replies`` of two targets' outcomes; None if alike."""
+    a = f"{mine.state}:{profile.reply_signature(mine.replies)}"
+    b = f"{theirs.state}:{profile.reply_signature(theirs.replies)}"
+    return None if a == b else f"{a} vs {b}"
+
+
 def state_verdicts(case: Case, outcome: Outcome, profile: FuzzProfile) -> list[Verdict]:
     """Verdicts of the connection-level oracles on one outcome."""
     sig = _case_signature(profile, case)
@@ -358,6 +368,9 @@ class Settings:
     max_waiting: int = 256
     patience_factor: float = 4.0
     patience_floor: float = 0.002
+    shrink_time: float = 5.0  # seconds per finding
+    shrink_attempts: int = 300  # replays per finding
+    shrink_delta_first: bool = True
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form the campaign row keeps."""
@@ -427,6 +440,7 @@ class Campaign:
         self._target_up: asyncio.Event | None = None
         self._restarting = False
         self.campaign_id = 0
+        self.shrinks: dict[int, ShrinkResult] = {}  # finding id -> how it shrank
 
     # -- the run ------------------------------------------------------------------
 
@@ -602,7 +616,7 @@ class Campaign:
                 await asyncio.gather(*tasks)
 
         async def ticker() -> None:
-            last_rss_check, base_rss = 0.0, None
+            last_rss_check, base_rss, base_cases = 0.0, None, 0
             while True:
                 await asyncio.sleep(0.25)
                 self.stats.rate = self.stats.cases / max(self.stats.elapsed(), 1e-9)
@@ -612,15 +626,26 @@ class Campaign:
                     last_rss_check = now
                     rss = self.target.rss_kib()
                     if rss is not None and self.stats.elapsed() > 2.0:
-                        base_rss = rss if base_rss is None else base_rss
+                        if base_rss is None:
+                            base_rss, base_cases = rss, self.stats.cases
                         if rss - base_rss > s.memory_limit_kib and self._recent:
+                            # The growth belongs to no single case: keep the
+                            # last cases sent and how many it took, which is
+                            # what a replay sends again.
                             self._record(
                                 Verdict(
                                     "memory_growth", "rss",
-                                    f"resident memory {base_rss} -> {rss} KiB",
+                                    f"resident memory {base_rss} -> {rss} KiB "
+                                    f"over {self.stats.cases - base_cases} cases",
                                 ),
                                 self._recent[-1],
                                 None,
+                                extra={
+                                    "memory_limit_kib": s.memory_limit_kib,
+                                    "rss_kib": [base_rss, rss],
+                                    "grown_over_cases": self.stats.cases - base_cases,
+                                    "cases": [c.to_json() for c in self._recent],
+                                },
                             )  # fmt: skip
                 if on_tick:
                     on_tick(self.stats)
@@ -674,11 +699,10 @@ class Campaign:
         )]  # fmt: skip
 
     def _differ(self, case: Case, mine: Outcome, theirs: Outcome) -> list[Verdict]:
-        a = f"{mine.state}:{self.profile.reply_signature(mine.replies)}"
-        b = f"{theirs.state}:{self.profile.reply_signature(theirs.replies)}"
-        if a == b:
+        signature = differential_signature(self.profile, mine, theirs)
+        if signature is None:
             return []
-        return [Verdict("differential", f"{a} vs {b}", f"{case.mutation}: {case.note}")]
+        return [Verdict("differential", signature, f"{case.mutation}: {case.note}")]
 
     def _check_log(self) -> None:
         if "log_error" in self.settings.oracles_off:
@@ -772,15 +796,10 @@ class Campaign:
             if time.monotonic() > deadline:
                 break
             finding = self.store.get(finding_id)
-            # Limitation: memory growth belongs to no single case and a
-            # differential finding needs both targets, so neither is replayed
-            # or shrunk; they stay "unchecked". Replaying the campaign's last
-            # cases (memory) or both targets (differential) would lift it.
-            if finding.oracle in ("memory_growth", "differential"):
-                continue
             hits = await replay_many(
-                self.profile, self.target, finding, finding.case, s.replay_runs
-            )
+                self.profile, self.target, finding, finding.case, s.replay_runs,
+                other=self.other, deadline=deadline,
+            )  # fmt: skip
             self.store.set_replays(finding_id, s.replay_runs, hits)
             checked.append(finding)
             if on_tick:
@@ -788,21 +807,32 @@ class Campaign:
         for finding in checked:
             if time.monotonic() > deadline:
                 break
-            budget = min(deadline, time.monotonic() + 5.0)
-            shrunk = await shrink(
+            # Limitation: memory growth belongs to no single case, so it is
+            # not shrunk; its replay sends the campaign's last cases again.
+            # Shrinking that set (fewest cases that still grow) would lift it.
+            if finding.oracle == "memory_growth":
+                continue
+            budget = min(deadline, time.monotonic() + s.shrink_time)
+            result = await shrink_case(
                 finding.case,
-                lambda c, f=finding: reproduces(self.profile, self.target, f, c),
+                lambda c, f=finding: reproduces(
+                    self.profile, self.target, f, c, self.other
+                ),
                 self.profile,
                 budget,
+                max_attempts=s.shrink_attempts,
+                delta_first=s.shrink_delta_first,
             )
-            if shrunk == finding.case:
+            self.shrinks[finding.id] = result
+            if result.case == finding.case:
                 continue
             hits = await replay_many(
-                self.profile, self.target, finding, shrunk, s.replay_runs
-            )
+                self.profile, self.target, finding, result.case, s.replay_runs,
+                other=self.other,
+            )  # fmt: skip
             # Keep the shrunk case only if it replays as well as the original.
             if hits >= self.store.get(finding.id).replay_hits:
-                self.store.set_shrunk(finding.id, shrunk)
+                self.store.set_shrunk(finding.id, result.case)
                 self.store.set_replays(finding.id, s.replay_runs, hits)
 
     async def _name_killers(self, deadline: float) -> None:
@@ -833,10 +863,31 @@ class Campaign:
         return lines if any(ERROR_LINE.search(t) for t in lines) else []
 
 
-async def reproduces(profile: FuzzProfile, target: Target, finding, case: Case) -> bool:
-    """Whether ``case`` run alone makes ``target`` show ``finding``'s fault again."""
-    if target.managed and not target.alive():
-        await asyncio.get_running_loop().run_in_executor(None, target.ensure_running)
+async def reproduces(
+    profile: FuzzProfile,
+    target: Target,
+    finding,
+    case: Case,
+    other: Target | None = None,
+) -> bool:
+    """Whether ``case`` run alone makes ``target`` show ``finding``'s fault again.
+
+    A differential finding needs ``other``, the second target: the case goes
+    to both and the pair of answers must differ as they did. A memory finding
+    is replayed by :func:`reproduces_memory` (it belongs to no single case).
+    """
+    if finding.oracle == "memory_growth":
+        return await reproduces_memory(profile, target, finding)
+    for each in (target, other):
+        if each is not None and each.managed and not each.alive():
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, each.ensure_running)
+    if finding.oracle == "differential":
+        if other is None:
+            return False
+        mine, _ = await execute(case, target, profile)
+        theirs, _ = await execute(case, other, profile)
+        return differential_signature(profile, mine, theirs) == finding.signature
     seen = target.lines_seen
     outcome, _ = await execute(case, target, profile)
     oracle, signature = finding.oracle, finding.signature
@@ -868,89 +919,110 @@ async def reproduces(profile: FuzzProfile, target: Target, finding, case: Case) 
     return any(v.oracle == oracle and v.signature == signature for v in verdicts)
 
 
-# Oracles whose replay needs the target to itself: they watch the process or
-# its output, which concurrent cases would muddle.
-_ALONE = {"process_died", "log_error"}
+async def reproduces_memory(
+    profile: FuzzProfile,
+    target: Target,
+    finding,
+    deadline: float | None = None,
+    concurrency: int = 16,
+) -> bool:
+    """Whether the target's memory grows past the finding's limit again.
 
-
-def _shrink_candidates(case: Case, profile: FuzzProfile):
-    """Smaller cases to try, biggest cuts first."""
-    frames = list(case.frames)
-    if len(frames) > 1:
-        for index in range(len(frames)):
-            yield case._replace(frames=tuple(frames[:index] + frames[index + 1 :]))
-    repair = getattr(profile, "repair", None)
-    for index, frame in enumerate(frames):
-        size = len(frame)
-        step = size // 2
-        while step >= 1:
-            for start in range(0, size - step + 1, step):
-                smaller = frame[:start] + frame[start + step :]
-                if not smaller:
-                    continue
-                if repair is not None:
-                    smaller = repair(frame, smaller)
-                yield case._replace(
-                    frames=tuple(frames[:index] + [smaller] + frames[index + 1 :])
-                )
-            step //= 2
-
-
-# Limitation: shrinking is delta debugging over frames and byte runs, not
-# hypothesis's own shrinker, because campaign cases come from a drawn pool and
-# cheap mutators rather than from one hypothesis test; the reproducer is small
-# but not always minimal in structure. Driving each campaign case through a
-# hypothesis choice sequence would lift it, at a cost in cases per second.
-async def shrink(
-    case: Case, still_fails, profile: FuzzProfile, deadline: float
-) -> Case:
-    """The smallest case found by deleting frames and byte runs that still fails.
-
-    ``still_fails`` is an async predicate; the search stops at ``deadline``
-    (monotonic seconds) or after 200 tries and keeps the best so far.
+    The campaign's last cases (kept with the finding) are sent again, in
+    turn, until the resident memory of the started target has grown by more
+    than the campaign's limit since the replay began (a hit), or twice as many
+    cases as the campaign needed have gone (a miss), or ``deadline`` passes.
     """
-    best, tries, improved = case, 0, True
-    while improved and tries < 200 and time.monotonic() < deadline:
-        improved = False
-        for candidate in _shrink_candidates(best, profile):
-            if tries >= 200 or time.monotonic() > deadline:
-                break
-            if len(candidate.payload) >= len(best.payload):
-                continue
-            tries += 1
-            if await still_fails(candidate):
-                best, improved = candidate, True
-                break
-    return best
+    observed = finding.outcome
+    cases = [Case.from_json(c) for c in observed.get("cases", [])] or [finding.case]
+    limit = observed.get("memory_limit_kib")
+    budget = 2 * max(1, observed.get("grown_over_cases", 1000))
+    if target.managed and not target.alive():
+        await asyncio.get_running_loop().run_in_executor(None, target.ensure_running)
+    before = target.rss_kib()
+    if before is None or limit is None:
+        return False  # a target the harness does not run: no /proc to read
+    deadline = deadline or time.monotonic() + 60.0
+    sent = iter(range(budget))
+    grew = False
+
+    async def sender() -> None:
+        nonlocal grew
+        for index in sent:
+            if grew or time.monotonic() > deadline:
+                return
+            await execute(cases[index % len(cases)], target, profile)
+            if index % 64 == 0:
+                rss = target.rss_kib()
+                grew = grew or (rss is not None and rss - before > limit)
+
+    workers = max(1, min(concurrency, target.max_concurrency))
+    await asyncio.gather(*(sender() for _ in range(workers)))
+    await asyncio.sleep(0.05)
+    after = target.rss_kib()
+    return grew or (after is not None and after - before > limit)
+
+
+# Oracles whose replay needs the target to itself: they watch the process,
+# its output or its memory, which concurrent cases would muddle.
+_ALONE = {"process_died", "log_error", "memory_growth"}
 
 
 async def replay_many(
-    profile: FuzzProfile, target: Target, finding, case: Case, runs: int
+    profile: FuzzProfile,
+    target: Target,
+    finding,
+    case: Case,
+    runs: int,
+    other: Target | None = None,
+    deadline: float | None = None,
 ) -> int:
     """How many of ``runs`` replays of ``case`` reproduce ``finding``.
 
-    Runs go side by side when the target takes concurrent connections and the
-    oracle does not need the target alone, else one after another.
+    Runs go side by side when the target (and ``other``, the second target of
+    a differential finding) takes concurrent connections and the oracle does
+    not need the target alone, else one after another.
     """
-    if finding.oracle in _ALONE or target.max_concurrency < runs:
-        return sum(
-            [await reproduces(profile, target, finding, case) for _ in range(runs)]
-        )
+    if finding.oracle == "memory_growth":
+        return sum([
+            await reproduces_memory(profile, target, finding, deadline)
+            for _ in range(runs)
+        ])  # fmt: skip
+    bound = min(t.max_concurrency for t in (target, other) if t is not None)
+    if finding.oracle in _ALONE or bound < runs:
+        return sum([
+            await reproduces(profile, target, finding, case, other)
+            for _ in range(runs)
+        ])  # fmt: skip
     results = await asyncio.gather(
-        *(reproduces(profile, target, finding, case) for _ in range(runs))
+        *(reproduces(profile, target, finding, case, other) for _ in range(runs))
     )
     return sum(results)
 
 
 def replay_finding(
-    finding, profile: FuzzProfile, target: Target, runs: int = 10
+    finding,
+    profile: FuzzProfile,
+    target: Target,
+    runs: int = 10,
+    other: Target | None = None,
 ) -> list[bool]:
-    """Replay a stored finding ``runs`` times, one at a time; one boolean per run."""
+    """Replay a stored finding ``runs`` times, one at a time; one boolean per run.
+
+    ``other`` is the second target a differential finding is replayed
+    against (see :func:`other_target_of`).
+    """
 
     async def go():
         return [
-            await reproduces(profile, target, finding, finding.reproducer)
+            await reproduces(profile, target, finding, finding.reproducer, other)
             for _ in range(runs)
         ]
 
     return asyncio.run(go())
+
+
+def other_target_of(finding) -> Target | None:
+    """The second target a differential finding was found against, None if none."""
+    data = finding.outcome.get("other_target")
+    return target_from_json(data) if data else None
