@@ -154,6 +154,8 @@ async def _read_replies(
         if idle_at is not None:
             wait = min(wait, max(idle_at - time.monotonic(), 0.0))
         try:
+            # wait_for, not asyncio.timeout: a read that completes as the
+            # timeout fires is returned by wait_for, lost by a cancellation.
             chunk = await asyncio.wait_for(loop.sock_recv(sock, 65536), wait)
         except (TimeoutError, asyncio.TimeoutError):
             if idle_at is not None and wait < remaining:
@@ -441,6 +443,11 @@ class Campaign:
         self._restarting = False
         self.campaign_id = 0
         self.shrinks: dict[int, ShrinkResult] = {}  # finding id -> how it shrank
+        self._latency_count = 0
+        self._baseline_memo: tuple[int, float | None] = (-1, None)
+        # The judge is a function of the case's bytes and the reply's bytes;
+        # pool cases come back again and again and draw the same replies.
+        self._judged: dict[tuple, list[Verdict]] = {}
 
     # -- the run ------------------------------------------------------------------
 
@@ -490,8 +497,12 @@ class Campaign:
         """
         if len(self._latencies) < 5:
             return None
-        ordered = sorted(self._latencies)
-        return ordered[len(ordered) // 5]
+        # Sorted again only when a latency came in since (cases and findings
+        # ask for it far more often than valid cases add to it).
+        if self._baseline_memo[0] != self._latency_count:
+            ordered = sorted(self._latencies)
+            self._baseline_memo = (self._latency_count, ordered[len(ordered) // 5])
+        return self._baseline_memo[1]
 
     def patience(self) -> float:
         """Seconds a case waits for replies before it gives its slot up.
@@ -517,6 +528,7 @@ class Campaign:
             outcome, _ = await execute(case, self.target, self.profile)
             if outcome.state == "answered":
                 self._latencies.append(outcome.latency)
+                self._latency_count += 1
 
     def _next_case(
         self, rng: random.Random, pool: list[Case], valid: list[Case]
@@ -676,11 +688,20 @@ class Campaign:
         s = self.settings
         verdicts = state_verdicts(case, outcome, self.profile)
         if outcome.replies:
-            verdicts += self.profile.judge(case, outcome.replies)
+            key = (case.frames, case.together, outcome.replies)
+            judged = self._judged.get(key)
+            if judged is None:
+                if len(self._judged) >= 8192:
+                    self._judged.clear()
+                judged = self._judged[key] = self.profile.judge(case, outcome.replies)
+            verdicts += judged
         if outcome.state == "answered":
             if case.mutation == "valid":
                 self._latencies.append(outcome.latency)
-            verdicts += self._slow(case, outcome, self.baseline())
+                self._latency_count += 1
+            # Below the floor no reply is slow, whatever the baseline.
+            if outcome.latency > s.latency_floor:
+                verdicts += self._slow(case, outcome, self.baseline())
         return [v for v in verdicts if v.oracle not in s.oracles_off]
 
     def _slow(
