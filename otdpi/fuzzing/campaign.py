@@ -35,9 +35,16 @@ Oracles, combined, each giving a :class:`~otdpi.fuzzing.profile.Verdict`:
 ``differential``
     two targets given the same case answered differently.
 
-New findings are shrunk (delta debugging over frames and bytes, with the
-profile repairing length fields) and replayed to count how reliably they
-reproduce; both are bounded by a time budget.
+New findings are replayed to count how reliably they reproduce (differential
+ones against both targets, memory ones by sending the campaign's last cases
+again while watching the target's memory), then shrunk by
+:mod:`~otdpi.fuzzing.shrinking` (hypothesis's shrinker after a delta-debugging
+pass, the profile repairing length fields); both are bounded by a time budget.
+
+Throughput: a case owed a reply that never comes would hold its worker for
+the whole reply timeout; past a patience of a few times the usual reply
+latency it gives its slot to the next case and waits on, to the same
+timeout, among a bounded number of waiting cases (see :class:`Patience`).
 """
 
 from __future__ import annotations

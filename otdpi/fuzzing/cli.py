@@ -58,6 +58,14 @@ def add_fuzz_commands(commands) -> None:
         metavar="N",
         help="cases in flight at once (default 32; recipes may cap it)",
     )
+    run.add_argument(
+        "--max-waiting",
+        type=int,
+        default=256,
+        metavar="N",
+        help="cases that may wait for an overdue reply outside the --concurrency "
+        "slots (default 256; 0: a waiting case holds its slot)",
+    )
     run.add_argument("--seed", type=int, default=0)
     run.add_argument(
         "--reuse-connection",
@@ -161,6 +169,7 @@ def _run_campaign(args: argparse.Namespace) -> int:
     settings = Settings(
         max_cases=args.max_cases, max_time=args.max_time, concurrency=args.concurrency,
         seed=args.seed, reuse_connection=args.reuse_connection,
+        max_waiting=args.max_waiting,
         post_time=args.post_time,
         oracles_off=tuple(o for o in args.oracles_off.split(",") if o),
         reply_timeout=args.reply_timeout, valid_share=args.valid_share,
