@@ -121,7 +121,7 @@ def adu(tid: int, unit: int, pdu: bytes) -> bytes:
 
 def test_the_seeded_choices_draw_the_case_itself():
     """The strategy's value for the seed's choices is the finding's own case."""
-    from hypothesis import find, settings, Phase
+    from hypothesis import Phase, find, settings
     from hypothesis.database import InMemoryExampleDatabase, choices_to_bytes
 
     case = Case((adu(7, 1, b"\x03\x00\x01\x00\x02"), adu(8, 1, b"\x10")), "x", "y")

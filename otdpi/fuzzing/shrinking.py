@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Awaitable, Callable, NamedTuple
+from collections.abc import Awaitable, Callable
+from typing import NamedTuple
 
 from hypothesis import Phase, find, settings
 from hypothesis import strategies as st
