@@ -217,12 +217,3 @@ def test_fuzz_cli_lists_profiles_and_recipes(tmp_path):
         run + ["findings", "--db", str(tmp_path / "none.sqlite")], capture_output=True
     )
     assert listed.returncode == 0
-
-
-@pytest.mark.xfail(strict=True, reason="differential findings are not replayed yet")
-def test_differential_findings_replay():
-    from otdpi.fuzzing.campaign import reproduces
-
-    finding = type("F", (), {"oracle": "differential", "signature": "a vs b"})()
-    target = Target("127.0.0.1:9", name="nothing")  # discard port: refused
-    assert asyncio.run(reproduces(MODBUS, target, finding, REQUEST))

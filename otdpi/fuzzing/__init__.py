@@ -11,7 +11,9 @@ Parts
 :mod:`~otdpi.fuzzing.targets`, :mod:`~otdpi.fuzzing.recipes`
     targets (address, optional managed loopback server) and ready-made ones.
 :mod:`~otdpi.fuzzing.campaign`
-    the event-loop driver, the oracles, shrinking and replay.
+    the event-loop driver, the oracles and replay.
+:mod:`~otdpi.fuzzing.shrinking`
+    findings shrunk to a minimal reproducer by hypothesis's shrinker.
 :mod:`~otdpi.fuzzing.findings`
     the SQLite findings store.
 

@@ -35,9 +35,16 @@ Oracles, combined, each giving a :class:`~otdpi.fuzzing.profile.Verdict`:
 ``differential``
     two targets given the same case answered differently.
 
-New findings are shrunk (delta debugging over frames and bytes, with the
-profile repairing length fields) and replayed to count how reliably they
-reproduce; both are bounded by a time budget.
+New findings are replayed to count how reliably they reproduce (differential
+ones against both targets, memory ones by sending the campaign's last cases
+again while watching the target's memory), then shrunk by
+:mod:`~otdpi.fuzzing.shrinking` (hypothesis's shrinker after a delta-debugging
+pass, the profile repairing length fields); both are bounded by a time budget.
+
+Throughput: a case owed a reply that never comes would hold its worker for
+the whole reply timeout; past a patience of a few times the usual reply
+latency it gives its slot to the next case and waits on, to the same
+timeout, among a bounded number of waiting cases (see :class:`Patience`).
 """
 
 from __future__ import annotations
@@ -56,6 +63,7 @@ from hypothesis import seed as hypothesis_seed
 
 from otdpi.fuzzing.findings import FindingStore
 from otdpi.fuzzing.profile import Case, FuzzProfile, Verdict
+from otdpi.fuzzing.shrinking import ShrinkResult, shrink, shrink_case  # noqa: F401
 from otdpi.fuzzing.targets import ERROR_LINE, Target
 
 _DIGITS = re.compile(r"\b(?:0x[0-9a-fA-F]+|\d+)\b")
@@ -109,19 +117,58 @@ class Outcome(NamedTuple):
         }
 
 
+class Patience:
+    """When a case stops holding its worker slot while it still waits for replies.
+
+    A case that is owed a reply which does not come, or that lingers to see
+    whether the peer drops it, used to hold one of the ``concurrency`` slots
+    for its whole reply timeout, and a tenth of a campaign's cases do: that,
+    not CPU, capped the rate. After ``after`` seconds without the replies it
+    is owed, a case calls :meth:`release` once and keeps waiting, to its full
+    timeout, outside the slots; its verdict is what it would have been.
+    """
+
+    def __init__(self, after: float, release: Callable[[], None]) -> None:
+        self.after = after
+        self._release = release
+        self.released = False
+
+    def release(self) -> None:
+        """Free the slot (once)."""
+        if not self.released:
+            self.released = True
+            self._release()
+
+
 async def _read_replies(
-    loop, sock, profile: FuzzProfile, expected: int, timeout: float
+    loop,
+    sock,
+    profile: FuzzProfile,
+    expected: int,
+    timeout: float,
+    patience: Patience | None = None,
 ) -> tuple[bytes, bool]:
     """Read until ``expected`` replies, end of stream, or ``timeout``; (bytes, eof)."""
     buf = b""
-    deadline = time.monotonic() + timeout
+    now = time.monotonic()
+    deadline = now + timeout
+    idle_at = now + patience.after if patience and not patience.released else None
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return buf, False
+        wait = remaining
+        if idle_at is not None:
+            wait = min(wait, max(idle_at - time.monotonic(), 0.0))
         try:
-            chunk = await asyncio.wait_for(loop.sock_recv(sock, 65536), remaining)
+            # wait_for, not asyncio.timeout: a read that completes as the
+            # timeout fires is returned by wait_for, lost by a cancellation.
+            chunk = await asyncio.wait_for(loop.sock_recv(sock, 65536), wait)
         except (TimeoutError, asyncio.TimeoutError):
+            if idle_at is not None and wait < remaining:
+                idle_at = None
+                patience.release()
+                continue
             return buf, False
         except OSError:
             return buf, True
@@ -137,8 +184,13 @@ async def execute(
     target: Target,
     profile: FuzzProfile,
     sock: socket.socket | None = None,
+    patience: Patience | None = None,
 ) -> tuple[Outcome, socket.socket | None]:
-    """Run one case on a fresh connection (or on ``sock``); the socket back if open."""
+    """Run one case on a fresh connection (or on ``sock``); the socket back if open.
+
+    ``patience``, if given, is told when the case has waited long enough that
+    it should stop counting against the campaign's concurrency.
+    """
     loop = asyncio.get_running_loop()
     started = time.monotonic()
     fresh = sock is None
@@ -187,7 +239,7 @@ async def execute(
             break
         got, eof = await _read_replies(
             loop, sock, profile, expected,
-            profile.reply_timeout if expected else profile.linger,
+            profile.reply_timeout if expected else profile.linger, patience,
         )  # fmt: skip
         replies += got
         latency = max(latency, time.monotonic() - sent_at)
@@ -206,6 +258,36 @@ async def execute(
     return Outcome(
         state, replies, total_expected, count, latency, started, finished
     ), sock
+
+
+def target_json(target: Target) -> dict[str, Any]:
+    """What a finding keeps of a target to reach it, or start it, again."""
+    return {
+        "name": target.name,
+        "address": target.address,
+        "command": target.argv,
+        "env": target.env or {},
+        "max_concurrency": target.max_concurrency,
+        "reply_timeout": target.reply_timeout,
+    }
+
+
+def target_from_json(data: dict[str, Any]) -> Target:
+    """The inverse of :func:`target_json` (a fresh, stopped target)."""
+    return Target(
+        data["address"], data.get("command") or None, name=data.get("name"),
+        max_concurrency=data.get("max_concurrency") or 64,
+        env=data.get("env") or None, reply_timeout=data.get("reply_timeout"),
+    )  # fmt: skip
+
+
+def differential_signature(
+    profile: FuzzProfile, mine: Outcome, theirs: Outcome
+) -> str | None:
+    """``state:replies vs state:replies`` of two targets' outcomes; None if alike."""
+    a = f"{mine.state}:{profile.reply_signature(mine.replies)}"
+    b = f"{theirs.state}:{profile.reply_signature(theirs.replies)}"
+    return None if a == b else f"{a} vs {b}"
 
 
 def state_verdicts(case: Case, outcome: Outcome, profile: FuzzProfile) -> list[Verdict]:
@@ -290,6 +372,14 @@ class Settings:
     reply_timeout: float | None = None  # None: the target's, else the profile's
     mutations: tuple[str, ...] = ()  # empty: all the profile's
     warm_up_cases: int = 20
+    # Cases that wait for replies beyond their patience (a few times the usual
+    # reply latency) give their slot up; at most this many wait so at once.
+    max_waiting: int = 256
+    patience_factor: float = 4.0
+    patience_floor: float = 0.002
+    shrink_time: float = 5.0  # seconds per finding
+    shrink_attempts: int = 300  # replays per finding
+    shrink_delta_first: bool = True
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form the campaign row keeps."""
@@ -359,6 +449,12 @@ class Campaign:
         self._target_up: asyncio.Event | None = None
         self._restarting = False
         self.campaign_id = 0
+        self.shrinks: dict[int, ShrinkResult] = {}  # finding id -> how it shrank
+        self._latency_count = 0
+        self._baseline_memo: tuple[int, float | None] = (-1, None)
+        # The judge is a function of the case's bytes and the reply's bytes;
+        # pool cases come back again and again and draw the same replies.
+        self._judged: dict[tuple, list[Verdict]] = {}
 
     # -- the run ------------------------------------------------------------------
 
@@ -408,8 +504,29 @@ class Campaign:
         """
         if len(self._latencies) < 5:
             return None
+        # Sorted again only when a latency came in since (cases and findings
+        # ask for it far more often than valid cases add to it).
+        if self._baseline_memo[0] != self._latency_count:
+            ordered = sorted(self._latencies)
+            self._baseline_memo = (self._latency_count, ordered[len(ordered) // 5])
+        return self._baseline_memo[1]
+
+    def patience(self) -> float:
+        """Seconds a case waits for replies before it gives its slot up.
+
+        A few times the 90th percentile of valid replies' latency in the
+        warm-up (never below ``patience_floor``, never above the reply
+        timeout): almost every reply that comes at all has come by then.
+        """
+        s = self.settings
+        if not self._latencies:
+            return self.profile.reply_timeout
         ordered = sorted(self._latencies)
-        return ordered[len(ordered) // 5]
+        p90 = ordered[min(len(ordered) - 1, len(ordered) * 9 // 10)]
+        return min(
+            self.profile.reply_timeout,
+            max(s.patience_floor, s.patience_factor * p90),
+        )
 
     async def _warm_up(self, valid: list[Case]) -> None:
         # The latency oracle needs a baseline before the first mutated case:
@@ -418,6 +535,7 @@ class Campaign:
             outcome, _ = await execute(case, self.target, self.profile)
             if outcome.state == "answered":
                 self._latencies.append(outcome.latency)
+                self._latency_count += 1
 
     def _next_case(
         self, rng: random.Random, pool: list[Case], valid: list[Case]
@@ -438,46 +556,86 @@ class Campaign:
         deadline = time.monotonic() + s.max_time
         self.stats.started = time.monotonic()
         counter = iter(range(s.max_cases))
-        concurrency = max(1, min(s.concurrency, self.target.max_concurrency))
+        bound = self.target.max_concurrency
         if self.other is not None:
-            concurrency = min(concurrency, self.other.max_concurrency)
+            bound = min(bound, self.other.max_concurrency)
+        concurrency = max(1, min(s.concurrency, bound))
+        waiting = max(0, min(s.max_waiting, bound - concurrency))
+
+        async def run_one(index, case, sock, other_sock, patience=None):
+            self._in_flight[index] = case
+            outcome, sock = await execute(
+                case, self.target, self.profile, sock, patience
+            )
+            verdicts = self._judge(case, outcome)
+            if self.other is not None:
+                other, other_sock = await execute(
+                    case, self.other, self.profile, other_sock, patience
+                )
+                verdicts += self._differ(case, outcome, other)
+            del self._in_flight[index]
+            self._recent.append(case)
+            self.stats.cases += 1
+            self.stats.states[outcome.state] += 1
+            self.stats.mutations[case.mutation] += 1
+            for verdict in verdicts:
+                self._record(verdict, case, outcome, other if self.other else None)
+            if outcome.state in ("refused", "dropped") and not self.target.alive():
+                await self._died(case)
+            return sock, other_sock
 
         async def worker() -> None:
+            # One connection per worker, kept between cases: cases run in turn.
             sock = other_sock = None
             for index in counter:
                 if time.monotonic() > deadline:
                     break
                 await self._target_up.wait()
                 case = self._next_case(rng, pool, valid)
-                self._in_flight[index] = case
-                outcome, sock = await execute(
-                    case,
-                    self.target,
-                    self.profile,
-                    sock if s.reuse_connection else None,
-                )
-                verdicts = self._judge(case, outcome)
-                if self.other is not None:
-                    other, other_sock = await execute(
-                        case, self.other, self.profile,
-                        other_sock if s.reuse_connection else None,
-                    )  # fmt: skip
-                    verdicts += self._differ(case, outcome, other)
-                del self._in_flight[index]
-                self._recent.append(case)
-                self.stats.cases += 1
-                self.stats.states[outcome.state] += 1
-                self.stats.mutations[case.mutation] += 1
-                for verdict in verdicts:
-                    self._record(verdict, case, outcome)
-                if outcome.state in ("refused", "dropped") and not self.target.alive():
-                    await self._died(case)
+                sock, other_sock = await run_one(index, case, sock, other_sock)
             for leftover in (sock, other_sock):
                 if leftover is not None:
                     leftover.close()
 
+        async def dispatcher() -> None:
+            # A new connection per case: ``concurrency`` cases are served at
+            # once; a case still waiting after its patience gives its slot
+            # up and waits on among at most ``waiting`` others (the target's
+            # own bound on open connections caps both).
+            slots = asyncio.Semaphore(concurrency)
+            room = asyncio.Semaphore(concurrency + waiting)
+            patience_after = self.patience()
+            tasks: set[asyncio.Task] = set()
+
+            async def one(index: int, case: Case) -> None:
+                patience = (
+                    Patience(patience_after, slots.release) if waiting else None
+                )
+                try:
+                    await run_one(index, case, None, None, patience)
+                finally:
+                    if patience is None or not patience.released:
+                        slots.release()
+                    room.release()
+
+            for index in counter:
+                await room.acquire()
+                await slots.acquire()
+                if time.monotonic() > deadline:
+                    slots.release()
+                    room.release()
+                    break
+                await self._target_up.wait()
+                task = asyncio.create_task(
+                    one(index, self._next_case(rng, pool, valid))
+                )
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            if tasks:
+                await asyncio.gather(*tasks)
+
         async def ticker() -> None:
-            last_rss_check, base_rss = 0.0, None
+            last_rss_check, base_rss, base_cases = 0.0, None, 0
             while True:
                 await asyncio.sleep(0.25)
                 self.stats.rate = self.stats.cases / max(self.stats.elapsed(), 1e-9)
@@ -487,22 +645,36 @@ class Campaign:
                     last_rss_check = now
                     rss = self.target.rss_kib()
                     if rss is not None and self.stats.elapsed() > 2.0:
-                        base_rss = rss if base_rss is None else base_rss
+                        if base_rss is None:
+                            base_rss, base_cases = rss, self.stats.cases
                         if rss - base_rss > s.memory_limit_kib and self._recent:
+                            # The growth belongs to no single case: keep the
+                            # last cases sent and how many it took, which is
+                            # what a replay sends again.
                             self._record(
                                 Verdict(
                                     "memory_growth", "rss",
-                                    f"resident memory {base_rss} -> {rss} KiB",
+                                    f"resident memory {base_rss} -> {rss} KiB "
+                                    f"over {self.stats.cases - base_cases} cases",
                                 ),
                                 self._recent[-1],
                                 None,
+                                extra={
+                                    "memory_limit_kib": s.memory_limit_kib,
+                                    "rss_kib": [base_rss, rss],
+                                    "grown_over_cases": self.stats.cases - base_cases,
+                                    "cases": [c.to_json() for c in self._recent],
+                                },
                             )  # fmt: skip
                 if on_tick:
                     on_tick(self.stats)
 
         tick = asyncio.create_task(ticker())
         cpu_before, target_before = time.process_time(), self.target.cpu_seconds()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        if s.reuse_connection:
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+        else:
+            await dispatcher()
         self.stats.stopped = time.monotonic()
         self.stats.harness_cpu = time.process_time() - cpu_before
         target_after = self.target.cpu_seconds()
@@ -523,11 +695,20 @@ class Campaign:
         s = self.settings
         verdicts = state_verdicts(case, outcome, self.profile)
         if outcome.replies:
-            verdicts += self.profile.judge(case, outcome.replies)
+            key = (case.frames, case.together, outcome.replies)
+            judged = self._judged.get(key)
+            if judged is None:
+                if len(self._judged) >= 8192:
+                    self._judged.clear()
+                judged = self._judged[key] = self.profile.judge(case, outcome.replies)
+            verdicts += judged
         if outcome.state == "answered":
             if case.mutation == "valid":
                 self._latencies.append(outcome.latency)
-            verdicts += self._slow(case, outcome, self.baseline())
+                self._latency_count += 1
+            # Below the floor no reply is slow, whatever the baseline.
+            if outcome.latency > s.latency_floor:
+                verdicts += self._slow(case, outcome, self.baseline())
         return [v for v in verdicts if v.oracle not in s.oracles_off]
 
     def _slow(
@@ -546,11 +727,10 @@ class Campaign:
         )]  # fmt: skip
 
     def _differ(self, case: Case, mine: Outcome, theirs: Outcome) -> list[Verdict]:
-        a = f"{mine.state}:{self.profile.reply_signature(mine.replies)}"
-        b = f"{theirs.state}:{self.profile.reply_signature(theirs.replies)}"
-        if a == b:
+        signature = differential_signature(self.profile, mine, theirs)
+        if signature is None:
             return []
-        return [Verdict("differential", f"{a} vs {b}", f"{case.mutation}: {case.note}")]
+        return [Verdict("differential", signature, f"{case.mutation}: {case.note}")]
 
     def _check_log(self) -> None:
         if "log_error" in self.settings.oracles_off:
@@ -595,9 +775,23 @@ class Campaign:
         process = self.target.process
         return process.poll() if process is not None else None
 
-    def _record(self, verdict: Verdict, case: Case, outcome: Outcome | None) -> None:
+    def _record(
+        self,
+        verdict: Verdict,
+        case: Case,
+        outcome: Outcome | None,
+        other: Outcome | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         observed = outcome.to_json() if outcome else {}
         observed["reply_timeout"] = self.profile.reply_timeout
+        if verdict.oracle == "differential" and self.other is not None:
+            # A differential finding replays against both targets: keep how
+            # to reach (and start) the second one, and what it did.
+            observed["other_target"] = target_json(self.other)
+            if other is not None:
+                observed["other_outcome"] = other.to_json()
+        observed.update(extra or {})
         finding_id, new = self.store.record(
             self.campaign_id, self.profile.name, verdict, case, observed,
             self.target, self.baseline(),
@@ -630,15 +824,10 @@ class Campaign:
             if time.monotonic() > deadline:
                 break
             finding = self.store.get(finding_id)
-            # Limitation: memory growth belongs to no single case and a
-            # differential finding needs both targets, so neither is replayed
-            # or shrunk; they stay "unchecked". Replaying the campaign's last
-            # cases (memory) or both targets (differential) would lift it.
-            if finding.oracle in ("memory_growth", "differential"):
-                continue
             hits = await replay_many(
-                self.profile, self.target, finding, finding.case, s.replay_runs
-            )
+                self.profile, self.target, finding, finding.case, s.replay_runs,
+                other=self.other, deadline=deadline,
+            )  # fmt: skip
             self.store.set_replays(finding_id, s.replay_runs, hits)
             checked.append(finding)
             if on_tick:
@@ -646,21 +835,32 @@ class Campaign:
         for finding in checked:
             if time.monotonic() > deadline:
                 break
-            budget = min(deadline, time.monotonic() + 5.0)
-            shrunk = await shrink(
+            # Limitation: memory growth belongs to no single case, so it is
+            # not shrunk; its replay sends the campaign's last cases again.
+            # Shrinking that set (fewest cases that still grow) would lift it.
+            if finding.oracle == "memory_growth":
+                continue
+            budget = min(deadline, time.monotonic() + s.shrink_time)
+            result = await shrink_case(
                 finding.case,
-                lambda c, f=finding: reproduces(self.profile, self.target, f, c),
+                lambda c, f=finding: reproduces(
+                    self.profile, self.target, f, c, self.other
+                ),
                 self.profile,
                 budget,
+                max_attempts=s.shrink_attempts,
+                delta_first=s.shrink_delta_first,
             )
-            if shrunk == finding.case:
+            self.shrinks[finding.id] = result
+            if result.case == finding.case:
                 continue
             hits = await replay_many(
-                self.profile, self.target, finding, shrunk, s.replay_runs
-            )
+                self.profile, self.target, finding, result.case, s.replay_runs,
+                other=self.other,
+            )  # fmt: skip
             # Keep the shrunk case only if it replays as well as the original.
             if hits >= self.store.get(finding.id).replay_hits:
-                self.store.set_shrunk(finding.id, shrunk)
+                self.store.set_shrunk(finding.id, result.case)
                 self.store.set_replays(finding.id, s.replay_runs, hits)
 
     async def _name_killers(self, deadline: float) -> None:
@@ -691,10 +891,31 @@ class Campaign:
         return lines if any(ERROR_LINE.search(t) for t in lines) else []
 
 
-async def reproduces(profile: FuzzProfile, target: Target, finding, case: Case) -> bool:
-    """Whether ``case`` run alone makes ``target`` show ``finding``'s fault again."""
-    if target.managed and not target.alive():
-        await asyncio.get_running_loop().run_in_executor(None, target.ensure_running)
+async def reproduces(
+    profile: FuzzProfile,
+    target: Target,
+    finding,
+    case: Case,
+    other: Target | None = None,
+) -> bool:
+    """Whether ``case`` run alone makes ``target`` show ``finding``'s fault again.
+
+    A differential finding needs ``other``, the second target: the case goes
+    to both and the pair of answers must differ as they did. A memory finding
+    is replayed by :func:`reproduces_memory` (it belongs to no single case).
+    """
+    if finding.oracle == "memory_growth":
+        return await reproduces_memory(profile, target, finding)
+    for each in (target, other):
+        if each is not None and each.managed and not each.alive():
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, each.ensure_running)
+    if finding.oracle == "differential":
+        if other is None:
+            return False
+        mine, _ = await execute(case, target, profile)
+        theirs, _ = await execute(case, other, profile)
+        return differential_signature(profile, mine, theirs) == finding.signature
     seen = target.lines_seen
     outcome, _ = await execute(case, target, profile)
     oracle, signature = finding.oracle, finding.signature
@@ -726,89 +947,110 @@ async def reproduces(profile: FuzzProfile, target: Target, finding, case: Case) 
     return any(v.oracle == oracle and v.signature == signature for v in verdicts)
 
 
-# Oracles whose replay needs the target to itself: they watch the process or
-# its output, which concurrent cases would muddle.
-_ALONE = {"process_died", "log_error"}
+async def reproduces_memory(
+    profile: FuzzProfile,
+    target: Target,
+    finding,
+    deadline: float | None = None,
+    concurrency: int = 16,
+) -> bool:
+    """Whether the target's memory grows past the finding's limit again.
 
-
-def _shrink_candidates(case: Case, profile: FuzzProfile):
-    """Smaller cases to try, biggest cuts first."""
-    frames = list(case.frames)
-    if len(frames) > 1:
-        for index in range(len(frames)):
-            yield case._replace(frames=tuple(frames[:index] + frames[index + 1 :]))
-    repair = getattr(profile, "repair", None)
-    for index, frame in enumerate(frames):
-        size = len(frame)
-        step = size // 2
-        while step >= 1:
-            for start in range(0, size - step + 1, step):
-                smaller = frame[:start] + frame[start + step :]
-                if not smaller:
-                    continue
-                if repair is not None:
-                    smaller = repair(frame, smaller)
-                yield case._replace(
-                    frames=tuple(frames[:index] + [smaller] + frames[index + 1 :])
-                )
-            step //= 2
-
-
-# Limitation: shrinking is delta debugging over frames and byte runs, not
-# hypothesis's own shrinker, because campaign cases come from a drawn pool and
-# cheap mutators rather than from one hypothesis test; the reproducer is small
-# but not always minimal in structure. Driving each campaign case through a
-# hypothesis choice sequence would lift it, at a cost in cases per second.
-async def shrink(
-    case: Case, still_fails, profile: FuzzProfile, deadline: float
-) -> Case:
-    """The smallest case found by deleting frames and byte runs that still fails.
-
-    ``still_fails`` is an async predicate; the search stops at ``deadline``
-    (monotonic seconds) or after 200 tries and keeps the best so far.
+    The campaign's last cases (kept with the finding) are sent again, in
+    turn, until the resident memory of the started target has grown by more
+    than the campaign's limit since the replay began (a hit), or twice as many
+    cases as the campaign needed have gone (a miss), or ``deadline`` passes.
     """
-    best, tries, improved = case, 0, True
-    while improved and tries < 200 and time.monotonic() < deadline:
-        improved = False
-        for candidate in _shrink_candidates(best, profile):
-            if tries >= 200 or time.monotonic() > deadline:
-                break
-            if len(candidate.payload) >= len(best.payload):
-                continue
-            tries += 1
-            if await still_fails(candidate):
-                best, improved = candidate, True
-                break
-    return best
+    observed = finding.outcome
+    cases = [Case.from_json(c) for c in observed.get("cases", [])] or [finding.case]
+    limit = observed.get("memory_limit_kib")
+    budget = 2 * max(1, observed.get("grown_over_cases", 1000))
+    if target.managed and not target.alive():
+        await asyncio.get_running_loop().run_in_executor(None, target.ensure_running)
+    before = target.rss_kib()
+    if before is None or limit is None:
+        return False  # a target the harness does not run: no /proc to read
+    deadline = deadline or time.monotonic() + 60.0
+    sent = iter(range(budget))
+    grew = False
+
+    async def sender() -> None:
+        nonlocal grew
+        for index in sent:
+            if grew or time.monotonic() > deadline:
+                return
+            await execute(cases[index % len(cases)], target, profile)
+            if index % 64 == 0:
+                rss = target.rss_kib()
+                grew = grew or (rss is not None and rss - before > limit)
+
+    workers = max(1, min(concurrency, target.max_concurrency))
+    await asyncio.gather(*(sender() for _ in range(workers)))
+    await asyncio.sleep(0.05)
+    after = target.rss_kib()
+    return grew or (after is not None and after - before > limit)
+
+
+# Oracles whose replay needs the target to itself: they watch the process,
+# its output or its memory, which concurrent cases would muddle.
+_ALONE = {"process_died", "log_error", "memory_growth"}
 
 
 async def replay_many(
-    profile: FuzzProfile, target: Target, finding, case: Case, runs: int
+    profile: FuzzProfile,
+    target: Target,
+    finding,
+    case: Case,
+    runs: int,
+    other: Target | None = None,
+    deadline: float | None = None,
 ) -> int:
     """How many of ``runs`` replays of ``case`` reproduce ``finding``.
 
-    Runs go side by side when the target takes concurrent connections and the
-    oracle does not need the target alone, else one after another.
+    Runs go side by side when the target (and ``other``, the second target of
+    a differential finding) takes concurrent connections and the oracle does
+    not need the target alone, else one after another.
     """
-    if finding.oracle in _ALONE or target.max_concurrency < runs:
-        return sum(
-            [await reproduces(profile, target, finding, case) for _ in range(runs)]
-        )
+    if finding.oracle == "memory_growth":
+        return sum([
+            await reproduces_memory(profile, target, finding, deadline)
+            for _ in range(runs)
+        ])  # fmt: skip
+    bound = min(t.max_concurrency for t in (target, other) if t is not None)
+    if finding.oracle in _ALONE or bound < runs:
+        return sum([
+            await reproduces(profile, target, finding, case, other)
+            for _ in range(runs)
+        ])  # fmt: skip
     results = await asyncio.gather(
-        *(reproduces(profile, target, finding, case) for _ in range(runs))
+        *(reproduces(profile, target, finding, case, other) for _ in range(runs))
     )
     return sum(results)
 
 
 def replay_finding(
-    finding, profile: FuzzProfile, target: Target, runs: int = 10
+    finding,
+    profile: FuzzProfile,
+    target: Target,
+    runs: int = 10,
+    other: Target | None = None,
 ) -> list[bool]:
-    """Replay a stored finding ``runs`` times, one at a time; one boolean per run."""
+    """Replay a stored finding ``runs`` times, one at a time; one boolean per run.
+
+    ``other`` is the second target a differential finding is replayed
+    against (see :func:`other_target_of`).
+    """
 
     async def go():
         return [
-            await reproduces(profile, target, finding, finding.reproducer)
+            await reproduces(profile, target, finding, finding.reproducer, other)
             for _ in range(runs)
         ]
 
     return asyncio.run(go())
+
+
+def other_target_of(finding) -> Target | None:
+    """The second target a differential finding was found against, None if none."""
+    data = finding.outcome.get("other_target")
+    return target_from_json(data) if data else None

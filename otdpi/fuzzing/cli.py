@@ -7,6 +7,7 @@ only when fuzzing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 
@@ -56,6 +57,14 @@ def add_fuzz_commands(commands) -> None:
         default=32,
         metavar="N",
         help="cases in flight at once (default 32; recipes may cap it)",
+    )
+    run.add_argument(
+        "--max-waiting",
+        type=int,
+        default=256,
+        metavar="N",
+        help="cases that may wait for an overdue reply outside the --concurrency "
+        "slots (default 256; 0: a waiting case holds its slot)",
     )
     run.add_argument("--seed", type=int, default=0)
     run.add_argument(
@@ -112,6 +121,11 @@ def add_fuzz_commands(commands) -> None:
         "--target", metavar="HOST:PORT", help="another address to replay at"
     )
     rep.add_argument("--start", metavar="CMD", help="another command serving it")
+    rep.add_argument(
+        "--differential",
+        metavar="HOST:PORT",
+        help="another address for the second target of a differential finding",
+    )
     rep.add_argument("--db", default=DEFAULT_DB, metavar="FILE")
     rep.set_defaults(run=_run_replay)
 
@@ -155,6 +169,7 @@ def _run_campaign(args: argparse.Namespace) -> int:
     settings = Settings(
         max_cases=args.max_cases, max_time=args.max_time, concurrency=args.concurrency,
         seed=args.seed, reuse_connection=args.reuse_connection,
+        max_waiting=args.max_waiting,
         post_time=args.post_time,
         oracles_off=tuple(o for o in args.oracles_off.split(",") if o),
         reply_timeout=args.reply_timeout, valid_share=args.valid_share,
@@ -189,7 +204,8 @@ def _run_campaign(args: argparse.Namespace) -> int:
         "first_case_by_oracle": stats.first_case,
         "cases_by_mutation": dict(stats.mutations),
         "new_findings": [
-            _finding_json(f) for f in findings if f.status != "unconfirmed"
+            _finding_json(f, campaign.shrinks.get(f.id))
+            for f in findings if f.status != "unconfirmed"
         ],
         "unconfirmed": [
             _finding_json(f) for f in findings if f.status == "unconfirmed"
@@ -231,8 +247,8 @@ def _run_with_display(campaign):
         return campaign.run(on_tick=lambda stats: live.update(render(stats)))
 
 
-def _finding_json(finding) -> dict:
-    return {
+def _finding_json(finding, shrink=None) -> dict:
+    out = {
         "id": finding.id,
         "oracle": finding.oracle,
         "signature": finding.signature,
@@ -242,6 +258,16 @@ def _finding_json(finding) -> dict:
         "replayed": f"{finding.replay_hits}/{finding.replay_runs}",
         "status": finding.status,
     }
+    if shrink is not None:
+        out["shrink"] = {
+            "from_bytes": len(finding.case.payload),
+            "to_bytes": len(shrink.case.payload),
+            "kept": shrink.case != finding.case and finding.shrunk is not None,
+            "attempts": shrink.attempts,
+            "by_pass": shrink.by_pass,
+            "seconds": round(shrink.seconds, 2),
+        }
+    return out
 
 
 def _print_summary(summary: dict) -> None:
@@ -265,6 +291,12 @@ def _print_summary(summary: dict) -> None:
             f"replayed {f['replayed']} ({f['status']}): {f['reproducer'][:80]}"
         )
         print(f"      {f['detail'][:150]}")
+        if "shrink" in f:
+            k = f["shrink"]
+            print(
+                f"      shrunk {k['from_bytes']} -> {k['to_bytes']} B in "
+                f"{k['attempts']} replays ({k['by_pass']}), {k['seconds']} s"
+            )
     if summary["unconfirmed"]:
         print(
             f"  ({len(summary['unconfirmed'])} more did not replay in 9 of 10 runs: "
@@ -277,7 +309,7 @@ def _print_summary(summary: dict) -> None:
 
 def _run_replay(args: argparse.Namespace) -> int:
     from otdpi.errors import UsageError
-    from otdpi.fuzzing.campaign import replay_finding
+    from otdpi.fuzzing.campaign import other_target_of, replay_finding
     from otdpi.fuzzing.findings import FindingStore
     from otdpi.fuzzing.profile import get_profile
     from otdpi.fuzzing.targets import Target
@@ -296,12 +328,27 @@ def _run_replay(args: argparse.Namespace) -> int:
     # Judge the replay by the yardstick of the campaign that found it.
     if finding.outcome.get("reply_timeout"):
         profile.reply_timeout = finding.outcome["reply_timeout"]
-    with target:
-        results = replay_finding(finding, profile, target, args.runs)
+    other = None
+    if finding.oracle == "differential":
+        # Both targets get every case again; the finding names the second.
+        other = other_target_of(finding)
+        if other is None and not args.differential:
+            raise UsageError(
+                f"finding {finding.id} does not say which second target it was "
+                "found against; give --differential HOST:PORT"
+            )
+        if args.differential:
+            other = Target(args.differential, name=other.name if other else None)
+    with contextlib.ExitStack() as running:
+        running.enter_context(target)
+        if other is not None:
+            running.enter_context(other)
+        results = replay_finding(finding, profile, target, args.runs, other)
     hits = sum(results)
+    against = target.name + (f" and {other.name}" if other is not None else "")
     print(
         f"finding {finding.id} {finding.oracle} [{finding.signature}] against "
-        f"{target.name}: reproduced {hits}/{len(results)}"
+        f"{against}: reproduced {hits}/{len(results)}"
     )
     print(f"  bytes: {finding.reproducer.payload.hex()}")
     return 0 if hits else 1

@@ -82,6 +82,9 @@ def pymodbus(port: int, version: str | None = None) -> Target:
         f"127.0.0.1:{port}",
         [str(python), str(SERVERS / "pymodbus_server.py"), str(port)],
         name=f"pymodbus=={version}",
+        # An asyncio server: hundreds of open connections cost it little, and
+        # cases still waiting for a reply that does not come keep theirs open.
+        max_concurrency=512,
     )
 
 
