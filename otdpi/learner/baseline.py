@@ -383,45 +383,127 @@ def value_range(message: Message) -> tuple[tuple[str, int, int], int, int] | Non
     integer ``fields["value"]``. Values are learned per addressed range, as
     polled and written ranges repeat.
     """
-    targets = message.targets
+    source = value_source(message.targets, message.fields)
+    return None if source is None else range_of(source)
+
+
+def value_source(targets, fields) -> tuple | None:
+    """``(target, values)`` of :func:`value_range`, before the lowest and highest
+    are taken (the costly part, skipped where nobody would read them); None
+    when the message carries no values by the field convention."""
     if len(targets) != 1:
         return None
-    fields = message.fields
     target = targets[0]
     count = target[2]
     for name in ("values", "registers", "bits"):
         values = fields.get(name)
         if values.__class__ is list and len(values) == count and count:
-            try:
-                lo, hi = min(values), max(values)
-            except TypeError:
-                return None
-            if lo.__class__ is int and hi.__class__ is int:
-                return (target, lo, hi)
-            return None
+            return (target, values)
     if count == 1:
         # A boolean state (a coil, a binary output) is read back as 0/1 bits,
         # so it is learned as 0/1 too, not as its wire encoding (0xFF00).
         state = fields.get("coil")
         if state.__class__ is bool:
-            return (target, int(state), int(state))
+            return (target, (int(state),))
         value = fields.get("value")
         if value.__class__ is int:
-            return (target, value, value)
+            return (target, (value,))
+    return None
+
+
+def range_of(source: tuple) -> tuple[tuple[str, int, int], int, int] | None:
+    """:func:`value_range` from a :func:`value_source`: None unless integers."""
+    target, values = source
+    try:
+        lo, hi = min(values), max(values)
+    except TypeError:
+        return None
+    if lo.__class__ is int and hi.__class__ is int:
+        return (target, lo, hi)
     return None
 
 
 class StreamClock:
-    """Run state that is not baseline: the last request time per relation service."""
+    """Run state that is not baseline: the last request time per relation service.
+
+    Each ``(relation key, service)`` has a one-item list cell holding the time
+    of its previous request (None at the start of a capture); the lookup cache
+    holds the cell itself, so the clock costs no dictionary lookup per message.
+    """
 
     __slots__ = ("last_request",)
 
     def __init__(self) -> None:
-        self.last_request: dict[tuple, float] = {}
+        self.last_request: dict[tuple, list] = {}
+
+    def cell(self, clock_key: tuple) -> list:
+        """The cell of one relation service, made on first use."""
+        cell = self.last_request.get(clock_key)
+        if cell is None:
+            cell = self.last_request[clock_key] = [None]
+        return cell
 
     def reset(self) -> None:
         """A new capture starts: gaps never span two captures."""
-        self.last_request.clear()
+        # Emptied in place: cached entries keep pointing at their cells.
+        for cell in self.last_request.values():
+            cell[0] = None
+
+
+class Entry:
+    """What the lookup cache holds for one (source, destination, protocol, kind,
+    service): everything a repeat of it needs, resolved once.
+
+    ``rel``, ``stats`` and ``clock_key`` are the relationship, service stats and
+    clock key of the messages; ``clock`` is the clock cell; ``request`` says
+    whether they are requests (any kind but ``response``); ``ot`` whether the
+    protocol is an industrial one (not in :data:`IT_PROTOCOLS`). ``ranges`` is
+    the address set of ``(ranges_action, ranges_space)`` on ``rel`` last used
+    (an address set is never replaced, only grown). ``recent``, ``established``
+    and ``served`` are the detector's (run state, reset with the cache).
+    """
+
+    __slots__ = (
+        "rel",
+        "stats",
+        "clock_key",
+        "clock",
+        "request",
+        "fast",
+        "ranges_action",
+        "ranges_space",
+        "ranges",
+        "recent",
+        "established",
+        "served",
+    )
+
+    def __init__(self, rel, stats, clock_key, clock, request, fast) -> None:
+        self.rel = rel
+        self.stats = stats
+        self.clock_key = clock_key
+        self.clock = clock
+        self.request = request
+        self.fast = fast
+        self.ranges_action = None
+        self.ranges_space = None
+        self.ranges = None
+        self.recent = None
+        self.established = False
+        self.served = None
+
+    def address_set(self, action: str, space: str) -> Ranges | None:
+        """The relationship's address set of ``(action, space)``, None if never made."""
+        if space == self.ranges_space and action == self.ranges_action:
+            return self.ranges
+        found = self.rel.addresses.get((action, space))
+        if found is not None:
+            self.ranges_action, self.ranges_space, self.ranges = action, space, found
+        return found
+
+
+# Protocols of the IT side: no OT relationship models run on them.
+IT_PROTOCOLS = frozenset({"tls", "tcp", "udp", "http", "dns"})
 
 
 class Baseline:
@@ -447,9 +529,7 @@ class Baseline:
         self.devices: dict[str, Device] = {}
         self.first_seen = _NEVER
         self.last_seen = -_NEVER
-        self._cache: dict[tuple, tuple] = {}
-        # (relation, service stats, clock key) of the message learned last.
-        self.current: tuple | None = None
+        self._cache: dict[tuple, Entry] = {}
         self.learned_until: float | None = None
         self.messages = 0
         self.clock = StreamClock()
@@ -463,28 +543,32 @@ class Baseline:
         ``cache_key`` its :meth:`cache_key` when the caller already computed
         them (a scoring pass does).
         """
-        ts = message.ts
-        kind = message.kind
-        fields = message.fields
+        if cache_key is None:
+            cache_key = self.cache_key(message)
+        entry = self._cache.get(cache_key)
+        if entry is None:
+            entry = self.entry(message, cache_key)
+        self.learn_entry(entry, message, values)
+        return entry.rel
+
+    def learn_entry(
+        self, entry: Entry, message: Message, values=False, covered=False
+    ) -> None:
+        """:meth:`learn` once the message's cache :class:`Entry` is known.
+
+        ``covered`` says the caller checked that every target of the request
+        is already in the relationship's address set of its action. This is
+        the hot path of learning: every step is written out rather than called
+        (a call costs as much as a few of the steps).
+        """
+        ts, _, _, _, _, _, kind, _, _, action, targets, fields, _, _, _ = message
         self.messages += 1
         if ts > self.last_seen:
             self.last_seen = ts
         if ts < self.first_seen:
             self.first_seen = ts
-
-        # The relationship and service of messages repeat: look them up once
-        # per (source, destination, protocol, direction, service).
-        if cache_key is None:
-            cache_key = self.cache_key(message)
-        cached = self._cache.get(cache_key)
-        if cached is None:
-            cached = self._resolve(message, cache_key[5])
-            if len(self._cache) > 200_000:
-                self._cache.clear()
-            self._cache[cache_key] = cached
-        self.current = cached
-        rel, stats, clock_key = cached
-
+        rel = entry.rel
+        stats = entry.stats
         rel.count += 1
         if ts > rel.last:
             rel.last = ts
@@ -495,43 +579,80 @@ class Baseline:
             stats.last = ts
         elif ts < stats.first:
             stats.first = ts
-        action = message.action
         actions = rel.actions
         actions[action] = actions.get(action, 0) + 1
 
-        targets = message.targets
-        if kind != "response":
+        if entry.request:
             stats.requests += 1
-            last_request = self.clock.last_request
-            previous = last_request.get(clock_key)
-            last_request[clock_key] = ts
+            clock = entry.clock
+            previous = clock[0]
+            clock[0] = ts
             if previous is not None and ts >= previous:
-                add_moment(stats.gaps, int((ts - previous) * _US))
-            for target in targets:
-                rel.add_range(action, *target)
+                gap = int((ts - previous) * _US)
+                moments = stats.gaps
+                if moments[0] == 0:
+                    moments[3] = moments[4] = gap
+                elif gap < moments[3]:
+                    moments[3] = gap
+                elif gap > moments[4]:
+                    moments[4] = gap
+                moments[0] += 1
+                moments[1] += gap
+                moments[2] += gap * gap
+            for space, start, count in () if covered else targets:
+                addresses = entry.address_set(action, space)
+                if addresses is None:
+                    addresses = rel.addresses[action, space] = Ranges()
+                addresses.add(start, start + count)
         else:
             response_time = fields.get("response_time")
             if response_time is not None and response_time >= 0:
-                add_moment(rel.response_us, int(response_time * _US))
+                took = int(response_time * _US)
+                moments = rel.response_us
+                if moments[0] == 0:
+                    moments[3] = moments[4] = took
+                elif took < moments[3]:
+                    moments[3] = took
+                elif took > moments[4]:
+                    moments[4] = took
+                moments[0] += 1
+                moments[1] += took
+                moments[2] += took * took
         size = fields.get("length")
-        if type(size) is int:
-            add_moment(rel.sizes, size)
+        if size.__class__ is int:
+            moments = rel.sizes
+            if moments[0] == 0:
+                moments[3] = moments[4] = size
+            elif size < moments[3]:
+                moments[3] = size
+            elif size > moments[4]:
+                moments[4] = size
+            moments[0] += 1
+            moments[1] += size
+            moments[2] += size * size
         if targets and (kind != "response" or action == "read"):
-            found = value_range(message) if values is False else values
-            if found is not None:
-                key, lo, hi = found
-                values = rel.values
-                slot = values.get(key)
+            if values is False:
+                source = value_source(targets, fields)
+                if source is None:
+                    return
+                learned = rel.values
+                slot = learned.get(source[0])
+                if slot is None and len(learned) >= MAX_VALUE_RANGES:
+                    return  # full (see the caps Limitation): nothing to learn
+                values = range_of(source)
+            if values is not None:
+                key, lo, hi = values
+                learned = rel.values
+                slot = learned.get(key)
                 if slot is None:
-                    if len(values) < MAX_VALUE_RANGES:
-                        values[key] = [1, lo, hi]
+                    if len(learned) < MAX_VALUE_RANGES:
+                        learned[key] = [1, lo, hi]
                 else:
                     slot[0] += 1
                     if lo < slot[1]:
                         slot[1] = lo
                     if hi > slot[2]:
                         slot[2] = hi
-        return rel
 
     @staticmethod
     def cache_key(message: Message) -> tuple:
@@ -546,13 +667,16 @@ class Baseline:
             message.fields.get("sub_function_name"),
         )
 
-    def cached(self, cache_key: tuple) -> tuple | None:
-        """``(relation, service stats, clock key)`` already looked up for this key."""
+    def cached(self, cache_key: tuple) -> Entry | None:
+        """The :class:`Entry` already looked up for this key, if any."""
         return self._cache.get(cache_key)
 
-    def _resolve(self, message: Message, sub) -> tuple:
+    def entry(self, message: Message, cache_key: tuple) -> Entry:
+        """Look up (making them if new) the relationship and service of a message,
+        and cache them under ``cache_key``."""
         ts = message.ts
         protocol = message.protocol
+        sub = cache_key[5]
         if message.kind == "response":
             client, server = message.dst.ip, message.src.ip
         else:
@@ -570,7 +694,22 @@ class Baseline:
                 stats = rel.services.get(name)
             if stats is None:
                 stats = rel.services[name] = ServiceStats(ts)
-        return rel, stats, (key, name)
+        clock_key = (key, name)
+        kind = message.kind
+        entry = Entry(
+            rel,
+            stats,
+            clock_key,
+            self.clock.cell(clock_key),
+            kind != "response",
+            protocol not in IT_PROTOCOLS
+            and not (kind == "event" and message.service == "connection")
+            and name == service_key(message),
+        )
+        if len(self._cache) > 200_000:
+            self._cache.clear()
+        self._cache[cache_key] = entry
+        return entry
 
     @property
     def first(self) -> float | None:
