@@ -32,6 +32,7 @@ service.
 from __future__ import annotations
 
 from bisect import bisect_right
+from operator import mul
 from collections.abc import Iterable
 from typing import Any
 
@@ -85,6 +86,28 @@ def merge_moments(into: list[int], other: list[int]) -> None:
     into[2] += other[2]
     into[3] = min(into[3], other[3])
     into[4] = max(into[4], other[4])
+
+
+def fold_moments(moments: list[int], values: list[int]) -> None:
+    """Add every integer of ``values`` to ``moments`` in place, then empty it.
+
+    Exactly what :func:`add_moment` on each would give (integer sums), in a
+    few calls that loop in C.
+    """
+    if not values:
+        return
+    lo, hi = min(values), max(values)
+    if moments[0] == 0:
+        moments[3], moments[4] = lo, hi
+    else:
+        if lo < moments[3]:
+            moments[3] = lo
+        if hi > moments[4]:
+            moments[4] = hi
+    moments[0] += len(values)
+    moments[1] += sum(values)
+    moments[2] += sum(map(mul, values, values))
+    values.clear()
 
 
 def mean_std(moments: list[int]) -> tuple[float, float]:
@@ -473,6 +496,8 @@ class Entry:
         "ranges_action",
         "ranges_space",
         "ranges",
+        "sizes",
+        "took",
         "recent",
         "established",
         "served",
@@ -488,9 +513,21 @@ class Entry:
         self.ranges_action = None
         self.ranges_space = None
         self.ranges = None
+        # Message sizes and response times (microseconds) not yet in the
+        # relationship's moments: no model reads those, so they are folded in
+        # by the batch (see fold), before anything serialises or merges them.
+        self.sizes: list[int] = []
+        self.took: list[int] = []
         self.recent = None
         self.established = False
         self.served = None
+
+    def fold(self) -> None:
+        """Fold the buffered sizes and response times into the relationship."""
+        if self.sizes:
+            fold_moments(self.rel.sizes, self.sizes)
+        if self.took:
+            fold_moments(self.rel.response_us, self.took)
 
     def address_set(self, action: str, space: str) -> Ranges | None:
         """The relationship's address set of ``(action, space)``, None if never made."""
@@ -607,29 +644,16 @@ class Baseline:
         else:
             response_time = fields.get("response_time")
             if response_time is not None and response_time >= 0:
-                took = int(response_time * _US)
-                moments = rel.response_us
-                if moments[0] == 0:
-                    moments[3] = moments[4] = took
-                elif took < moments[3]:
-                    moments[3] = took
-                elif took > moments[4]:
-                    moments[4] = took
-                moments[0] += 1
-                moments[1] += took
-                moments[2] += took * took
+                took = entry.took
+                took.append(int(response_time * _US))
+                if len(took) > 255:
+                    fold_moments(rel.response_us, took)
         size = fields.get("length")
         if size.__class__ is int:
-            moments = rel.sizes
-            if moments[0] == 0:
-                moments[3] = moments[4] = size
-            elif size < moments[3]:
-                moments[3] = size
-            elif size > moments[4]:
-                moments[4] = size
-            moments[0] += 1
-            moments[1] += size
-            moments[2] += size * size
+            sizes = entry.sizes
+            sizes.append(size)
+            if len(sizes) > 255:
+                fold_moments(rel.sizes, sizes)
         if targets and (kind != "response" or action == "read"):
             if values is False:
                 source = value_source(targets, fields)
@@ -707,6 +731,7 @@ class Baseline:
             and name == service_key(message),
         )
         if len(self._cache) > 200_000:
+            self.flush()
             self._cache.clear()
         self._cache[cache_key] = entry
         return entry
@@ -740,8 +765,16 @@ class Baseline:
             if peer not in dev.peers and len(dev.peers) < MAX_PEERS:
                 dev.peers[peer] = [0, 0, ts, ts]
 
+    def flush(self) -> None:
+        """Fold what the lookup cache buffers (sizes, response times) into the
+        relations; done before the state is serialised, merged or finished."""
+        for entry in self._cache.values():
+            if entry.sizes or entry.took:
+                entry.fold()
+
     def finish(self) -> None:
         """Bring the device index up to date with the relations (counts, last seen)."""
+        self.flush()
         for dev in self.devices.values():
             for slot in dev.protocols.values():
                 slot[0] = 0
@@ -777,6 +810,8 @@ class Baseline:
 
     def merge(self, other: Baseline) -> Baseline:
         """Fold ``other`` into this baseline (in place); return self."""
+        self.flush()
+        other.flush()
         self._cache.clear()
         for key, rel in other.relations.items():
             mine = self.relations.get(key)
@@ -805,6 +840,7 @@ class Baseline:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict; :meth:`from_json` reads it back."""
+        self.flush()
         return {
             "format": FORMAT,
             "first": self.first,
@@ -848,6 +884,7 @@ class Baseline:
         """
         import json
 
+        self.flush()
         parts = [self.devices[ip].to_json()] if ip in self.devices else []
         parts += [r.to_json() for (_, s, _), r in self.relations.items() if s == ip]
         return len(json.dumps(parts, separators=(",", ":")))

@@ -186,7 +186,7 @@ class Detector:
         find new, goes through the models in :meth:`_check`, which decide
         exactly as if the fast path did not exist.
         """
-        ts, _, _, src, dst, protocol, kind, service, _, action, targets, fields = (
+        (ts, _, _, src, dst, protocol, kind, service, _, action, targets, fields) = (
             message[:12]
         )
         self.messages += 1
@@ -440,31 +440,33 @@ class Detector:
 
         specific = False
         server_dev = base.devices.get(server)
-        known_server = server_dev is not None and any(
-            role == "server" for (_, role) in server_dev.protocols
-        )
         if fresh_rel:
             score = 60 + (10 if client not in base.devices else 0)
-            role = "a known server" if known_server else "a device"
-            found.append(
-                (
-                    "ot/new-peer",
-                    (client, server, protocol),
-                    score,
-                    f"{client} talked {protocol} to {role} {server} for the first "
-                    f"time ({m.service})",
-                    {},
+            key = (client, server, protocol)
+            if self._throttled("ot/new-peer", key, ts):
+                explanation = None  # a repeat: only counted, never described
+            else:
+                known_server = server_dev is not None and any(
+                    role == "server" for (_, role) in server_dev.protocols
                 )
-            )
+                role = "a known server" if known_server else "a device"
+                explanation = (
+                    f"{client} talked {protocol} to {role} {server} for the first "
+                    f"time ({m.service})"
+                )
+            found.append(("ot/new-peer", key, score, explanation, {}))
             self._note_scan(m, client, ("server", server), found)
         if server_dev is not None:
             served = server_dev.protocols.get((protocol, "server"))
-            others = [
-                p for (p, r) in server_dev.protocols if r == "server" and p != protocol
-            ]
-            if (
-                served is None or not self._normal(served[1], served[2], ts)
-            ) and others:
+            if served is None or not self._normal(served[1], served[2], ts):
+                others = [
+                    p
+                    for (p, r) in server_dev.protocols
+                    if r == "server" and p != protocol
+                ]
+            else:
+                others = None
+            if others:
                 found.append(
                     (
                         "ot/new-protocol",
@@ -889,6 +891,15 @@ class Detector:
         return not remembered / 4 <= mean <= remembered * 4
 
     # -- alerts -------------------------------------------------------------------
+
+    def _throttled(self, model_name: str, key: tuple, ts: float) -> bool:
+        """Whether a finding at ``ts`` would only count as a repeat in :meth:`_raise`
+        (an earlier alert of the same model and key is within its throttle)."""
+        previous = self._throttle.get((model_name, key))
+        if previous is None:
+            return False
+        model = self.models.get(model_name)
+        return model is not None and ts - previous["ts"] < model.throttle
 
     def _dropped(self, model_name: str, key: tuple, score: int) -> bool:
         """Whether :meth:`_raise` would drop this finding without a trace (below
