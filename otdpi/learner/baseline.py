@@ -418,10 +418,18 @@ def value_source(targets, fields) -> tuple | None:
         return None
     target = targets[0]
     count = target[2]
-    for name in ("values", "registers", "bits"):
-        values = fields.get(name)
-        if values.__class__ is list and len(values) == count and count:
-            return (target, values)
+    if not count:
+        return None
+    # "values", "registers", "bits", in that order (unrolled: this runs per message).
+    values = fields.get("values")
+    if values.__class__ is list and len(values) == count:
+        return (target, values)
+    values = fields.get("registers")
+    if values.__class__ is list and len(values) == count:
+        return (target, values)
+    values = fields.get("bits")
+    if values.__class__ is list and len(values) == count:
+        return (target, values)
     if count == 1:
         # A boolean state (a coil, a binary output) is read back as 0/1 bits,
         # so it is learned as 0/1 too, not as its wire encoding (0xFF00).

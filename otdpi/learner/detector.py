@@ -282,6 +282,9 @@ class Detector:
                                     emitted = []
                         else:
                             emitted = []
+                elif action == "read":
+                    emitted = self._fresh_repeat(message, entry, ts)
+                    covered = emitted is not None
             if emitted is not None:
                 base.learn_entry(entry, message, values, covered)
                 if entry.request and entry.stats.gaps[0]:
@@ -307,6 +310,37 @@ class Detector:
             self._next_cadence_check = ts + CADENCE_CHECK_EVERY
             emitted.extend(self._check_cadence(ts))
         return emitted
+
+    def _fresh_repeat(self, m: Message, entry, ts: float) -> list[dict[str, Any]] | None:
+        """Score a read of known ranges on a relationship first seen since
+        learning, once its ot/new-peer alert is out and throttled: what
+        :meth:`_check_ot_request` does for it (count the repeat, note the
+        novelties for the scan model). None when it is any other case."""
+        rel = entry.rel
+        if self._normal(rel.first, rel.last, ts):
+            return None  # a new service on a normal relationship: the models say
+        (client, server, protocol), name = entry.clock_key
+        key = (client, server, protocol)
+        if not self._throttled("ot/new-peer", key, ts):
+            return None
+        for space, start, count in m.targets:
+            addresses = entry.address_set("read", space)
+            if addresses is None or not addresses.covers(start, start + count):
+                return None
+        if not self._served_normally(entry, ts):
+            return None
+        stats = entry.stats
+        score = 60 + (10 if client not in self.baseline.devices else 0)
+        found: list[tuple] = [("ot/new-peer", key, score, None, {})]
+        self._note_scan(m, client, ("server", server), found)
+        if not self._normal(stats.first, stats.last, ts):
+            self._note_scan(m, client, ("service", server, name), found)
+        raised = []
+        for model_name, key, score, explanation, evidence in found:
+            alert = self._raise(m, model_name, key, score, explanation, evidence)
+            if alert is not None:
+                raised.append(alert)
+        return raised
 
     def _new_read_range(self, m: Message, entry) -> list[dict[str, Any]]:
         """Score a read on a normal relationship and service that touches an
@@ -417,7 +451,14 @@ class Detector:
                 self._check_values(m, client, server, rel, found, written=False)
         else:
             self._check_ot_request(m, client, server, rel, found)
-        return [a for a in (self._raise(m, *f) for f in found) if a is not None]
+        if not found:
+            return []
+        raised = []
+        for model_name, key, score, explanation, evidence in found:
+            alert = self._raise(m, model_name, key, score, explanation, evidence)
+            if alert is not None:
+                raised.append(alert)
+        return raised
 
     def _check_ot_request(self, m, client, server, rel, found) -> None:
         ts = m.ts
