@@ -454,6 +454,21 @@ def range_of(source: tuple) -> tuple[tuple[str, int, int], int, int] | None:
     return None
 
 
+def _learn_values(learned: dict, values: tuple) -> None:
+    """Fold one :func:`value_range` into a relationship's value ranges."""
+    key, lo, hi = values
+    slot = learned.get(key)
+    if slot is None:
+        if len(learned) < MAX_VALUE_RANGES:
+            learned[key] = [1, lo, hi]
+    else:
+        slot[0] += 1
+        if lo < slot[1]:
+            slot[1] = lo
+        if hi > slot[2]:
+            slot[2] = hi
+
+
 class StreamClock:
     """Run state that is not baseline: the last request time per relation service.
 
@@ -602,11 +617,22 @@ class Baseline:
         """:meth:`learn` once the message's cache :class:`Entry` is known.
 
         ``covered`` says the caller checked that every target of the request
-        is already in the relationship's address set of its action. This is
-        the hot path of learning: every step is written out rather than called
-        (a call costs as much as a few of the steps).
+        is already in the relationship's address set of its action.
         """
-        ts, _, _, _, _, _, kind, _, _, action, targets, fields, _, _, _ = message
+        ts, _, _, _, _, _, _, _, _, action, targets, fields = message[:12]
+        if entry.request:
+            self.learn_request(entry, ts, action, targets, fields, values, covered)
+        else:
+            self.learn_response(entry, ts, action, targets, fields, values)
+
+    # The two halves of learn_entry, called straight from the detector's hot
+    # path: every step is written out rather than called (a call costs as
+    # much as a few of the steps), and the message arrives unpacked.
+
+    def learn_request(
+        self, entry: Entry, ts, action, targets, fields, values=False, covered=False
+    ) -> None:
+        """:meth:`learn_entry` of a request (any kind but ``response``)."""
         self.messages += 1
         if ts > self.last_seen:
             self.last_seen = ts
@@ -626,65 +652,96 @@ class Baseline:
             stats.first = ts
         actions = rel.actions
         actions[action] = actions.get(action, 0) + 1
-
-        if entry.request:
-            stats.requests += 1
-            clock = entry.clock
-            previous = clock[0]
-            clock[0] = ts
-            if previous is not None and ts >= previous:
-                gap = int((ts - previous) * _US)
-                moments = stats.gaps
-                if moments[0] == 0:
-                    moments[3] = moments[4] = gap
-                elif gap < moments[3]:
-                    moments[3] = gap
-                elif gap > moments[4]:
-                    moments[4] = gap
-                moments[0] += 1
-                moments[1] += gap
-                moments[2] += gap * gap
-            for space, start, count in () if covered else targets:
-                addresses = entry.address_set(action, space)
-                if addresses is None:
-                    addresses = rel.addresses[action, space] = Ranges()
-                addresses.add(start, start + count)
-        else:
-            response_time = fields.get("response_time")
-            if response_time is not None and response_time >= 0:
-                took = entry.took
-                took.append(int(response_time * _US))
-                if len(took) > 255:
-                    fold_moments(rel.response_us, took)
+        stats.requests += 1
+        clock = entry.clock
+        previous = clock[0]
+        clock[0] = ts
+        if previous is not None and ts >= previous:
+            gap = int((ts - previous) * _US)
+            moments = stats.gaps
+            if moments[0] == 0:
+                moments[3] = moments[4] = gap
+            elif gap < moments[3]:
+                moments[3] = gap
+            elif gap > moments[4]:
+                moments[4] = gap
+            moments[0] += 1
+            moments[1] += gap
+            moments[2] += gap * gap
         size = fields.get("length")
         if size.__class__ is int:
             sizes = entry.sizes
             sizes.append(size)
             if len(sizes) > 255:
                 fold_moments(rel.sizes, sizes)
-        if targets and (kind != "response" or action == "read"):
-            if values is False:
-                source = value_source(targets, fields)
-                if source is None:
-                    return
-                learned = rel.values
-                slot = learned.get(source[0])
-                if slot is None and len(learned) >= MAX_VALUE_RANGES:
-                    return  # full (see the caps Limitation): nothing to learn
-                values = range_of(source)
-            if values is not None:
-                key, lo, hi = values
-                learned = rel.values
-                slot = learned.get(key)
-                if slot is None:
-                    if len(learned) < MAX_VALUE_RANGES:
-                        learned[key] = [1, lo, hi]
-                else:
-                    slot[0] += 1
-                    if lo < slot[1]:
-                        slot[1] = lo
-                    if hi > slot[2]:
-                        slot[2] = hi
+        if not targets:
+            return
+        if not covered:
+            for space, start, count in targets:
+                addresses = entry.address_set(action, space)
+                if addresses is None:
+                    addresses = rel.addresses[action, space] = Ranges()
+                addresses.add(start, start + count)
+        if values is False:
+            source = value_source(targets, fields)
+            if source is None:
+                return
+            learned = rel.values
+            slot = learned.get(source[0])
+            if slot is None and len(learned) >= MAX_VALUE_RANGES:
+                return  # full (see the caps Limitation): nothing to learn
+            values = range_of(source)
+        if values is not None:
+            _learn_values(rel.values, values)
+
+    def learn_response(
+        self, entry: Entry, ts, action, targets, fields, values=False
+    ) -> None:
+        """:meth:`learn_entry` of a response."""
+        self.messages += 1
+        if ts > self.last_seen:
+            self.last_seen = ts
+        if ts < self.first_seen:
+            self.first_seen = ts
+        rel = entry.rel
+        stats = entry.stats
+        rel.count += 1
+        if ts > rel.last:
+            rel.last = ts
+        elif ts < rel.first:
+            rel.first = ts
+        stats.count += 1
+        if ts > stats.last:
+            stats.last = ts
+        elif ts < stats.first:
+            stats.first = ts
+        actions = rel.actions
+        actions[action] = actions.get(action, 0) + 1
+        response_time = fields.get("response_time")
+        if response_time is not None and response_time >= 0:
+            took = entry.took
+            took.append(int(response_time * _US))
+            if len(took) > 255:
+                fold_moments(rel.response_us, took)
+        size = fields.get("length")
+        if size.__class__ is int:
+            sizes = entry.sizes
+            sizes.append(size)
+            if len(sizes) > 255:
+                fold_moments(rel.sizes, sizes)
+        if not targets or action != "read":
+            return
+        if values is False:
+            source = value_source(targets, fields)
+            if source is None:
+                return
+            learned = rel.values
+            slot = learned.get(source[0])
+            if slot is None and len(learned) >= MAX_VALUE_RANGES:
+                return  # full (see the caps Limitation): nothing to learn
+            values = range_of(source)
+        if values is not None:
+            _learn_values(rel.values, values)
 
     @staticmethod
     def cache_key(message: Message) -> tuple:

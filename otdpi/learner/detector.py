@@ -204,8 +204,18 @@ class Detector:
             if began < self.learn_until:
                 if entry is None:
                     entry = base.entry(message, key)
-                base.learn_entry(entry, message)
-                self._track(message, entry)
+                if not entry.fast:
+                    base.learn_entry(entry, message)
+                    self._track(message, entry)
+                elif entry.request:
+                    base.learn_request(entry, ts, action, targets, fields)
+                    if entry.stats.gaps[0]:
+                        recent = entry.recent
+                        if recent is None:
+                            recent = self._recent(entry)
+                        recent.append(ts)
+                else:
+                    base.learn_response(entry, ts, action, targets, fields)
                 return []
             self.learning = False
             base.learned_until = max(base.learned_until or 0.0, self.learn_until)
@@ -286,17 +296,17 @@ class Detector:
                     emitted = self._fresh_repeat(message, entry, ts)
                     covered = emitted is not None
             if emitted is not None:
-                base.learn_entry(entry, message, values, covered)
-                if entry.request and entry.stats.gaps[0]:
-                    recent = entry.recent
-                    if recent is None:
-                        recent = self._recent_gaps.get(entry.clock_key)
+                if entry.request:
+                    base.learn_request(
+                        entry, ts, action, targets, fields, values, covered
+                    )
+                    if entry.stats.gaps[0]:
+                        recent = entry.recent
                         if recent is None:
-                            recent = self._recent_gaps[entry.clock_key] = deque(
-                                maxlen=8
-                            )
-                        entry.recent = recent
-                    recent.append(ts)
+                            recent = self._recent(entry)
+                        recent.append(ts)
+                else:
+                    base.learn_response(entry, ts, action, targets, fields, values)
 
         # -- the general path: the models decide ------------------------------
         if emitted is None:
@@ -413,11 +423,16 @@ class Detector:
             return
         recent = entry.recent
         if recent is None:
-            recent = self._recent_gaps.get(entry.clock_key)
-            if recent is None:
-                recent = self._recent_gaps[entry.clock_key] = deque(maxlen=8)
-            entry.recent = recent
+            recent = self._recent(entry)
         recent.append(message.ts)
+
+    def _recent(self, entry):
+        """The deque of recent request times of an entry's relation service."""
+        recent = self._recent_gaps.get(entry.clock_key)
+        if recent is None:
+            recent = self._recent_gaps[entry.clock_key] = deque(maxlen=8)
+        entry.recent = recent
+        return recent
 
     # -- normality --------------------------------------------------------------
 
