@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ipaddress
 import time
+from bisect import bisect_right
 from collections import deque
 from functools import lru_cache
 from typing import Any
@@ -260,10 +261,18 @@ class Detector:
                     if action == "read":
                         covered = True
                         for space, start, count in targets:
-                            addresses = entry.address_set("read", space)
-                            if addresses is None or not addresses.covers(
-                                start, start + count
+                            if space == entry.ranges_space and (
+                                entry.ranges_action == "read"
                             ):
+                                addresses = entry.ranges
+                            else:
+                                addresses = entry.address_set("read", space)
+                                if addresses is None:
+                                    covered = False
+                                    break
+                            # Ranges.covers, written out.
+                            i = bisect_right(addresses.starts, start) - 1
+                            if i < 0 or addresses.ends[i] < start + count:
                                 covered = False
                                 break
                         if covered:
