@@ -23,6 +23,15 @@ start of each capture, so that learning two captures in one run
 (``learn(A + B)``) gives exactly the baseline that learning each apart and
 merging them gives.
 
+Messages repeat: a lookup cache maps (source, destination, protocol, kind,
+service) to an :class:`Entry` holding the relationship, service stats, clock
+cell and last address set, so learning a repeat is a single lookup and a few
+field updates. Message sizes and response times, which no model reads, are
+buffered in the entry and folded into their moments by the batch (exactly:
+integer sums) before anything serialises, merges or finishes the state. The
+lowest and highest of a message's values are only computed where learning or
+scoring reads them.
+
 Nothing here reads a protocol's wire format: only the Message envelope and
 two field conventions, ``fields["values"]`` (or ``registers``/``bits``)
 aligned with a single target, and ``fields["sub_function_name"]`` refining a
