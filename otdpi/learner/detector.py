@@ -44,12 +44,12 @@ from otdpi.message import STATUS_OK, Endpoint, Message
 
 # Limitation: learning and scoring are pure Python. Repeats of something known
 # take the fast path of Detector.feed (a few lookups, then Baseline.learn_request
-# or learn_response, everything written out), about 4 to 5 us of CPU per message
-# on the synthetic benchmark capture, down from 8 to 10; that is still more than
-# half the cost of Modbus dissection, so the one-third target of the benchmark is
-# missed (see docs/learner.md). Every step is exact (merges stay exact, alerts are
-# those of the general models); compiling the fast path and the learn methods
-# (mypyc or Cython) would lift it.
+# or learn_response, everything written out): about 5.6 us of CPU per message on
+# the synthetic benchmark capture, down from 8.3; that is still more than half the
+# cost of Modbus dissection there, so its one-third target is missed (46 % of the
+# total; 31 % on real polling; see docs/learner.md). Every step is exact (merges
+# stay exact, alerts are those of the general models); compiling the fast path
+# and the learn methods (mypyc or Cython) would lift it.
 
 SCAN_WINDOW = 60.0  # seconds over which one client's novelties add up
 SCAN_THRESHOLD = 10  # distinct novelties in the window that make a scan
@@ -332,7 +332,9 @@ class Detector:
             emitted.extend(self._check_cadence(ts))
         return emitted
 
-    def _fresh_repeat(self, m: Message, entry, ts: float) -> list[dict[str, Any]] | None:
+    def _fresh_repeat(
+        self, m: Message, entry, ts: float
+    ) -> list[dict[str, Any]] | None:
         """Score a read of known ranges on a relationship first seen since
         learning, once its ot/new-peer alert is out and throttled: what
         :meth:`_check_ot_request` does for it (count the repeat, note the
@@ -388,7 +390,7 @@ class Detector:
         request on it raises no ot/new-protocol); False when unsure."""
         served = entry.served
         if served is None:
-            client, server, protocol = entry.clock_key[0]
+            _, server, protocol = entry.clock_key[0]
             dev = self.baseline.devices.get(server)
             if dev is None:
                 return True  # no device index: the model has nothing to compare
