@@ -23,6 +23,15 @@ start of each capture, so that learning two captures in one run
 (``learn(A + B)``) gives exactly the baseline that learning each apart and
 merging them gives.
 
+Messages repeat: a lookup cache maps (source, destination, protocol, kind,
+service) to an :class:`Entry` holding the relationship, service stats, clock
+cell and last address set, so learning a repeat is a single lookup and a few
+field updates. Message sizes and response times, which no model reads, are
+buffered in the entry and folded into their moments by the batch (exactly:
+integer sums) before anything serialises, merges or finishes the state. The
+lowest and highest of a message's values are only computed where learning or
+scoring reads them.
+
 Nothing here reads a protocol's wire format: only the Message envelope and
 two field conventions, ``fields["values"]`` (or ``registers``/``bits``)
 aligned with a single target, and ``fields["sub_function_name"]`` refining a
@@ -34,6 +43,7 @@ service. Two more tables are kept here as data and learned elsewhere:
 from __future__ import annotations
 
 from bisect import bisect_right
+from operator import mul
 from collections.abc import Iterable
 from typing import Any
 
@@ -88,6 +98,28 @@ def merge_moments(into: list[int], other: list[int]) -> None:
     into[2] += other[2]
     into[3] = min(into[3], other[3])
     into[4] = max(into[4], other[4])
+
+
+def fold_moments(moments: list[int], values: list[int]) -> None:
+    """Add every integer of ``values`` to ``moments`` in place, then empty it.
+
+    Exactly what :func:`add_moment` on each would give (integer sums), in a
+    few calls that loop in C.
+    """
+    if not values:
+        return
+    lo, hi = min(values), max(values)
+    if moments[0] == 0:
+        moments[3], moments[4] = lo, hi
+    else:
+        if lo < moments[3]:
+            moments[3] = lo
+        if hi > moments[4]:
+            moments[4] = hi
+    moments[0] += len(values)
+    moments[1] += sum(values)
+    moments[2] += sum(map(mul, values, values))
+    values.clear()
 
 
 def mean_std(moments: list[int]) -> tuple[float, float]:
@@ -386,31 +418,39 @@ def value_range(message: Message) -> tuple[tuple[str, int, int], int, int] | Non
     integer ``fields["value"]``. Values are learned per addressed range, as
     polled and written ranges repeat.
     """
-    targets = message.targets
+    source = value_source(message.targets, message.fields)
+    return None if source is None else range_of(source)
+
+
+def value_source(targets, fields) -> tuple | None:
+    """``(target, values)`` of :func:`value_range`, before the lowest and highest
+    are taken (the costly part, skipped where nobody would read them); None
+    when the message carries no values by the field convention."""
     if len(targets) != 1:
         return None
-    fields = message.fields
     target = targets[0]
     count = target[2]
-    for name in ("values", "registers", "bits"):
-        values = fields.get(name)
-        if values.__class__ is list and len(values) == count and count:
-            try:
-                lo, hi = min(values), max(values)
-            except TypeError:
-                return None
-            if lo.__class__ is int and hi.__class__ is int:
-                return (target, lo, hi)
-            return None
+    if not count:
+        return None
+    # "values", "registers", "bits", in that order (unrolled: this runs per message).
+    values = fields.get("values")
+    if values.__class__ is list and len(values) == count:
+        return (target, values)
+    values = fields.get("registers")
+    if values.__class__ is list and len(values) == count:
+        return (target, values)
+    values = fields.get("bits")
+    if values.__class__ is list and len(values) == count:
+        return (target, values)
     if count == 1:
         # A boolean state (a coil, a binary output) is read back as 0/1 bits,
         # so it is learned as 0/1 too, not as its wire encoding (0xFF00).
         state = fields.get("coil")
         if state.__class__ is bool:
-            return (target, int(state), int(state))
+            return (target, (int(state),))
         value = fields.get("value")
         if value.__class__ is int:
-            return (target, value, value)
+            return (target, (value,))
     return None
 
 
@@ -429,17 +469,128 @@ def merge_macs(into: dict[str, dict[str, list]], other: dict) -> None:
                 slot[1] = max(slot[1], last)
 
 
+def range_of(source: tuple) -> tuple[tuple[str, int, int], int, int] | None:
+    """:func:`value_range` from a :func:`value_source`: None unless integers."""
+    target, values = source
+    try:
+        lo, hi = min(values), max(values)
+    except TypeError:
+        return None
+    if lo.__class__ is int and hi.__class__ is int:
+        return (target, lo, hi)
+    return None
+
+
+def _learn_values(learned: dict, values: tuple) -> None:
+    """Fold one :func:`value_range` into a relationship's value ranges."""
+    key, lo, hi = values
+    slot = learned.get(key)
+    if slot is None:
+        if len(learned) < MAX_VALUE_RANGES:
+            learned[key] = [1, lo, hi]
+    else:
+        slot[0] += 1
+        if lo < slot[1]:
+            slot[1] = lo
+        if hi > slot[2]:
+            slot[2] = hi
+
+
 class StreamClock:
-    """Run state that is not baseline: the last request time per relation service."""
+    """Run state that is not baseline: the last request time per relation service.
+
+    Each ``(relation key, service)`` has a one-item list cell holding the time
+    of its previous request (None at the start of a capture); the lookup cache
+    holds the cell itself, so the clock costs no dictionary lookup per message.
+    """
 
     __slots__ = ("last_request",)
 
     def __init__(self) -> None:
-        self.last_request: dict[tuple, float] = {}
+        self.last_request: dict[tuple, list] = {}
+
+    def cell(self, clock_key: tuple) -> list:
+        """The cell of one relation service, made on first use."""
+        cell = self.last_request.get(clock_key)
+        if cell is None:
+            cell = self.last_request[clock_key] = [None]
+        return cell
 
     def reset(self) -> None:
         """A new capture starts: gaps never span two captures."""
-        self.last_request.clear()
+        # Emptied in place: cached entries keep pointing at their cells.
+        for cell in self.last_request.values():
+            cell[0] = None
+
+
+class Entry:
+    """What the lookup cache holds for one (source, destination, protocol, kind,
+    service): everything a repeat of it needs, resolved once.
+
+    ``rel``, ``stats`` and ``clock_key`` are the relationship, service stats and
+    clock key of the messages; ``clock`` is the clock cell; ``request`` says
+    whether they are requests (any kind but ``response``); ``ot`` whether the
+    protocol is an industrial one (not in :data:`IT_PROTOCOLS`). ``ranges`` is
+    the address set of ``(ranges_action, ranges_space)`` on ``rel`` last used
+    (an address set is never replaced, only grown). ``recent``, ``established``
+    and ``served`` are the detector's (run state, reset with the cache).
+    """
+
+    __slots__ = (
+        "rel",
+        "stats",
+        "clock_key",
+        "clock",
+        "request",
+        "fast",
+        "ranges_action",
+        "ranges_space",
+        "ranges",
+        "sizes",
+        "took",
+        "recent",
+        "established",
+        "served",
+    )
+
+    def __init__(self, rel, stats, clock_key, clock, request, fast) -> None:
+        self.rel = rel
+        self.stats = stats
+        self.clock_key = clock_key
+        self.clock = clock
+        self.request = request
+        self.fast = fast
+        self.ranges_action = None
+        self.ranges_space = None
+        self.ranges = None
+        # Message sizes and response times (microseconds) not yet in the
+        # relationship's moments: no model reads those, so they are folded in
+        # by the batch (see fold), before anything serialises or merges them.
+        self.sizes: list[int] = []
+        self.took: list[int] = []
+        self.recent = None
+        self.established = False
+        self.served = None
+
+    def fold(self) -> None:
+        """Fold the buffered sizes and response times into the relationship."""
+        if self.sizes:
+            fold_moments(self.rel.sizes, self.sizes)
+        if self.took:
+            fold_moments(self.rel.response_us, self.took)
+
+    def address_set(self, action: str, space: str) -> Ranges | None:
+        """The relationship's address set of ``(action, space)``, None if never made."""
+        if space == self.ranges_space and action == self.ranges_action:
+            return self.ranges
+        found = self.rel.addresses.get((action, space))
+        if found is not None:
+            self.ranges_action, self.ranges_space, self.ranges = action, space, found
+        return found
+
+
+# Protocols of the IT side: no OT relationship models run on them.
+IT_PROTOCOLS = frozenset({"tls", "tcp", "udp", "http", "dns"})
 
 
 class Baseline:
@@ -465,9 +616,7 @@ class Baseline:
         self.devices: dict[str, Device] = {}
         self.first_seen = _NEVER
         self.last_seen = -_NEVER
-        self._cache: dict[tuple, tuple] = {}
-        # (relation, service stats, clock key) of the message learned last.
-        self.current: tuple | None = None
+        self._cache: dict[tuple, Entry] = {}
         self.learned_until: float | None = None
         self.messages = 0
         self.clock = StreamClock()
@@ -485,28 +634,43 @@ class Baseline:
         ``cache_key`` its :meth:`cache_key` when the caller already computed
         them (a scoring pass does).
         """
-        ts = message.ts
-        kind = message.kind
-        fields = message.fields
+        if cache_key is None:
+            cache_key = self.cache_key(message)
+        entry = self._cache.get(cache_key)
+        if entry is None:
+            entry = self.entry(message, cache_key)
+        self.learn_entry(entry, message, values)
+        return entry.rel
+
+    def learn_entry(
+        self, entry: Entry, message: Message, values=False, covered=False
+    ) -> None:
+        """:meth:`learn` once the message's cache :class:`Entry` is known.
+
+        ``covered`` says the caller checked that every target of the request
+        is already in the relationship's address set of its action.
+        """
+        ts, _, _, _, _, _, _, _, _, action, targets, fields = message[:12]
+        if entry.request:
+            self.learn_request(entry, ts, action, targets, fields, values, covered)
+        else:
+            self.learn_response(entry, ts, action, targets, fields, values)
+
+    # The two halves of learn_entry, called straight from the detector's hot
+    # path: every step is written out rather than called (a call costs as
+    # much as a few of the steps), and the message arrives unpacked.
+
+    def learn_request(
+        self, entry: Entry, ts, action, targets, fields, values=False, covered=False
+    ) -> None:
+        """:meth:`learn_entry` of a request (any kind but ``response``)."""
         self.messages += 1
         if ts > self.last_seen:
             self.last_seen = ts
         if ts < self.first_seen:
             self.first_seen = ts
-
-        # The relationship and service of messages repeat: look them up once
-        # per (source, destination, protocol, direction, service).
-        if cache_key is None:
-            cache_key = self.cache_key(message)
-        cached = self._cache.get(cache_key)
-        if cached is None:
-            cached = self._resolve(message, cache_key[5])
-            if len(self._cache) > 200_000:
-                self._cache.clear()
-            self._cache[cache_key] = cached
-        self.current = cached
-        rel, stats, clock_key = cached
-
+        rel = entry.rel
+        stats = entry.stats
         rel.count += 1
         if ts > rel.last:
             rel.last = ts
@@ -517,43 +681,98 @@ class Baseline:
             stats.last = ts
         elif ts < stats.first:
             stats.first = ts
-        action = message.action
         actions = rel.actions
         actions[action] = actions.get(action, 0) + 1
-
-        targets = message.targets
-        if kind != "response":
-            stats.requests += 1
-            last_request = self.clock.last_request
-            previous = last_request.get(clock_key)
-            last_request[clock_key] = ts
-            if previous is not None and ts >= previous:
-                add_moment(stats.gaps, int((ts - previous) * _US))
-            for target in targets:
-                rel.add_range(action, *target)
-        else:
-            response_time = fields.get("response_time")
-            if response_time is not None and response_time >= 0:
-                add_moment(rel.response_us, int(response_time * _US))
+        stats.requests += 1
+        clock = entry.clock
+        previous = clock[0]
+        clock[0] = ts
+        if previous is not None and ts >= previous:
+            gap = int((ts - previous) * _US)
+            moments = stats.gaps
+            if moments[0] == 0:
+                moments[3] = moments[4] = gap
+            elif gap < moments[3]:
+                moments[3] = gap
+            elif gap > moments[4]:
+                moments[4] = gap
+            moments[0] += 1
+            moments[1] += gap
+            moments[2] += gap * gap
         size = fields.get("length")
-        if type(size) is int:
-            add_moment(rel.sizes, size)
-        if targets and (kind != "response" or action == "read"):
-            found = value_range(message) if values is False else values
-            if found is not None:
-                key, lo, hi = found
-                values = rel.values
-                slot = values.get(key)
-                if slot is None:
-                    if len(values) < MAX_VALUE_RANGES:
-                        values[key] = [1, lo, hi]
-                else:
-                    slot[0] += 1
-                    if lo < slot[1]:
-                        slot[1] = lo
-                    if hi > slot[2]:
-                        slot[2] = hi
-        return rel
+        if size.__class__ is int:
+            sizes = entry.sizes
+            sizes.append(size)
+            if len(sizes) > 255:
+                fold_moments(rel.sizes, sizes)
+        if not targets:
+            return
+        if not covered:
+            for space, start, count in targets:
+                addresses = entry.address_set(action, space)
+                if addresses is None:
+                    addresses = rel.addresses[action, space] = Ranges()
+                addresses.add(start, start + count)
+        if values is False:
+            source = value_source(targets, fields)
+            if source is None:
+                return
+            learned = rel.values
+            slot = learned.get(source[0])
+            if slot is None and len(learned) >= MAX_VALUE_RANGES:
+                return  # full (see the caps Limitation): nothing to learn
+            values = range_of(source)
+        if values is not None:
+            _learn_values(rel.values, values)
+
+    def learn_response(
+        self, entry: Entry, ts, action, targets, fields, values=False
+    ) -> None:
+        """:meth:`learn_entry` of a response."""
+        self.messages += 1
+        if ts > self.last_seen:
+            self.last_seen = ts
+        if ts < self.first_seen:
+            self.first_seen = ts
+        rel = entry.rel
+        stats = entry.stats
+        rel.count += 1
+        if ts > rel.last:
+            rel.last = ts
+        elif ts < rel.first:
+            rel.first = ts
+        stats.count += 1
+        if ts > stats.last:
+            stats.last = ts
+        elif ts < stats.first:
+            stats.first = ts
+        actions = rel.actions
+        actions[action] = actions.get(action, 0) + 1
+        response_time = fields.get("response_time")
+        if response_time is not None and response_time >= 0:
+            took = entry.took
+            took.append(int(response_time * _US))
+            if len(took) > 255:
+                fold_moments(rel.response_us, took)
+        size = fields.get("length")
+        if size.__class__ is int:
+            sizes = entry.sizes
+            sizes.append(size)
+            if len(sizes) > 255:
+                fold_moments(rel.sizes, sizes)
+        if not targets or action != "read":
+            return
+        if values is False:
+            source = value_source(targets, fields)
+            if source is None:
+                return
+            learned = rel.values
+            slot = learned.get(source[0])
+            if slot is None and len(learned) >= MAX_VALUE_RANGES:
+                return  # full (see the caps Limitation): nothing to learn
+            values = range_of(source)
+        if values is not None:
+            _learn_values(rel.values, values)
 
     @staticmethod
     def cache_key(message: Message) -> tuple:
@@ -568,13 +787,16 @@ class Baseline:
             message.fields.get("sub_function_name"),
         )
 
-    def cached(self, cache_key: tuple) -> tuple | None:
-        """``(relation, service stats, clock key)`` already looked up for this key."""
+    def cached(self, cache_key: tuple) -> Entry | None:
+        """The :class:`Entry` already looked up for this key, if any."""
         return self._cache.get(cache_key)
 
-    def _resolve(self, message: Message, sub) -> tuple:
+    def entry(self, message: Message, cache_key: tuple) -> Entry:
+        """Look up (making them if new) the relationship and service of a message,
+        and cache them under ``cache_key``."""
         ts = message.ts
         protocol = message.protocol
+        sub = cache_key[5]
         if message.kind == "response":
             client, server = message.dst.ip, message.src.ip
         else:
@@ -592,7 +814,23 @@ class Baseline:
                 stats = rel.services.get(name)
             if stats is None:
                 stats = rel.services[name] = ServiceStats(ts)
-        return rel, stats, (key, name)
+        clock_key = (key, name)
+        kind = message.kind
+        entry = Entry(
+            rel,
+            stats,
+            clock_key,
+            self.clock.cell(clock_key),
+            kind != "response",
+            protocol not in IT_PROTOCOLS
+            and not (kind == "event" and message.service == "connection")
+            and name == service_key(message),
+        )
+        if len(self._cache) > 200_000:
+            self.flush()
+            self._cache.clear()
+        self._cache[cache_key] = entry
+        return entry
 
     @property
     def first(self) -> float | None:
@@ -623,8 +861,16 @@ class Baseline:
             if peer not in dev.peers and len(dev.peers) < MAX_PEERS:
                 dev.peers[peer] = [0, 0, ts, ts]
 
+    def flush(self) -> None:
+        """Fold what the lookup cache buffers (sizes, response times) into the
+        relations; done before the state is serialised, merged or finished."""
+        for entry in self._cache.values():
+            if entry.sizes or entry.took:
+                entry.fold()
+
     def finish(self) -> None:
         """Bring the device index up to date with the relations (counts, last seen)."""
+        self.flush()
         for dev in self.devices.values():
             for slot in dev.protocols.values():
                 slot[0] = 0
@@ -660,6 +906,8 @@ class Baseline:
 
     def merge(self, other: Baseline) -> Baseline:
         """Fold ``other`` into this baseline (in place); return self."""
+        self.flush()
+        other.flush()
         self._cache.clear()
         for key, rel in other.relations.items():
             mine = self.relations.get(key)
@@ -690,6 +938,7 @@ class Baseline:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict; :meth:`from_json` reads it back."""
+        self.flush()
         return {
             "format": FORMAT,
             "first": self.first,
@@ -743,6 +992,7 @@ class Baseline:
         """
         import json
 
+        self.flush()
         parts = [self.devices[ip].to_json()] if ip in self.devices else []
         parts += [r.to_json() for (_, s, _), r in self.relations.items() if s == ip]
         return len(json.dumps(parts, separators=(",", ":")))

@@ -28,25 +28,35 @@ from __future__ import annotations
 
 import ipaddress
 import time
+from bisect import bisect_right
 from collections import deque
 from functools import lru_cache
 from typing import Any
 
-from otdpi.learner.baseline import Baseline, Relation, service_key, value_range
+from otdpi.learner.baseline import (
+    IT_PROTOCOLS,
+    MAX_VALUE_RANGES,
+    Baseline,
+    Ranges,
+    range_of,
+    service_key,
+    value_range,
+    value_source,
+)
 from otdpi.learner.links import LinkBindings
 from otdpi.learner.models import MODELS, Model, techniques_of
 from otdpi.learner.points import PointValues
 from otdpi.learner.surge import FloodCounter
 from otdpi.message import STATUS_OK, Endpoint, Message
 
-# Limitation: learning and scoring are pure Python, about 6 to 8 us of CPU per
-# message on a known relationship, which is as much again as Modbus dissection
-# (the benchmark's one-third target is missed; see docs/learner.md). Compiling
-# Baseline.learn and the fast path (mypyc or Cython), or learning polled values
-# from a sample of responses, would lift it.
-
-# Protocols of the IT side: no OT relationship models run on them.
-IT_PROTOCOLS = frozenset({"tls", "tcp", "udp", "http", "dns"})
+# Limitation: learning and scoring are pure Python. Repeats of something known
+# take the fast path of Detector.feed (a few lookups, then Baseline.learn_request
+# or learn_response, everything written out): about 5.6 us of CPU per message on
+# the synthetic benchmark capture, down from 8.3; that is still more than half the
+# cost of Modbus dissection there, so its one-third target is missed (46 % of the
+# total; 31 % on real polling; see docs/learner.md). Every step is exact (merges
+# stay exact, alerts are those of the general models); compiling the fast path
+# and the learn methods (mypyc or Cython) would lift it.
 
 SCAN_WINDOW = 60.0  # seconds over which one client's novelties add up
 SCAN_THRESHOLD = 10  # distinct novelties in the window that make a scan
@@ -180,24 +190,53 @@ class Detector:
 
     def new_capture(self) -> None:
         """A new capture starts: request gaps never span two files."""
-        self.baseline.clock.reset()
+        base = self.baseline
+        base.clock.reset()
         self._recent_gaps.clear()
+        for entry in base._cache.values():
+            entry.recent = None
 
     def feed(self, message: Message) -> list[dict[str, Any]]:
-        """Learn one message (and score it once learning is over); return new alerts."""
-        ts = message.ts
+        """Learn one message (and score it once learning is over); return new alerts.
+
+        A repeat of something known (the lookup cache has an :class:`Entry` for
+        its relationship and service, and it is industrial) is scored here, in
+        a few lookups: a read response has its values checked; a request on a
+        normal relationship and service has its address ranges (and, for a
+        write, its values) checked. Anything else, and anything those checks
+        find new, goes through the models in :meth:`_check`, which decide
+        exactly as if the fast path did not exist.
+        """
+        (ts, _, _, src, dst, protocol, kind, service, _, action, targets, fields) = (
+            message[:12]
+        )
         self.messages += 1
         if ts > self._last_ts:
             self._last_ts = ts
         base = self.baseline
+        key = (src.ip, dst.ip, protocol, kind, service, fields.get("sub_function_name"))
+        entry = base._cache.get(key)
         if self.learning:
             if self.learn_until is None:
                 self.learn_until = ts + self.learn_for
             # A connection is judged by when it began: one opened while learning
             # is part of the baseline even if it ends later.
-            began = message.fields.get("started", ts) if message.kind == "event" else ts
+            began = fields.get("started", ts) if kind == "event" else ts
             if began < self.learn_until:
-                self._track(message, base.learn(message))
+                if entry is None:
+                    entry = base.entry(message, key)
+                if not entry.fast:
+                    base.learn_entry(entry, message)
+                    self._track(message, entry)
+                elif entry.request:
+                    base.learn_request(entry, ts, action, targets, fields)
+                    if entry.stats.gaps[0]:
+                        recent = entry.recent
+                        if recent is None:
+                            recent = self._recent(entry)
+                        recent.append(ts)
+                else:
+                    base.learn_response(entry, ts, action, targets, fields)
                 if self._links is not None:
                     self._links.learn(message)
                 if self._points is not None:
@@ -208,20 +247,182 @@ class Detector:
             base.finish()
         if base.learned_until is None:
             base.learned_until = base.last if base.last is not None else ts
-        self._values = False
-        key = base.cache_key(message)
-        cached = base.cached(key)
-        if cached is not None and self._fast_normal(message, cached):
-            emitted = []
-        else:
+
+        # -- the fast path: a repeat of something known -------------------------
+        emitted = None
+        if entry is not None and entry.fast:
+            rel = entry.rel
+            values = False  # value_range of the message, once computed
+            covered = False
+            if not entry.request:
+                # Of a response, only the values read back can score.
+                if action == "read" and targets:
+                    source = value_source(targets, fields)
+                    if source is None:
+                        values = None
+                        emitted = []
+                    else:
+                        values = _known_values(rel, source)
+                        if values is not _OUT:
+                            emitted = []
+                else:
+                    emitted = []
+            else:
+                stats = entry.stats
+                forget = self.forget_after
+                if entry.established:
+                    normal = ts - rel.last <= forget and ts - stats.last <= forget
+                else:
+                    normal = self._normal(rel.first, rel.last, ts) and self._normal(
+                        stats.first, stats.last, ts
+                    )
+                    learned = base.learned_until
+                    if normal and rel.first <= learned and stats.first <= learned:
+                        # Once both were first seen while learning they stay so
+                        # (first only decreases, learned_until only grows).
+                        entry.established = True
+                if normal:
+                    if action == "read":
+                        covered = True
+                        for space, start, count in targets:
+                            if space == entry.ranges_space and (
+                                entry.ranges_action == "read"
+                            ):
+                                addresses = entry.ranges
+                            else:
+                                addresses = entry.address_set("read", space)
+                                if addresses is None:
+                                    covered = False
+                                    break
+                            # Ranges.covers, written out.
+                            i = bisect_right(addresses.starts, start) - 1
+                            if i < 0 or addresses.ends[i] < start + count:
+                                covered = False
+                                break
+                        if covered:
+                            emitted = []
+                        else:
+                            emitted = self._new_read_range(message, entry)
+                    elif self._served_normally(entry, ts):
+                        if action == "write":
+                            covered = True
+                            for space, start, count in targets:
+                                addresses = entry.address_set("write", space)
+                                if addresses is None or not addresses.covers(
+                                    start, start + count
+                                ):
+                                    covered = False
+                                    break
+                            if covered:
+                                source = value_source(targets, fields)
+                                if source is None:
+                                    values = None
+                                else:
+                                    values = _known_values(rel, source)
+                                if values is not _OUT:
+                                    client, server = entry.clock_key[0][:2]
+                                    self._writers_of(server).add(client)
+                                    emitted = []
+                        else:
+                            emitted = []
+                elif action == "read":
+                    emitted = self._fresh_repeat(message, entry, ts)
+                    covered = emitted is not None
+            if emitted is not None:
+                if entry.request:
+                    base.learn_request(
+                        entry, ts, action, targets, fields, values, covered
+                    )
+                    if entry.stats.gaps[0]:
+                        recent = entry.recent
+                        if recent is None:
+                            recent = self._recent(entry)
+                        recent.append(ts)
+                else:
+                    base.learn_response(entry, ts, action, targets, fields, values)
+
+        # -- the general path: the models decide ------------------------------
+        if emitted is None:
+            self._values = False
             emitted = self._check(message)
-        self._track(message, base.learn(message, self._values, key))
+            if entry is None:
+                entry = base.entry(message, key)
+            base.learn_entry(entry, message, self._values)
+            self._track(message, entry)
         if self._more_models:
             emitted += self._check_links_and_floods(message)
         if ts >= self._next_cadence_check:
             self._next_cadence_check = ts + CADENCE_CHECK_EVERY
             emitted.extend(self._check_cadence(ts))
         return emitted
+
+    def _fresh_repeat(
+        self, m: Message, entry, ts: float
+    ) -> list[dict[str, Any]] | None:
+        """Score a read of known ranges on a relationship first seen since
+        learning, once its ot/new-peer alert is out and throttled: what
+        :meth:`_check_ot_request` does for it (count the repeat, note the
+        novelties for the scan model). None when it is any other case."""
+        rel = entry.rel
+        if self._normal(rel.first, rel.last, ts):
+            return None  # a new service on a normal relationship: the models say
+        (client, server, protocol), name = entry.clock_key
+        key = (client, server, protocol)
+        if not self._throttled("ot/new-peer", key, ts):
+            return None
+        for space, start, count in m.targets:
+            addresses = entry.address_set("read", space)
+            if addresses is None or not addresses.covers(start, start + count):
+                return None
+        if not self._served_normally(entry, ts):
+            return None
+        stats = entry.stats
+        score = 60 + (10 if client not in self.baseline.devices else 0)
+        found: list[tuple] = [("ot/new-peer", key, score, None, {})]
+        self._note_scan(m, client, ("server", server), found)
+        if not self._normal(stats.first, stats.last, ts):
+            self._note_scan(m, client, ("service", server, name), found)
+        raised = []
+        for model_name, key, score, explanation, evidence in found:
+            alert = self._raise(m, model_name, key, score, explanation, evidence)
+            if alert is not None:
+                raised.append(alert)
+        return raised
+
+    def _new_read_range(self, m: Message, entry) -> list[dict[str, Any]]:
+        """Score a read on a normal relationship and service that touches an
+        address outside the learned ranges: what :meth:`_check_ot_request`
+        does for it, without the models that cannot fire."""
+        for space, start, count in m.targets:
+            addresses = entry.address_set("read", space)
+            if addresses is None:
+                addresses = entry.rel.addresses["read", space] = Ranges()
+            if addresses.add(start, start + count):
+                break
+        else:
+            return []
+        client, server = entry.clock_key[0][:2]
+        found: list[tuple] = []
+        target = m.targets[0]
+        self._note_scan(m, client, ("range", server, target[0], target[1]), found)
+        if not found:
+            return []
+        return [a for a in (self._raise(m, *f) for f in found) if a is not None]
+
+    def _served_normally(self, entry, ts: float) -> bool:
+        """Whether the server of ``entry`` serves its protocol normally (so a
+        request on it raises no ot/new-protocol); False when unsure."""
+        served = entry.served
+        if served is None:
+            _, server, protocol = entry.clock_key[0]
+            dev = self.baseline.devices.get(server)
+            if dev is None:
+                return True  # no device index: the model has nothing to compare
+            served = dev.protocols.get((protocol, "server"))
+            if served is None:
+                return False
+            entry.served = served  # updated in place, never replaced
+        return self._normal(served[1], served[2], ts)
 
     def finish(self) -> None:
         """End of the run: bring the baseline's device index up to date."""
@@ -256,7 +457,7 @@ class Detector:
 
     # -- run-time tracking (not baseline) -------------------------------------------
 
-    def _track(self, message: Message, rel: Relation) -> None:
+    def _track(self, message: Message, entry) -> None:
         if message.kind == "response":
             return
         protocol = message.protocol
@@ -277,13 +478,20 @@ class Detector:
             return
         if protocol in IT_PROTOCOLS:
             return
-        _, stats, clock_key = self.baseline.current
-        if stats.gaps[0] == 0:
+        if entry.stats.gaps[0] == 0:
             return
-        gaps = self._recent_gaps.get(clock_key)
-        if gaps is None:
-            gaps = self._recent_gaps[clock_key] = deque(maxlen=8)
-        gaps.append(message.ts)
+        recent = entry.recent
+        if recent is None:
+            recent = self._recent(entry)
+        recent.append(message.ts)
+
+    def _recent(self, entry):
+        """The deque of recent request times of an entry's relation service."""
+        recent = self._recent_gaps.get(entry.clock_key)
+        if recent is None:
+            recent = self._recent_gaps[entry.clock_key] = deque(maxlen=8)
+        entry.recent = recent
+        return recent
 
     # -- normality --------------------------------------------------------------
 
@@ -296,37 +504,6 @@ class Detector:
         ) or ts - first >= self.accept_after
 
     # -- the models -----------------------------------------------------------------
-
-    def _fast_normal(self, m: Message, cached: tuple) -> bool:
-        """The common case, scored without the general path: True when done.
-
-        A read response on a known flow and service only has its values
-        checked; a read request on a normal relationship and service only has
-        its ranges checked. Anything else goes through :meth:`_check`.
-        """
-        if m.protocol in IT_PROTOCOLS or m.action != "read":
-            return False
-        rel, stats, _ = cached
-        ts = m.ts
-        if m.kind == "response":
-            if not m.targets:
-                return True
-            found: list[tuple] = []
-            self._check_values(m, m.dst.ip, m.src.ip, rel, found, written=False)
-            return not found
-        if m.kind != "request":
-            return False
-        if not (
-            self._normal(rel.first, rel.last, ts)
-            and self._normal(stats.first, stats.last, ts)
-        ):
-            return False
-        for target in m.targets:
-            if not rel.addresses.get(("read", target[0]), _EMPTY).covers(
-                target[1], target[1] + target[2]
-            ):
-                return False
-        return True
 
     def _check(self, m: Message) -> list[dict[str, Any]]:
         kind = m.kind
@@ -348,7 +525,14 @@ class Detector:
                 self._check_values(m, client, server, rel, found, written=False)
         else:
             self._check_ot_request(m, client, server, rel, found)
-        return [a for a in (self._raise(m, *f) for f in found) if a is not None]
+        if not found:
+            return []
+        raised = []
+        for model_name, key, score, explanation, evidence in found:
+            alert = self._raise(m, model_name, key, score, explanation, evidence)
+            if alert is not None:
+                raised.append(alert)
+        return raised
 
     def _check_ot_request(self, m, client, server, rel, found) -> None:
         ts = m.ts
@@ -371,31 +555,33 @@ class Detector:
 
         specific = False
         server_dev = base.devices.get(server)
-        known_server = server_dev is not None and any(
-            role == "server" for (_, role) in server_dev.protocols
-        )
         if fresh_rel:
             score = 60 + (10 if client not in base.devices else 0)
-            role = "a known server" if known_server else "a device"
-            found.append(
-                (
-                    "ot/new-peer",
-                    (client, server, protocol),
-                    score,
-                    f"{client} talked {protocol} to {role} {server} for the first "
-                    f"time ({m.service})",
-                    {},
+            key = (client, server, protocol)
+            if self._throttled("ot/new-peer", key, ts):
+                explanation = None  # a repeat: only counted, never described
+            else:
+                known_server = server_dev is not None and any(
+                    role == "server" for (_, role) in server_dev.protocols
                 )
-            )
+                role = "a known server" if known_server else "a device"
+                explanation = (
+                    f"{client} talked {protocol} to {role} {server} for the first "
+                    f"time ({m.service})"
+                )
+            found.append(("ot/new-peer", key, score, explanation, {}))
             self._note_scan(m, client, ("server", server), found)
         if server_dev is not None:
             served = server_dev.protocols.get((protocol, "server"))
-            others = [
-                p for (p, r) in server_dev.protocols if r == "server" and p != protocol
-            ]
-            if (
-                served is None or not self._normal(served[1], served[2], ts)
-            ) and others:
+            if served is None or not self._normal(served[1], served[2], ts):
+                others = [
+                    p
+                    for (p, r) in server_dev.protocols
+                    if r == "server" and p != protocol
+                ]
+            else:
+                others = None
+            if others:
                 found.append(
                     (
                         "ot/new-protocol",
@@ -495,7 +681,6 @@ class Detector:
             known = rel.addresses.get(("write", space)) if rel is not None else None
             if known is not None and known.covers(start, start + count):
                 continue
-            writers = sorted(w for w in self._writers_of(server) if w != client)
             wrote_before = rel is not None and rel.actions.get("write", 0) > 0
             # Role-aware: a client that already writes this table on this server
             # (a master, an operator station) writing a new address of it scores
@@ -504,6 +689,12 @@ class Detector:
                 score = 35
             else:
                 score = 55 if wrote_before else 80
+            key = (client, server, space, start, count)
+            if self._dropped("ot/first-write", key, score):
+                self._note_scan(m, client, ("write", server, space, start), found)
+                raised = True
+                continue
+            writers = sorted(w for w in self._writers_of(server) if w != client)
             learned = _span(max(0.0, m.ts - (base.first or m.ts)))
             if writers and wrote_before:
                 who = (
@@ -523,7 +714,7 @@ class Detector:
             found.append(
                 (
                     "ot/first-write",
-                    (client, server, space, start, count),
+                    key,
                     score,
                     f"{client} wrote {where} on {server} for the first time; {who}",
                     {"targets": [[space, start, count]]},
@@ -816,16 +1007,37 @@ class Detector:
 
     # -- alerts -------------------------------------------------------------------
 
+    def _throttled(self, model_name: str, key: tuple, ts: float) -> bool:
+        """Whether a finding at ``ts`` would only count as a repeat in :meth:`_raise`
+        (an earlier alert of the same model and key is within its throttle)."""
+        previous = self._throttle.get((model_name, key))
+        if previous is None:
+            return False
+        model = self.models.get(model_name)
+        return model is not None and ts - previous["ts"] < model.throttle
+
+    def _dropped(self, model_name: str, key: tuple, score: int) -> bool:
+        """Whether :meth:`_raise` would drop this finding without a trace (below
+        the model's threshold, and no earlier alert of it to count a repeat on),
+        so that describing it can be skipped."""
+        model = self.models.get(model_name)
+        return model is None or (
+            max(0, min(100, int(score))) < model.threshold
+            and (model_name, key) not in self._throttle
+        )
+
     def _raise(self, m: Message, model_name, key, score, explanation, evidence):
+        model = self.models.get(model_name)
         previous = self._throttle.get((model_name, key))
         if previous is not None:
-            model = self.models.get(model_name)
             if model is not None and m.ts - previous["ts"] < model.throttle:
                 previous["repeats"] += 1
                 frames = previous["evidence"].get("frames")
                 if frames is not None and len(frames) < 20:
                     frames.append(m.frame)
                 return None
+        if model is None or max(0, min(100, int(score))) < model.threshold:
+            return None  # what _raise_at would decide, before building evidence
         extra = evidence.pop("extra", ())
         client, server = (m.dst, m.src) if m.kind == "response" else (m.src, m.dst)
         full = {
@@ -893,15 +1105,28 @@ class Detector:
         return alert
 
 
-class _NoRanges:
-    """Stands for an address set never created: covers nothing."""
-
-    @staticmethod
-    def covers(start: int, end: int) -> bool:
-        return False
+_OUT = object()  # what _known_values gives for values out of the learned range
 
 
-_EMPTY = _NoRanges()
+def _known_values(rel, source: tuple):
+    """:func:`value_range` of a message on ``rel`` (None, or not computed where
+    neither learning nor scoring would read it), or ``_OUT`` when the values
+    fall outside the range learned for their target (the model must look)."""
+    learned = rel.values
+    slot = learned.get(source[0])
+    if slot is None:
+        if len(learned) >= MAX_VALUE_RANGES:
+            return None  # no slot and no room for one: nothing reads them
+        return range_of(source)
+    found = range_of(source)
+    if found is None or slot[0] < VALUE_MIN_OBSERVATIONS:
+        return found
+    lo = slot[1]
+    hi = slot[2]
+    margin = max(1, (hi - lo) // 2)
+    if found[1] >= lo - margin and found[2] <= hi + margin:
+        return found
+    return _OUT
 
 
 def _is_group_address(ip: str) -> bool:
