@@ -207,6 +207,8 @@ class Detector:
         find new, goes through the models in :meth:`_check`, which decide
         exactly as if the fast path did not exist.
         """
+        if message.src.ip is None or message.dst.ip is None:
+            message = _keyed_by_mac(message)
         (ts, _, _, src, dst, protocol, kind, service, _, action, targets, fields) = (
             message[:12]
         )
@@ -1129,8 +1131,28 @@ def _known_values(rel, source: tuple):
     return _OUT
 
 
+def _keyed_by_mac(message: Message) -> Message:
+    """A layer-2 message whose ends without an IP are named ``mac:<MAC>``.
+
+    Devices and relationships are keyed by IP address; a GOOSE publisher has
+    none, so its MAC stands in, spelled as the inventory keys such an asset.
+    """
+    src, dst = message.src, message.dst
+    if src.ip is None:
+        src = src._replace(ip=f"mac:{src.mac}")
+    if dst.ip is None:
+        dst = dst._replace(ip=f"mac:{dst.mac}")
+    return message._replace(src=src, dst=dst)
+
+
 def _is_group_address(ip: str) -> bool:
     """Broadcast or multicast: no relationship with one peer."""
+    if ip.startswith("mac:"):
+        # The least significant bit of the first octet marks a group MAC.
+        try:
+            return bool(int(ip[4:6], 16) & 1)
+        except ValueError:
+            return False
     try:
         address = ipaddress.ip_address(ip)
     except ValueError:

@@ -113,3 +113,20 @@ def test_store_survives_kill_during_save(tmp_path):
                 "SELECT captures FROM runs ORDER BY id DESC LIMIT 1"
             ).fetchone()[0]
             assert base.messages == int(last_round.strip('[]"'))
+
+
+def test_a_baseline_of_layer2_devices_saves_and_reads_back(tmp_path):
+    # GOOSE publishers have no IP: their MAC names them, as in the inventory.
+    from pathlib import Path
+
+    from otdpi.learner import Baseline, Detector, Store, feed_captures
+
+    fixture = Path(__file__).resolve().parents[2] / "fixtures" / "goose_asn1.pcap"
+    detector = Detector(learn_for=float("inf"))
+    feed_captures(detector, [fixture])
+    assert any(key.startswith("mac:") for key in detector.baseline.devices)
+    with Store(tmp_path / "l2.sqlite") as store:
+        store.save(detector.baseline)
+        loaded = store.load()
+    assert loaded.to_json() == detector.baseline.to_json()
+    assert Baseline.from_json(loaded.to_json()).messages == detector.baseline.messages
