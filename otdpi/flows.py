@@ -46,7 +46,6 @@ of its own, fed frame by frame like UDP; other layer-2 frames open nothing.
 
 from __future__ import annotations
 
-import socket
 import struct
 import zlib
 from collections import Counter, OrderedDict
@@ -582,10 +581,17 @@ def _ipv4_wire_key(key: tuple) -> bytes | None:
     """The address and port bytes an IPv4 frame of flow ``key`` carries; None for IPv6."""
     _, src_ip, src_port, dst_ip, dst_port = key
     try:
-        return (socket.inet_aton(src_ip) + socket.inet_aton(dst_ip)
-                + _PORTS.pack(src_port, dst_port))
-    except (OSError, TypeError):
+        return _ipv4_bytes(src_ip) + _ipv4_bytes(dst_ip) + _PORTS.pack(src_port, dst_port)
+    except (ValueError, AttributeError):
         return None
+
+
+def _ipv4_bytes(text: str) -> bytes:
+    """The four bytes of a dotted-quad IPv4 address; ValueError for anything else."""
+    parts = text.split(".")
+    if len(parts) != 4:
+        raise ValueError(text)
+    return bytes(int(part) for part in parts)
 
 
 def _content_says_swap(chosen: type[Dissector], first: dict[bool, bytes]) -> bool:
