@@ -475,7 +475,8 @@ class DicomProfile(SessionProfile):
         verdicts = []
         for message in answers:
             answered = message.fields.get("message_id_being_responded_to")
-            if answered is not None and answered not in asked:
+            clean = all(m.status.state == "ok" for m in requests)
+            if answered is not None and answered not in asked and clean:
                 verdicts.append(Verdict(
                     "protocol_violation", f"{message.service}_to_unknown_message_id",
                     f"message id {answered} of {sorted(i for i in asked if i)}",
