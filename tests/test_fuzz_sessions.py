@@ -218,7 +218,7 @@ def test_recipes_list_the_session_servers():
         [sys.executable, "-m", "otdpi", "fuzz", "recipes"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
-    for name in ("secsgem", "pynetdicom", "snap7", "libiec61850"):
+    for name in ("secsgem", "pynetdicom", "snap7"):
         assert name in result.stdout
     profiles = subprocess.run(
         [sys.executable, "-m", "otdpi", "fuzz", "profiles"],
