@@ -40,7 +40,7 @@ def target_or_skip(name: str):
         pytest.skip(f"recipe {name} unavailable: {exc}")
 
 
-# --- offline: generation and the judges -----------------------------------------------
+# --- offline: generation and the judges ------------------------------------------
 
 
 @pytest.mark.parametrize("name", PROFILES)
@@ -132,7 +132,7 @@ def test_setup_for_skips_the_steps_a_case_replaces():
     assert len(mms.setup_for(Case((b"",), "fuzz_initiate"))) == 1
 
 
-# --- against real servers ---------------------------------------------------------------
+# --- against real servers --------------------------------------------------------
 
 
 def _campaign(protocol, target, tmp_path, **settings):

@@ -189,7 +189,9 @@ def _store_case(message_id: int, serial: int, patient: str, pieces: int) -> Case
     return Case(tuple(frames), "valid", f"C-STORE {message_id} in {len(chunks)}")
 
 
-_PATIENT = st.text(st.sampled_from("ABCDEFGHIJKLMNOPQRSTUVWXYZ^"), min_size=1, max_size=20)
+_PATIENT = st.text(
+    st.sampled_from("ABCDEFGHIJKLMNOPQRSTUVWXYZ^"), min_size=1, max_size=20
+)
 
 
 def valid_messages():
@@ -311,7 +313,7 @@ def data_after_release(case: Case, rng: random.Random) -> Case:
 
 
 def release(case: Case, rng: random.Random) -> Case:
-    """A plain A-RELEASE-RQ after the case's messages: the acceptor sends A-RELEASE-RP."""
+    """A-RELEASE-RQ after the case's messages: the acceptor sends A-RELEASE-RP."""
     return Case(
         case.frames + (build_pdu(PduType.A_RELEASE_RQ, bytes(4)),), "release", ""
     )

@@ -1,4 +1,4 @@
-"""The DNP3 fuzz profile: link frames with true CRCs, transport and application requests.
+"""The DNP3 fuzz profile: link frames with true CRCs, transport, application requests.
 
 DNP3 over TCP (IEEE 1815, port 20000) has no session set-up: every case is
 a master's request to outstation 1 from master 2, built with
@@ -84,7 +84,11 @@ READS = {
     "g40v1 count 2": header(40, 1, 0x07, count=2),
     "g10v2 all": header(10, 2, 0x06),
 }
-CROB = header(12, 1, 0x17, count=1) + bytes([0, 0x03, 1]) + struct.pack("<II", 100, 100) + b"\0"
+# Index 0, latch on, count 1, on and off times 100 ms, status 0.
+CROB = (
+    header(12, 1, 0x17, count=1) + bytes([0, 0x03, 1]) + struct.pack("<II", 100, 100)
+    + b"\0"
+)  # fmt: skip
 
 
 def _case(function: int, objects: bytes, seq: int, note: str) -> Case:
@@ -239,7 +243,7 @@ def split_frames(data: bytes) -> list[bytes]:
 
 
 class Dnp3Profile(SessionProfile):
-    """A DNP3 master on TCP: one request per frame, CRCs true unless broken on purpose."""
+    """A DNP3 master on TCP: a request per frame, CRCs true unless broken on purpose."""
 
     name = "dnp3"
     dissector_name = "dnp3"

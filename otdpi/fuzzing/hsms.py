@@ -73,7 +73,8 @@ def _leaf():
     parts = [
         st.builds(lambda v: {"type": "B", "value": v.hex()}, st.binary(max_size=8)),
         st.builds(
-            lambda v: {"type": "BOOLEAN", "value": v}, st.lists(st.booleans(), max_size=4)
+            lambda v: {"type": "BOOLEAN", "value": v},
+            st.lists(st.booleans(), max_size=4),
         ),
         st.builds(lambda v: {"type": "A", "value": v}, _TEXT),
         st.builds(lambda v: {"type": "J", "value": v}, _TEXT),
@@ -159,7 +160,10 @@ MESSAGE_TEXT = {
 
 def data_frame(stream: int, function: int, item, system: int, w_bit=True) -> bytes:
     """One HSMS data message with ``item`` (a plain item, or bytes) as its text."""
-    text = item if isinstance(item, bytes) else b"" if item is None else build_item(item)
+    if isinstance(item, bytes):
+        text = item
+    else:
+        text = b"" if item is None else build_item(item)
     return build_message(
         session_id=SESSION_ID, stream=stream, function=function, w_bit=w_bit,
         system_bytes=system, text=text,
@@ -276,7 +280,8 @@ def item_length_lies(case: Case, rng: random.Random) -> Case:
     length = rng.choice([0, 1, 3, 7, 9, 0xFF, 0xFFFF, 0xFFFFFF])
     size = 1 if length < 0x100 else 2 if length < 0x10000 else 3
     text = bytes([int(code) << 2 | size]) + length.to_bytes(size, "big") + data
-    return _with_text(case, rng, text, "item_length_lies", f"{code.name} length {length}")
+    note = f"{code.name} length {length}"
+    return _with_text(case, rng, text, "item_length_lies", note)
 
 
 def list_count_lies(case: Case, rng: random.Random) -> Case:
@@ -370,7 +375,8 @@ def split_messages(data: bytes) -> list[bytes]:
 
 def _select_established(messages) -> bool:
     return any(
-        m.fields.get("select_status") == SelectStatus.COMMUNICATION_ESTABLISHED.name.lower()
+        m.fields.get("select_status")
+        == SelectStatus.COMMUNICATION_ESTABLISHED.name.lower()
         for m in messages
     )
 
@@ -420,7 +426,7 @@ class HsmsProfile(SessionProfile):
     def expected_replies(self, frame: bytes) -> int:
         owed = 0
         for unit in split_messages(frame):
-            _, sid, byte_2, function, ptype, stype, _ = _header(unit)
+            _, _, byte_2, _, ptype, stype, _ = _header(unit)
             if ptype != 0:
                 owed += 1  # Reject.req, PType not supported
             elif stype == 0:

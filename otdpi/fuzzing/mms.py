@@ -1,4 +1,4 @@
-"""The MMS fuzz profile: COTP connect, session/presentation/ACSE initiate, then requests.
+"""The MMS fuzz profile: COTP connect, session/presentation/ACSE initiate, requests.
 
 Set-up (ISO 8073, 8327, 8823, 8650, 9506): a COTP CR with TSAPs 0001 whose
 CC our MMS dissector must decode, then a session CONNECT carrying a
@@ -81,9 +81,9 @@ def aarq(user: bytes) -> bytes:
     return tlv(
         0x60,
         tlv(0xA1, bytes.fromhex("060528ca220203")),  # application context 1.0.9506.2.3
-        tlv(0xA2, bytes.fromhex("0605290187670" "1")),
+        tlv(0xA2, bytes.fromhex("06052901876701")),
         tlv(0xA3, integer(0x02, 12)),
-        tlv(0xA6, bytes.fromhex("0604290187 67".replace(" ", ""))),
+        tlv(0xA6, bytes.fromhex("060429018767")),
         tlv(0xA7, integer(0x02, 12)),
         tlv(0xBE, tlv(0x28, integer(0x02, MMS_CONTEXT), tlv(0xA0, user))),
     )  # fmt: skip
@@ -94,7 +94,7 @@ def cp_type(acse: bytes) -> bytes:
     ber = tlv(0x30, bytes.fromhex("06025101"))
     contexts = tlv(
         0xA4,
-        tlv(0x30, integer(0x02, 1), bytes.fromhex("0604520100 01".replace(" ", "")), ber),
+        tlv(0x30, integer(0x02, 1), bytes.fromhex("060452010001"), ber),
         tlv(0x30, integer(0x02, MMS_CONTEXT), bytes.fromhex("060528ca220201"), ber),
     )  # fmt: skip
     user = tlv(0x61, tlv(0x30, integer(0x02, 1), tlv(0xA0, acse)))
@@ -113,7 +113,7 @@ def session_length(size: int) -> bytes:
 
 def session_connect(user: bytes) -> bytes:
     """A session CONNECT SPDU (ISO 8327, SI 13) with ``user`` as its user data."""
-    params = bytes.fromhex("05061301001601021402000233020001340200 01".replace(" ", ""))
+    params = bytes.fromhex("050613010016010214020002330200013402 0001".replace(" ", ""))
     body = params + b"\xc1" + session_length(len(user)) + user
     return b"\x0d" + session_length(len(body)) + body
 

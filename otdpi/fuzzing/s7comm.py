@@ -209,7 +209,8 @@ def data_length_lies(case: Case, rng: random.Random) -> Case:
     """The S7 header's data length other than the true one."""
     frame = case.frames[0]
     true = struct.unpack_from(">H", frame, S7 + 8)[0]
-    value = rng.choice([1, true + 1, true + 4, 0x7FFF, 0xFFFF] + ([true - 1] * bool(true)))
+    choices = [1, true + 1, true + 4, 0x7FFF, 0xFFFF] + ([true - 1] if true else [])
+    value = rng.choice(choices)
     frame = _set(frame, S7 + 8, struct.pack(">H", value))
     return Case((frame,), "data_length_lies", f"{value} of {true}")
 
