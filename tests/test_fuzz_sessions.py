@@ -1,10 +1,11 @@
 """The stateful fuzz profiles: set-up against real servers, short campaigns, replay.
 
 Campaigns run against servers the harness starts itself through recipes
-(secsgem's GEM equipment, pynetdicom's storage SCP, python-snap7's server);
-a test skips when its library is not installed. MMS and DNP3 have no server
-here: their set-up judge is checked on the libiec61850 and opendnp3 replies
-of the fixtures, and every profile's cases on our own dissectors.
+(secsgem's GEM equipment, pynetdicom's storage SCP, python-snap7's server,
+opendnp3's outstation in a Python 3.10 venv); a test skips when its library
+is not installed. MMS has no server here: its set-up judge is checked on the
+libiec61850 replies of the fixture, and every profile's cases on our own
+dissectors.
 """
 
 from __future__ import annotations
@@ -213,12 +214,24 @@ def test_snap7_server_campaign_connects_and_sets_up_first(tmp_path):
     assert "reproduced" in result.stdout, result.stdout + result.stderr
 
 
+@pytest.mark.slow
+def test_opendnp3_outstation_campaign(tmp_path):
+    """Needs a Python 3.10 (dnp3-python's wheels); the recipe builds its venv once."""
+    target = target_or_skip("opendnp3")
+    profile, stats, store = _campaign(
+        "dnp3", target, tmp_path, max_cases=200, max_time=90, post_time=20,
+    )  # fmt: skip
+    assert stats.cases == 200
+    assert stats.states["answered"] >= 100, stats.states
+    assert not {f.oracle for f in store.all()} & {"process_died", "log_error"}
+
+
 def test_recipes_list_the_session_servers():
     result = subprocess.run(
         [sys.executable, "-m", "otdpi", "fuzz", "recipes"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
-    for name in ("secsgem", "pynetdicom", "snap7"):
+    for name in ("secsgem", "pynetdicom", "snap7", "opendnp3"):
         assert name in result.stdout
     profiles = subprocess.run(
         [sys.executable, "-m", "otdpi", "fuzz", "profiles"],
