@@ -214,6 +214,50 @@ def test_snap7_server_campaign_connects_and_sets_up_first(tmp_path):
     assert "reproduced" in result.stdout, result.stdout + result.stderr
 
 
+def _stored(tmp_path, protocol, target, oracle, signature, frames, mutation):
+    from otdpi.fuzzing.profile import Case, Verdict
+
+    store = FindingStore(str(tmp_path / "findings.sqlite"))
+    campaign_id = store.start_campaign(protocol, target.name, {})
+    case = Case(tuple(bytes.fromhex(f) for f in frames), mutation)
+    finding_id, _ = store.record(
+        campaign_id, protocol, Verdict(oracle, signature, ""), case,
+        {"reply_timeout": 0.5}, target, None,
+    )  # fmt: skip
+    store.close()
+    return finding_id
+
+
+def test_secsgem_zero_length_message_replays_as_a_traceback(tmp_path):
+    """A finding of the campaigns: length 0 raises struct.error in secsgem 0.3.0."""
+    target = target_or_skip("secsgem")
+    finding_id = _stored(
+        tmp_path, "hsms", target, "log_error",
+        "struct.error: bad char in struct format",
+        ["00000000000085050000000001000102b10400000100b10400000100"], "length_lies",
+    )  # fmt: skip
+    result = _replay(tmp_path, finding_id)
+    assert "reproduced 3/3" in result.stdout, result.stdout + result.stderr
+
+
+def test_pynetdicom_echo_without_message_id_gets_no_reply(tmp_path):
+    """A finding of the campaigns: pynetdicom 3.0.4 sends nothing, not even A-ABORT."""
+    target = target_or_skip("pynetdicom")
+    from otdpi.fuzzing import dicom
+
+    command = dicom.command_set([
+        (0x0002, dicom._uid(dicom.VERIFICATION)), (0x0100, dicom._us(0x0030)),
+        (0x0800, dicom._us(0x0101)),
+    ])  # fmt: skip
+    frame = dicom.p_data((1, 3, command)).hex()
+    finding_id = _stored(
+        tmp_path, "dicom", target, "no_reply", "command_lies/c_echo_rq", [frame],
+        "command_lies",
+    )  # fmt: skip
+    result = _replay(tmp_path, finding_id)
+    assert "reproduced 3/3" in result.stdout, result.stdout + result.stderr
+
+
 @pytest.mark.slow
 def test_opendnp3_outstation_campaign(tmp_path):
     """Needs a Python 3.10 (dnp3-python's wheels); the recipe builds its venv once."""
