@@ -123,6 +123,19 @@ def test_dnp3_counts_opendnp3_responses_and_ignores_broken_crcs():
     assert profile.expected_replies(bytes(frame)) == 0
 
 
+@pytest.mark.parametrize("value", [b"", b"\x01", b"\x01\x00\x00"])
+def test_short_presentation_context_is_malformed_not_an_internal_error(value):
+    """Found by fuzz/run_all.py seeded with the DICOM profile's association requests."""
+    from dissectors.dicom.definitions import build_item
+    from otdpi import dissect
+    from otdpi.fuzzing.dicom import associate_rq
+
+    for message in dissect(associate_rq(build_item(0x20, value)), "dicom"):
+        assert message.status.state == "malformed"
+        assert "too short" in message.status.reason
+        assert all(f.code != "dissector_error" for f in message.findings)
+
+
 def test_setup_for_skips_the_steps_a_case_replaces():
     hsms, s7, mms = get_profile("hsms"), get_profile("s7comm"), get_profile("mms")
     from otdpi.fuzzing.profile import Case
