@@ -11,6 +11,7 @@ dissectors.
 from __future__ import annotations
 
 import random
+import re
 import socket
 import subprocess
 import sys
@@ -160,10 +161,10 @@ def _campaign(protocol, target, tmp_path, **settings):
     return profile, stats, store
 
 
-def _replay(tmp_path, finding_id) -> subprocess.CompletedProcess:
+def _replay(tmp_path, finding_id, runs: int = 3) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "otdpi", "fuzz", "replay", str(finding_id),
-         "--runs", "3", "--db", str(tmp_path / "findings.sqlite")],
+         "--runs", str(runs), "--db", str(tmp_path / "findings.sqlite")],
         capture_output=True, text=True, timeout=180,
     )  # fmt: skip
 
@@ -249,8 +250,11 @@ def test_secsgem_zero_length_message_replays_as_a_traceback(tmp_path):
         "struct.error: bad char in struct format",
         ["00000000000085050000000001000102b10400000100b10400000100"], "length_lies",
     )  # fmt: skip
-    result = _replay(tmp_path, finding_id)
-    assert "reproduced 3/3" in result.stdout, result.stdout + result.stderr
+    # Most runs reproduce it; on a loaded machine a run can miss it when the
+    # equipment's log line comes late or its select races (see docs/fuzzing.md).
+    result = _replay(tmp_path, finding_id, runs=5)
+    hits = re.search(r"reproduced (\d+)/5", result.stdout)
+    assert hits and int(hits.group(1)) >= 3, result.stdout + result.stderr
 
 
 def test_pynetdicom_echo_without_message_id_gets_no_reply(tmp_path):
