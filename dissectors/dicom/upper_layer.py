@@ -13,6 +13,7 @@ web token; only their lengths and the user name are.
 
 from __future__ import annotations
 
+import struct
 import warnings
 from typing import Any, NamedTuple
 
@@ -291,7 +292,9 @@ def decode_associate(pdu: bytes, is_rq: bool) -> Decoded:
                 problems += found
             else:
                 fields.setdefault("unknown_items", []).append(kind)
-        except cs.ConstructError:
+        # The compiled presentation-context parser raises struct.error, not a
+        # ConstructError, on a value shorter than its four fixed octets.
+        except (cs.ConstructError, struct.error):
             problems.append(
                 f"item 0x{kind:02x}: {len(item.value)}-byte value is too short "
                 "for its fields"

@@ -8,8 +8,14 @@ Parts
     hypothesis strategies read off construct definitions.
 :mod:`~otdpi.fuzzing.modbus`, :mod:`~otdpi.fuzzing.mllp`
     the Modbus/TCP and HL7 MLLP profiles.
+:mod:`~otdpi.fuzzing.sessions`
+    the common part of the stateful profiles: set-up steps, a dissector judge;
+    :mod:`~otdpi.fuzzing.hsms`, :mod:`~otdpi.fuzzing.dicom`,
+    :mod:`~otdpi.fuzzing.s7comm`, :mod:`~otdpi.fuzzing.mms`,
+    :mod:`~otdpi.fuzzing.dnp3` build on it.
 :mod:`~otdpi.fuzzing.targets`, :mod:`~otdpi.fuzzing.recipes`
-    targets (address, optional managed loopback server) and ready-made ones.
+    targets (address, optional managed loopback server) and ready-made ones;
+    :mod:`~otdpi.fuzzing.session_recipes` holds the stateful protocols' servers.
 :mod:`~otdpi.fuzzing.campaign`
     the event-loop driver, the oracles and replay.
 :mod:`~otdpi.fuzzing.shrinking`

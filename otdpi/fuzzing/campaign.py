@@ -207,7 +207,7 @@ async def execute(
             sock.close()
             now = time.monotonic()
             return Outcome("refused", b"", 0, 0, 0.0, started, now), None
-        for setup in profile.setup():
+        for setup in profile.setup_for(case):
             try:
                 await loop.sock_sendall(sock, setup.payload)
             except OSError:

@@ -39,7 +39,7 @@ def add_fuzz_commands(commands) -> None:
         "--recipe",
         metavar="NAME",
         help="a ready-made local server, e.g. pymodbus==3.10.0, libmodbus, "
-        "hl7-mllp (see `otdpi fuzz recipes`)",
+        "hl7-mllp, secsgem, pynetdicom, snap7, opendnp3 (see `otdpi fuzz recipes`)",
     )
     run.add_argument(
         "--differential",

@@ -248,9 +248,8 @@ class MllpProfile(FuzzProfile):
         return verdicts
 
     def _dissector_verdicts(self, replies: bytes) -> list[Verdict]:
-        # Limitation: otdpi has no hl7 dissector on main yet; until one is
-        # installed the judge checks framing, MSH and MSA itself. Once the
-        # hl7 plugin registers, its malformed statuses are used as well.
+        # The judge's own framing, MSH and MSA checks above work without the
+        # hl7 plugin; where it is installed, its malformed statuses count too.
         try:
             from otdpi import dissect
             from otdpi.registry import available

@@ -162,6 +162,15 @@ class FuzzProfile:
         """
         return ()
 
+    def setup_for(self, case: Case) -> tuple[Case, ...]:
+        """The set-up cases to run before ``case``: :meth:`setup` by default.
+
+        A profile that fuzzes its own set-up (a mutated HSMS select, DICOM
+        association request or MMS initiate) returns only the steps before
+        the one the case replaces.
+        """
+        return self.setup()
+
     def setup_ok(self, replies: bytes) -> bool:
         """Whether the set-up's replies say the session is up."""
         return True
@@ -190,6 +199,11 @@ class FuzzProfile:
 _BUILTIN = {
     "modbus": "otdpi.fuzzing.modbus:ModbusProfile",
     "hl7": "otdpi.fuzzing.mllp:MllpProfile",
+    "hsms": "otdpi.fuzzing.hsms:HsmsProfile",
+    "dicom": "otdpi.fuzzing.dicom:DicomProfile",
+    "s7comm": "otdpi.fuzzing.s7comm:S7commProfile",
+    "mms": "otdpi.fuzzing.mms:MmsProfile",
+    "dnp3": "otdpi.fuzzing.dnp3:Dnp3Profile",
 }
 _REGISTERED: dict[str, type[FuzzProfile]] = {}
 

@@ -16,6 +16,8 @@ import venv
 from pathlib import Path
 
 from otdpi.errors import UsageError
+from otdpi.fuzzing.session_recipes import FACTORIES as SESSION_FACTORIES
+from otdpi.fuzzing.session_recipes import RECIPES as SESSION_RECIPES
 from otdpi.fuzzing.targets import Target
 
 SERVERS = Path(__file__).resolve().parent / "servers"
@@ -28,6 +30,8 @@ RECIPES = {
     "libmodbus": "libmodbus TCP server from Debian's libmodbus5, through ctypes",
     "hl7-mllp": "HL7 MLLP receiver of the hl7 package (asyncio), ACKs each message",
 }
+# The stateful protocols' servers (secsgem, pynetdicom...) live in their own module.
+RECIPES.update(SESSION_RECIPES)
 
 
 def package_venv(package: str, version: str) -> Path:
@@ -137,4 +141,6 @@ def recipe(spec: str, port: int) -> Target:
         return libmodbus(port)
     if name in ("hl7-mllp", "hl7"):
         return hl7_mllp(port)
+    if name in SESSION_FACTORIES:
+        return SESSION_FACTORIES[name](port)
     raise UsageError(f"unknown recipe {spec!r}; known: {', '.join(RECIPES)}")
