@@ -13,6 +13,7 @@ web token; only their lengths and the user name are.
 
 from __future__ import annotations
 
+import functools
 import struct
 import warnings
 from typing import Any, NamedTuple
@@ -46,9 +47,12 @@ from otdpi.message import Finding
 
 Decoded = tuple[dict[str, Any], tuple[Finding, ...], str | None]
 
-_A_ASSOCIATE = A_ASSOCIATE.compile()
-_PRESENTATION_CONTEXT = PRESENTATION_CONTEXT.compile()
-_FIXED_BODY = {pdu_type: s.compile() for pdu_type, s in FIXED_BODY.items()}
+
+@functools.cache
+def _compiled(struct_definition: cs.Construct) -> cs.Compiled:
+    # Compiled on first use: construct's compile() runs exec, a few milliseconds
+    # every otdpi start would pay whether or not the capture holds DICOM.
+    return struct_definition.compile()
 
 
 def text(raw: bytes) -> str:
@@ -106,7 +110,7 @@ def _items(data: bytes, where: str) -> tuple[list[Item], str | None]:
 
 
 def _sub_items_of_context(value: bytes, is_rq: bool) -> tuple[dict, list[str]]:
-    context = _PRESENTATION_CONTEXT.parse(value)
+    context = _compiled(PRESENTATION_CONTEXT).parse(value)
     out: dict[str, Any] = {"presentation_context_id": context.presentation_context_id}
     problems = []
     if not is_rq:
@@ -249,7 +253,7 @@ def decode_associate(pdu: bytes, is_rq: bool) -> Decoded:
                 f"{A_ASSOCIATE_FIXED_SIZE}-byte fixed part"
             ),
         )
-    fixed = _A_ASSOCIATE.parse(body)
+    fixed = _compiled(A_ASSOCIATE).parse(body)
     fields["protocol_version"] = fixed.protocol_version
     fields["called_ae_title"] = text(fixed.called_ae_title)
     fields["calling_ae_title"] = text(fixed.calling_ae_title)
@@ -333,7 +337,7 @@ def decode_fixed(pdu: bytes) -> Decoded:
                 f"{len(body)} bytes; PS3.8 gives it 4"
             ),
         )
-    parsed = _FIXED_BODY[pdu_type].parse(body)
+    parsed = _compiled(FIXED_BODY[pdu_type]).parse(body)
     if pdu_type == PduType.A_ASSOCIATE_RJ:
         source = parsed.source
         fields["result"] = parsed.result
