@@ -120,8 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         f"- Peak memory of one process from {sizes[0]:,} to {sizes[-1]:,} packets: "
         f"{min(peaks):.1f} to {max(peaks):.1f} MB.",
         f"- `--jobs 2` over one process on the largest capture: {speedup:.2f}x. Each of",
-        "  the two workers reads and decodes the whole file and dissects half of its",
-        "  flows, so the gain is bounded by the share of time spent past decoding.",
+        "  the two workers reads the whole file and dissects half of its flows; a",
+        "  frame of the other worker's flows costs it a look-up, not a decode, so the",
+        "  gain is bounded by the share of time spent reading records.",
         "",
     ]
     if not args.no_docs:
