@@ -320,11 +320,9 @@ def _run_report(args: argparse.Namespace) -> int:
     stores = [path for path in args.captures if _is_store(path)]
     captures = [path for path in args.captures if path not in stores]
     if args.db:
-        if not os.path.exists(args.db):
-            raise UsageError(f"{args.db}: no such store")
         from otdpi.learner import Store
 
-        with Store(args.db) as store:
+        with Store(args.db, read_only=True) as store:
             alerts += store.alerts()
     observations = Observations()
     for path in stores:
@@ -367,7 +365,7 @@ def _observations_of_store(path: str, alerts: list[dict[str, Any]]):
     from otdpi.learner import Store
     from otdpi.report import Observations
 
-    with Store(path) as store:
+    with Store(path, read_only=True) as store:
         document = store.inventory()
         alerts += store.alerts()
     if document is None:

@@ -162,7 +162,8 @@ def _require(module: str):
         return __import__(module)
     except ImportError:
         raise UsageError(
-            f"the report needs {module}: pip install \"otdpi[report]\"") from None
+            f"the report needs {module}: pip install \"otdpi[report]\" (from a "
+            "checkout: pip install -e \".[report]\")") from None
 
 
 def _subnet(ip: str | None) -> str:

@@ -200,3 +200,18 @@ def test_learn_with_two_jobs_keeps_the_same_inventory_as_one(tmp_path, capsys):
     assert kept["1"].inventory.assets() == kept["2"].inventory.assets()
     assert kept["1"].statistics.to_json() == kept["2"].statistics.to_json()
     assert kept["1"].counters == kept["2"].counters
+
+
+def test_a_foreign_sqlite_file_is_refused_and_left_as_it_was(tmp_path, capsys):
+    import sqlite3
+
+    foreign = tmp_path / "other.sqlite"
+    with sqlite3.connect(foreign) as db:
+        db.execute("CREATE TABLE t (x)")
+    before = foreign.read_bytes()
+    for argv in (["report", str(foreign)], ["report", str(FIXTURE), "--db", str(foreign)]):
+        assert main([*argv, "-o", str(tmp_path / "r.html")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "not an otdpi store" in err[0], err
+    assert foreign.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.sqlite"]

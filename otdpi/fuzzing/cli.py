@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 
 DEFAULT_DB = "otdpi-fuzz.sqlite"
@@ -156,7 +157,8 @@ def _run_campaign(args: argparse.Namespace) -> int:
     try:
         import hypothesis  # noqa: F401
     except ImportError as exc:
-        raise UsageError("fuzzing needs hypothesis: pip install 'otdpi[fuzz]'") from exc
+        raise UsageError("fuzzing needs hypothesis: pip install 'otdpi[fuzz]' "
+                         "(from a checkout: pip install -e '.[fuzz]')") from exc
     from otdpi.fuzzing.campaign import Campaign, Settings
     from otdpi.fuzzing.findings import FindingStore
     from otdpi.fuzzing.profile import get_profile
@@ -215,7 +217,7 @@ def _run_campaign(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        _print_summary(summary)
+        _print_summary(summary, args.db)
     return 0
 
 
@@ -270,7 +272,7 @@ def _finding_json(finding, shrink=None) -> dict:
     return out
 
 
-def _print_summary(summary: dict) -> None:
+def _print_summary(summary: dict, db: str) -> None:
     print(
         f"campaign {summary['campaign']}: {summary['cases']} cases in "
         f"{summary['seconds']} s ({summary['cases_per_second']} cases/s) against "
@@ -304,7 +306,7 @@ def _print_summary(summary: dict) -> None:
             + ")"
         )
     if summary["new_findings"]:
-        print("replay one with: otdpi fuzz replay FINDING")
+        print(f"replay one with: otdpi fuzz replay N --db {db}  (N: a #number above)")
 
 
 def _run_replay(args: argparse.Namespace) -> int:
@@ -314,6 +316,8 @@ def _run_replay(args: argparse.Namespace) -> int:
     from otdpi.fuzzing.profile import get_profile
     from otdpi.fuzzing.targets import Target
 
+    if not os.path.exists(args.db):
+        raise UsageError(f"{args.db}: no findings database (give the campaign's --db)")
     store = FindingStore(args.db)
     finding = store.get(args.finding)
     store.close()

@@ -65,8 +65,12 @@ class Store:
         the file exists but is not an SQLite database otdpi can use.
     """
 
-    def __init__(self, path: str | os.PathLike = DEFAULT_DB) -> None:
+    def __init__(self, path: str | os.PathLike = DEFAULT_DB, *,
+                 read_only: bool = False) -> None:
         self.path = os.fspath(path)
+        if read_only:
+            self._db = _open_read_only(self.path)
+            return
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
             # WAL: a reader never sees a save in progress, and a killed writer
@@ -152,12 +156,17 @@ class Store:
         db.execute("COMMIT")
 
     def inventory(self) -> dict[str, Any] | None:
-        """The stored inventory document, or None when no run kept one.
+        """The stored inventory document, or None when no run kept one (or the
+        store predates the inventory table).
 
         The CLI keeps ``{"inventory": Inventory.to_json(), "statistics":
         ProtocolStatistics.to_json(), "counters": {...}, "captures": [...]}``.
         """
-        row = self._db.execute("SELECT document FROM inventory WHERE id = 1").fetchone()
+        try:
+            row = self._db.execute(
+                "SELECT document FROM inventory WHERE id = 1").fetchone()
+        except sqlite3.OperationalError:  # a store from before the table, read-only
+            return None
         return None if row is None else json.loads(row[0])
 
     def runs(self) -> list[dict[str, Any]]:
@@ -181,6 +190,30 @@ class Store:
     def integrity(self) -> str:
         """SQLite's own ``integrity_check`` verdict (``ok`` when sound)."""
         return self._db.execute("PRAGMA integrity_check").fetchone()[0]
+
+
+def _open_read_only(path: str) -> sqlite3.Connection:
+    """A connection that can only read an existing otdpi store: nothing is created.
+
+    Raises
+    ------
+    UsageError
+        the file is missing, is not SQLite, or is an SQLite database of
+        something else (it lacks the baseline and alerts tables).
+    """
+    if not os.path.exists(path):
+        raise UsageError(f"{path}: no such store")
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None,
+                             timeout=30)
+        tables = {name for (name,) in db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError as exc:
+        raise UsageError(f"{path}: not a usable otdpi database: {exc}") from None
+    if not {"baseline", "alerts", "runs"} <= tables:
+        db.close()
+        raise UsageError(f"{path}: an SQLite database, but not an otdpi store")
+    return db
 
 
 def export_json(baseline: Baseline, path: str | os.PathLike) -> None:
