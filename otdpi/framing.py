@@ -110,3 +110,31 @@ class Framer:
             self.pending = bytearray()
             self._awaiting = 0
         return out
+
+
+def gap_report(framer: Framer, unit: str) -> tuple[int, str] | None:
+    """Empty ``framer`` after a capture gap: (bytes dropped, reason), None if it held none.
+
+    ``unit`` names what the bytes were part of ("ADU", "frame", "message").
+    """
+    dropped = framer.reset()
+    if not dropped:
+        return None
+    return dropped, f"capture gap: dropped {dropped} bytes of an unfinished {unit}"
+
+
+def end_reports(framers: dict[bool, Framer], unit: str) -> list[tuple[bool, int, str]]:
+    """Empty both directions' framers as the flow ends.
+
+    One ``(to_server, bytes left, reason)`` per direction that held bytes, the
+    direction towards the server first.
+    """
+    out = []
+    for to_server in (True, False):
+        left = framers[to_server].reset()
+        if left:
+            out.append(
+                (to_server, left, f"flow ended with {left} bytes of an unfinished {unit}")
+            )
+    return out
+

@@ -48,7 +48,7 @@ from dissectors.dnp3.link import (
 from dissectors.dnp3.objects import DEVICE_ATTRIBUTES_GROUP, FILE_CONTROL_GROUP
 from dissectors.dnp3.transport import Reassembler
 from otdpi.dissector import Dissector, FlowContext
-from otdpi.framing import Framer, Skipped
+from otdpi.framing import Framer, Skipped, end_reports, gap_report
 from otdpi.message import STATUS_OK, Finding, Message, Target, malformed
 
 PROTOCOL = "dnp3"
@@ -287,21 +287,17 @@ class Dnp3Dissector(Dissector):
 
     def gap(self, to_server: bool, ts: float, frame: int) -> list[Message]:
         """Drop the partial frame of a direction that lost bytes; report it if any."""
-        dropped = self._framers[to_server].reset()
-        if not dropped:
+        report = gap_report(self._framers[to_server], "frame")
+        if report is None:
             return []
-        reason = f"capture gap: dropped {dropped} bytes of an unfinished frame"
-        return [self._junk(dropped, to_server, ts, frame, reason)]
+        return [self._junk(report[0], to_server, ts, frame, report[1])]
 
     def close(self, ts: float, frame: int) -> list[Message]:
         """Report bytes left in unfinished frames, one message per direction."""
-        out = []
-        for to_server in (True, False):
-            left = self._framers[to_server].reset()
-            if left:
-                out.append(self._junk(left, to_server, ts, frame,
-                                      f"flow ended with {left} bytes of an unfinished "
-                                      "frame"))
+        out = [
+            self._junk(left, to_server, ts, frame, reason)
+            for to_server, left, reason in end_reports(self._framers, "frame")
+        ]
         self._reassembler.reset()
         self._requests.clear()
         return out

@@ -37,7 +37,7 @@ from dissectors.hsms.definitions import (
 from dissectors.hsms.items import ItemError, decode_text, to_sml
 from otdpi.dissector import Dissector, FlowContext
 from otdpi.errors import MalformedError, TruncatedError
-from otdpi.framing import Framer, Skipped
+from otdpi.framing import Framer, Skipped, end_reports, gap_report
 from otdpi.message import (
     STATUS_OK,
     Endpoint,
@@ -522,10 +522,10 @@ class HsmsDissector(Dissector):
 
     def gap(self, to_server: bool, ts: float, frame: int) -> list[Message]:
         """Drop the partial message of a direction that lost bytes; report it."""
-        dropped = self._framers[to_server].reset()
-        if not dropped:
+        report = gap_report(self._framers[to_server], "message")
+        if report is None:
             return []
-        reason = f"capture gap: dropped {dropped} bytes of an unfinished message"
+        dropped, reason = report
         return [
             self._unframed(to_server, ts, frame, {"dropped_bytes": dropped}, reason)
         ]
@@ -536,16 +536,10 @@ class HsmsDissector(Dissector):
         # ends (FIN, RST, idle expiry or the end of the capture), not T3
         # seconds after it, because feed() is only called when bytes arrive.
         # A clock tick from the engine to each dissector would lift it.
-        out = []
-        for to_server in (True, False):
-            left = self._framers[to_server].reset()
-            if left:
-                reason = f"flow ended with {left} bytes of an unfinished message"
-                out.append(
-                    self._unframed(
-                        to_server, ts, frame, {"buffered_bytes": left}, reason
-                    )
-                )
+        out = [
+            self._unframed(to_server, ts, frame, {"buffered_bytes": left}, reason)
+            for to_server, left, reason in end_reports(self._framers, "message")
+        ]
         for key, entry in self._pending.items():
             if entry[5]:  # the W-bit: a reply was asked for
                 out.append(self._unanswered(key, entry, ts, frame))

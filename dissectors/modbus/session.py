@@ -34,7 +34,7 @@ from dissectors.modbus.definitions import (
 from dissectors.modbus.fastpath import REQUEST_DECODERS, RESPONSE_DECODERS
 from otdpi.dissector import Dissector, FlowContext
 from otdpi.errors import MalformedError, TruncatedError
-from otdpi.framing import Framer, Skipped
+from otdpi.framing import Framer, Skipped, end_reports, gap_report
 from otdpi.message import (
     STATUS_OK,
     Endpoint,
@@ -483,26 +483,20 @@ class ModbusDissector(Dissector):
 
     def gap(self, to_server: bool, ts: float, frame: int) -> list[Message]:
         """Drop the partial ADU of a direction that lost bytes; report it if any."""
-        dropped = self._framers[to_server].reset()
-        if not dropped:
+        report = gap_report(self._framers[to_server], "ADU")
+        if report is None:
             return []
-        reason = f"capture gap: dropped {dropped} bytes of an unfinished ADU"
+        dropped, reason = report
         return [
             self._unframed(to_server, ts, frame, {"dropped_bytes": dropped}, reason)
         ]
 
     def close(self, ts: float, frame: int) -> list[Message]:
         """Report bytes left in unfinished ADUs, one message per direction."""
-        out = []
-        for to_server in (True, False):
-            left = self._framers[to_server].reset()
-            if left:
-                reason = f"flow ended with {left} bytes of an unfinished ADU"
-                out.append(
-                    self._unframed(
-                        to_server, ts, frame, {"buffered_bytes": left}, reason
-                    )
-                )
+        out = [
+            self._unframed(to_server, ts, frame, {"buffered_bytes": left}, reason)
+            for to_server, left, reason in end_reports(self._framers, "ADU")
+        ]
         self._pending.clear()
         return out
 

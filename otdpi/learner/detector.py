@@ -207,11 +207,12 @@ class Detector:
         find new, goes through the models in :meth:`_check`, which decide
         exactly as if the fast path did not exist.
         """
-        if message.src.ip is None or message.dst.ip is None:
-            message = _keyed_by_mac(message)
         (ts, _, _, src, dst, protocol, kind, service, _, action, targets, fields) = (
             message[:12]
         )
+        if src.ip is None or dst.ip is None:
+            message = _keyed_by_mac(message)
+            src, dst = message.src, message.dst
         self.messages += 1
         if ts > self._last_ts:
             self._last_ts = ts
