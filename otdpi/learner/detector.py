@@ -50,14 +50,16 @@ from otdpi.learner.points import PointValues
 from otdpi.learner.surge import FloodCounter
 from otdpi.message import STATUS_OK, Endpoint, Message
 
-# Limitation: learning and scoring are pure Python. Repeats of something known
-# take the fast path of Detector.feed (a few lookups, then Baseline.learn_request
-# or learn_response, everything written out): about 5.6 us of CPU per message on
-# the synthetic benchmark capture, down from 8.3; that is still more than half the
-# cost of Modbus dissection there, so its one-third target is missed (46 % of the
-# total; 31 % on real polling; see docs/learner.md). Every step is exact (merges
-# stay exact, alerts are those of the general models); compiling the fast path
-# and the learn methods (mypyc or Cython) would lift it.
+# Limitation: learning and scoring are pure Python, about 4.5-5 us of CPU per
+# message on the synthetic benchmark captures (random transactions or periodic
+# polling), as much as dissecting a packet, so the learner is about half of
+# dissect + learn + score there against the one-third target (31 % on the real
+# polling of the Lemay capture; see docs/learner.md). Learning alone, with no
+# scoring, already costs 2.6-2.9 us per message in CPython; compiling these
+# modules with Cython, with the hot classes as extension types, took only 13 %
+# off the learner (measured, not adopted: a build step for that little). What
+# would lift it is fewer Python operations per repeat, e.g. learning repeats by
+# the batch rather than one by one, which every exact merge must then allow for.
 
 SCAN_WINDOW = 60.0  # seconds over which one client's novelties add up
 SCAN_THRESHOLD = 10  # distinct novelties in the window that make a scan
