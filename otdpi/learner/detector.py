@@ -54,12 +54,11 @@ from otdpi.message import STATUS_OK, Endpoint, Message
 # message on the synthetic benchmark captures (random transactions or periodic
 # polling), as much as dissecting a packet, so the learner is about half of
 # dissect + learn + score there against the one-third target (31 % on the real
-# polling of the Lemay capture; see docs/learner.md). Learning alone, with no
-# scoring, already costs 2.6-2.9 us per message in CPython; compiling these
-# modules with Cython, with the hot classes as extension types, took only 13 %
-# off the learner (measured, not adopted: a build step for that little). What
-# would lift it is fewer Python operations per repeat, e.g. learning repeats by
-# the batch rather than one by one, which every exact merge must then allow for.
+# polling of the Lemay capture). Learning alone already costs 2.6-2.9 us per
+# message; measured and not adopted: learning repeats by the batch (42 % at
+# best) and a Cython build with the hot classes as extension types (44 %). A
+# native extension for the fast path, with its own data layout and this code
+# kept as the reference it is tested against, would lift it (docs/learner.md).
 
 SCAN_WINDOW = 60.0  # seconds over which one client's novelties add up
 SCAN_THRESHOLD = 10  # distinct novelties in the window that make a scan
