@@ -444,6 +444,21 @@ class Detector:
             entry.served = served  # updated in place, never replaced
         return self._normal(served[1], served[2], ts)
 
+    def tick(self, ts: float) -> list[dict[str, Any]]:
+        """Let the clock reach ``ts`` with no message; return new alerts.
+
+        The time-driven models (a polling that stopped) otherwise look only
+        when a message arrives; a live watch calls this while the network is
+        silent, with the wall-clock time its capture timestamps use. Nothing
+        happens while learning, or when ``ts`` is not past the last message.
+        """
+        if self.learning or ts <= self._last_ts or self.baseline.learned_until is None:
+            return []
+        if ts < self._next_cadence_check:
+            return []
+        self._next_cadence_check = ts + CADENCE_CHECK_EVERY
+        return self._check_cadence(ts)
+
     def finish(self) -> None:
         """End of the run: bring the baseline's device index up to date."""
         if self.learning and self.learn_until is not None:
