@@ -22,12 +22,22 @@ checksums are correct; TCP checksums are zero, as in a capture taken on a host
 with checksum offload (tshark does not check them by default). Packets are
 built with :mod:`struct` and written as they are made, so memory stays flat and
 a million packets take seconds. The same seed gives the same bytes.
+
+A second model, ``traffic="polling"`` (:class:`PollingCaptureWriter`), is what a
+behaviour learner meets on a real plant: each client keeps one connection per
+server open and polls a fixed list of register and coil blocks on its own
+cycle (SCADA every second, HMI every 2 s, historian every 10 s, an engineering
+station every 30 s), process values drift by a few counts between polls, and
+only the SCADA master writes, a setpoint every minute or so. Same wire format,
+same exact TCP; capture time advances with the poll schedule, so a million
+packets span about two hours.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import heapq
 import random
 import struct
 import sys
@@ -401,6 +411,149 @@ class ModbusCaptureWriter:
         return self.stats
 
 
+# Polling model: (client number, cycle seconds, share of the servers polled).
+POLLERS = ((1, 1.0, 1.0), (2, 2.0, 0.4), (3, 10.0, 1.0), (4, 30.0, 0.2))
+SETPOINT_EVERY = 60.0  # seconds between the SCADA master's setpoint writes
+
+
+class PollingCaptureWriter(ModbusCaptureWriter):
+    """Streams the polling model of the module docstring into an open file."""
+
+    def __init__(self, out, seed: int = 1):
+        super().__init__(out, seed)
+        rng = self.rng
+        # Each server's process image: 10,000 holding/input registers and coils.
+        self._image = {
+            server.ip: [rng.randrange(0, 4000) for _ in range(10_000)]
+            for server in self.servers
+        }
+        # client -> server -> its fixed poll list of (function code, start, count).
+        self.polls: dict[bytes, dict[bytes, list[tuple[int, int, int]]]] = {}
+        for number, _, share in POLLERS:
+            client = self.clients[number - 1]
+            servers = rng.sample(self.servers, max(1, round(share * len(self.servers))))
+            self.polls[client.ip] = {
+                server.ip: [self._poll_item(server) for _ in range(rng.randint(2, 5))]
+                for server in servers
+            }
+
+    def _poll_item(self, server: _Host) -> tuple[int, int, int]:
+        rng = self.rng
+        code = rng.choices((3, 4, 1, 2), (60, 25, 10, 5))[0]
+        start = rng.choice(server.blocks) + rng.randrange(0, 50, 10)
+        count = rng.choice((10, 16, 20, 32, 50)) if code in (3, 4) else 16
+        return code, start, count
+
+    def _advance_to(self, when_us: int) -> None:
+        self.clock_us = max(self.clock_us, when_us)
+
+    def _poll(self, conn: _Connection, item: tuple[int, int, int]) -> None:
+        """One request and its answer; values drift by a few counts between polls."""
+        code, start, count = item
+        image = self._image[conn.server.ip]
+        rng = self.rng
+        for _ in range(rng.randint(0, 2)):
+            address = start + rng.randrange(count)
+            image[address] = min(65535, max(0, image[address] + rng.randint(-3, 3)))
+        values = image[start : start + count]
+        request = struct.pack("!BHH", code, start, count)
+        if code in (3, 4):
+            response = struct.pack(f"!BB{count}H", code, 2 * count, *values)
+        else:
+            bits = sum((v & 1) << i for i, v in enumerate(values))
+            size = (count + 7) // 8
+            response = struct.pack("!BB", code, size) + bits.to_bytes(size, "little")
+        self._exchange(conn, code, request, response)
+
+    def _setpoint(self, conn: _Connection) -> None:
+        start = conn.server.blocks[0]
+        value = 1000 + self.rng.randint(-50, 50)
+        self._image[conn.server.ip][start] = value
+        request = struct.pack("!BHH", 6, start, value)
+        self._exchange(conn, 6, request, request)
+
+    def _exchange(self, conn: _Connection, code, request: bytes, response: bytes):
+        transaction_id = conn.next_transaction_id
+        conn.next_transaction_id = (transaction_id + 1) & 0xFFFF
+        unit_id = conn.server.unit_id
+        self._data(conn, True, _mbap(transaction_id, unit_id, request))
+        self.clock_us += self.rng.randint(1_000, 8_000)  # the server's turnaround
+        self._data(conn, False, _mbap(transaction_id, unit_id, response))
+        if self.rng.random() < CLIENT_DELAYED_ACK_RATE:
+            self._packet(conn, True, ACK)
+            self.stats.pure_acks += 1
+        self.stats.requests += 1
+        self.stats.responses += 1
+        self.stats.function_codes[code] = self.stats.function_codes.get(code, 0) + 1
+
+    def _open(self, client: _Host, server: _Host) -> _Connection:
+        port = self._next_port[client.ip]
+        self._next_port[client.ip] = port + 1
+        conn = _Connection(client, server, port, 0, self.rng)
+        self._packet(conn, True, SYN, options=MSS_OPTION)
+        conn.client_seq = (conn.client_seq + 1) & 0xFFFFFFFF
+        self._packet(conn, False, SYN | ACK, options=MSS_OPTION)
+        conn.server_seq = (conn.server_seq + 1) & 0xFFFFFFFF
+        self._packet(conn, True, ACK)
+        self.stats.connections += 1
+        return conn
+
+    def write(self, packets: int) -> CaptureStats:
+        """Write exactly ``packets`` packets, every connection closed at the end."""
+        if packets < MIN_PACKETS:
+            raise ValueError(f"need at least {MIN_PACKETS} packets, got {packets}")
+        servers = {server.ip: server for server in self.servers}
+        connections: dict[tuple[bytes, bytes], _Connection] = {}
+        # (due time in us, tie-breaker, client ip, server ip, cycle in us)
+        schedule: list[tuple[int, int, bytes, bytes, int]] = []
+        for number, cycle, _ in POLLERS:
+            client = self.clients[number - 1]
+            for server_ip in self.polls[client.ip]:
+                offset = self.rng.randrange(int(cycle * 1e6))
+                schedule.append(
+                    (START_TIME_US + offset, len(schedule), client.ip, server_ip,
+                     int(cycle * 1e6))
+                )
+        heapq.heapify(schedule)
+        next_setpoint = START_TIME_US + int(SETPOINT_EVERY * 1e6)
+        scada = self.clients[POLLERS[0][0] - 1]
+        # A poll writes at most 5 packets per item (two data segments, each maybe
+        # retransmitted, and an ACK); closing writes 3 per connection.
+        while True:
+            due, tie, client_ip, server_ip, cycle = schedule[0]
+            conn = connections.get((client_ip, server_ip))
+            items = self.polls[client_ip][server_ip]
+            need = 5 * len(items) + (3 if conn is None else 0) + 5
+            if packets - self.stats.packets - 3 * (len(connections) + 1) < need + 8:
+                break
+            self._advance_to(due + self.rng.randint(0, 2_000))  # scheduler jitter
+            if conn is None:
+                client = next(c for c in self.clients if c.ip == client_ip)
+                conn = connections[client_ip, server_ip] = self._open(
+                    client, servers[server_ip]
+                )
+            for item in items:
+                self._poll(conn, item)
+            if client_ip == scada.ip and self.clock_us >= next_setpoint:
+                self._setpoint(conn)
+                next_setpoint += int(SETPOINT_EVERY * 1e6)
+            heapq.heapreplace(
+                schedule, (due + cycle, tie, client_ip, server_ip, cycle)
+            )
+        # Fill the exact count with pure ACKs on one open connection, then close.
+        if not connections:
+            client, server = self.clients[0], self.servers[0]
+            connections[client.ip, server.ip] = self._open(client, server)
+        last = next(iter(connections.values()))
+        while packets - self.stats.packets > 3 * len(connections):
+            self._packet(last, True, ACK)
+            self.stats.pure_acks += 1
+        for conn in connections.values():
+            self.close_connection(conn)
+        self.flush()
+        return self.stats
+
+
 def _mbap(transaction_id: int, unit_id: int, pdu: bytes) -> bytes:
     # MBAP header: transaction id, protocol id 0, length of unit id + PDU, unit id.
     return struct.pack("!HHHB", transaction_id, 0, len(pdu) + 1, unit_id) + pdu
@@ -415,10 +568,18 @@ def _with_ip_checksum(frame_header: bytes) -> bytes:
     return frame_header[:24] + checksum.to_bytes(2, "big") + frame_header[26:]
 
 
-def write_capture(path: str, packets: int = 1_000_000, seed: int = 1) -> CaptureStats:
-    """Write a capture of exactly ``packets`` packets to ``path``; return its stats."""
+TRAFFIC = {"random": ModbusCaptureWriter, "polling": PollingCaptureWriter}
+
+
+def write_capture(
+    path: str, packets: int = 1_000_000, seed: int = 1, traffic: str = "random"
+) -> CaptureStats:
+    """Write a capture of exactly ``packets`` packets to ``path``; return its stats.
+
+    ``traffic`` picks the model: ``"random"`` (the default) or ``"polling"``.
+    """
     with open(path, "wb") as out:
-        return ModbusCaptureWriter(out, seed).write(packets)
+        return TRAFFIC[traffic](out, seed).write(packets)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -431,10 +592,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", default="modbus_bench.pcap", help="pcap to write")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--traffic",
+        choices=sorted(TRAFFIC),
+        default="random",
+        help="random transactions (default) or periodic polling",
+    )
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
-    stats = write_capture(args.out, args.packets, args.seed)
+    stats = write_capture(args.out, args.packets, args.seed, args.traffic)
     elapsed = time.perf_counter() - started
     summary = asdict(stats) | {"adus": stats.adus, "seconds": round(elapsed, 2)}
     json.dump(summary, sys.stdout)

@@ -1,8 +1,12 @@
 """Packets/second of dissect alone next to dissect + learn + score, in one run.
 
-Run: ``python benchmarks/run_learner.py [--packets 1000000]``. The capture is
-the synthetic Modbus/TCP one of ``make_modbus_capture.py`` (twenty servers, five
-clients), cached under the temporary directory. Both pipelines run in this one
+Run: ``python benchmarks/run_learner.py [--packets 1000000]``. The captures are
+the synthetic Modbus/TCP ones of ``make_modbus_capture.py`` (twenty servers, five
+clients), cached under the temporary directory: its random transactions (every
+connection a random client and server, random function codes, ranges and
+values: a stress test of the learner's novelty paths) and its periodic polling
+(fixed poll lists on fixed cycles: what a learner meets on a plant), measured
+one after the other; ``--traffic`` picks one. Both pipelines run in this one
 process, alternately, each ``--repeat`` times, and the best time of each is kept.
 Times are CPU time of this process (``time.process_time``), so that other work
 on a shared machine does not count; the machine has 2 cores shared by others.
@@ -25,15 +29,18 @@ from pathlib import Path
 GENERATOR = Path(__file__).resolve().parent / "make_modbus_capture.py"
 
 
-def _capture(packets: int) -> Path:
-    path = Path(tempfile.gettempdir()) / "otdpi-bench" / f"modbus_{packets}_seed1.pcap"
+def _capture(packets: int, traffic: str = "random") -> Path:
+    name = f"modbus_{packets}_seed1.pcap"
+    if traffic != "random":
+        name = f"modbus_{traffic}_{packets}_seed1.pcap"
+    path = Path(tempfile.gettempdir()) / "otdpi-bench" / name
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         spec = importlib.util.spec_from_file_location("make_modbus_capture", GENERATOR)
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module
         spec.loader.exec_module(module)
-        module.write_capture(str(path), packets, seed=1)
+        module.write_capture(str(path), packets, seed=1, traffic=traffic)
     return path
 
 
@@ -56,26 +63,17 @@ def dissect_learn_score(path: Path, learn_for: float):
     return time.process_time() - start, engine.counters["packets"], detector
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--packets", type=int, default=1_000_000)
-    parser.add_argument("--repeat", type=int, default=2)
-    parser.add_argument("--learn-share", type=float, default=0.2)
-    parser.add_argument(
-        "--capture", type=Path, help="measure this capture instead of the synthetic one"
-    )
-    args = parser.parse_args()
-    path = args.capture or _capture(args.packets)
-
+def measure(path: Path, repeat: int, learn_share: float) -> None:
+    """Time both pipelines on one capture, alternately, and print the results."""
     from otdpi.capture import open_capture
 
     with open_capture(path) as reader:
         stamps = [r[1] for r in reader]
-    learn_for = (stamps[-1] - stamps[0]) * args.learn_share
+    learn_for = (stamps[-1] - stamps[0]) * learn_share
 
     plain, full = [], []
     detector = None
-    for _ in range(args.repeat):
+    for _ in range(repeat):
         seconds, packets = dissect_only(path)
         plain.append(seconds)
         seconds, packets, detector = dissect_learn_score(path, learn_for)
@@ -108,6 +106,33 @@ def main() -> None:
         f"{statistics.median(sizes) / 1024:.1f} KB, max {max(sizes) / 1024:.1f} KB "
         f"(target at most 64 KB)"
     )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--packets", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--learn-share", type=float, default=0.2)
+    parser.add_argument(
+        "--traffic",
+        choices=("random", "polling", "both"),
+        default="both",
+        help="which synthetic capture: random transactions, periodic polling, or "
+        "both, one after the other (default)",
+    )
+    parser.add_argument(
+        "--capture", type=Path, help="measure this capture instead of the synthetic one"
+    )
+    args = parser.parse_args()
+    if args.capture:
+        paths = [args.capture]
+    else:
+        kinds = ("random", "polling") if args.traffic == "both" else (args.traffic,)
+        paths = [_capture(args.packets, kind) for kind in kinds]
+    for n, path in enumerate(paths):
+        if n:
+            print()
+        measure(path, args.repeat, args.learn_share)
 
 
 if __name__ == "__main__":

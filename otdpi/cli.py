@@ -804,6 +804,39 @@ def _detect(args, detector, store, command: str) -> int:
     return 0
 
 
+@contextmanager
+def _ticking(detector, out, dumps, every: float = 1.0):
+    """While a live watch waits for packets, let the detector's clock run.
+
+    A thread calls :meth:`~otdpi.learner.Detector.tick` with the wall-clock
+    time (live capture timestamps are wall-clock too) every ``every`` seconds,
+    so a polling that stops is noticed even when the whole network falls
+    silent. The lock it yields serialises the detector and the output between
+    that thread and the capture loop, which holds it per message.
+    """
+    import threading
+    import time
+
+    lock = threading.Lock()
+    done = threading.Event()
+
+    def run() -> None:
+        while not done.wait(every):
+            with lock:
+                for alert in detector.tick(time.time()):
+                    out.write(dumps(alert))
+                    out.write("\n")
+                    out.flush()
+
+    thread = threading.Thread(target=run, name="otdpi-watch-clock", daemon=True)
+    thread.start()
+    try:
+        yield lock
+    finally:
+        done.set()
+        thread.join()
+
+
 def _detect_live(args, detector, store, command: str) -> int:
     """Learn and detect on live traffic; save the store as it goes and on Ctrl-C."""
     import time
@@ -839,21 +872,23 @@ def _detect_live(args, detector, store, command: str) -> int:
 
     next_save = time.monotonic() + args.update_every
     detector.new_capture()
-    with _open_output(args.output) as out, _stop_on_interrupt(engine):
+    with _open_output(args.output) as out, _stop_on_interrupt(engine), \
+            _ticking(detector, out, dumps) as lock:
         for message in engine.live(args.interface, args.filter,
                                    duration=args.duration, packets=args.count):
-            unsaved.add(message, source[0])
-            alerts = detector.feed(message)
-            for flow in ended:
-                alerts += detector.feed(connection_event(flow))
-            ended.clear()
-            for alert in alerts:
-                out.write(dumps(alert))
-                out.write("\n")
-                out.flush()
-            if time.monotonic() >= next_save:
-                save()
-                next_save = time.monotonic() + args.update_every
+            with lock:
+                unsaved.add(message, source[0])
+                alerts = detector.feed(message)
+                for flow in ended:
+                    alerts += detector.feed(connection_event(flow))
+                ended.clear()
+                for alert in alerts:
+                    out.write(dumps(alert))
+                    out.write("\n")
+                    out.flush()
+                if time.monotonic() >= next_save:
+                    save()
+                    next_save = time.monotonic() + args.update_every
         for flow in ended:
             for alert in detector.feed(connection_event(flow)):
                 out.write(dumps(alert))

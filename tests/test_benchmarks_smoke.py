@@ -28,10 +28,12 @@ def _load_generator():
     return module
 
 
-@pytest.fixture(scope="module")
-def capture(tmp_path_factory):
-    path = tmp_path_factory.mktemp("bench") / "modbus.pcap"
-    stats = _load_generator().write_capture(str(path), PACKETS, seed=7)
+@pytest.fixture(scope="module", params=["random", "polling"])
+def capture(request, tmp_path_factory):
+    path = tmp_path_factory.mktemp("bench") / f"modbus_{request.param}.pcap"
+    stats = _load_generator().write_capture(
+        str(path), PACKETS, seed=7, traffic=request.param
+    )
     return path, stats
 
 
@@ -42,12 +44,33 @@ def test_generator_writes_the_requested_count(capture):
     assert stats.connections > 1
 
 
-def test_generator_is_deterministic(tmp_path):
+@pytest.mark.parametrize("traffic", ["random", "polling"])
+def test_generator_is_deterministic(tmp_path, traffic):
     generator = _load_generator()
     first, second = tmp_path / "a.pcap", tmp_path / "b.pcap"
-    generator.write_capture(str(first), 500, seed=3)
-    generator.write_capture(str(second), 500, seed=3)
+    generator.write_capture(str(first), 500, seed=3, traffic=traffic)
+    generator.write_capture(str(second), 500, seed=3, traffic=traffic)
     assert first.read_bytes() == second.read_bytes()
+
+
+def test_polling_is_periodic_and_learned_without_alerts(tmp_path):
+    # The polling model is what a learner meets on a plant: after learning the
+    # first 130 s (every poll cycle and two of the minutely setpoint writes), the
+    # last minute raises nothing, and each poll repeats on its cycle.
+    from otdpi.learner import Detector, feed_captures
+
+    path = tmp_path / "polling.pcap"
+    _load_generator().write_capture(str(path), 40_000, seed=2, traffic="polling")
+    detector = Detector(learn_for=130.0)
+    feed_captures(detector, [path])
+    assert detector.alerts == []
+    periods = sorted(
+        round(period)
+        for rel in detector.baseline.relations.values()
+        for stats in rel.services.values()
+        if (period := stats.period()) is not None
+    )
+    assert {1, 2, 10} <= set(periods)
 
 
 @pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")

@@ -161,3 +161,53 @@ def test_live_watch_needs_a_learning_time():
                            "--learn-share", "0.5"], capture_output=True, text=True,
                           cwd=REPO, timeout=30)
     assert done.returncode == 2 and "needs --learn-for" in done.stderr
+
+
+async def _poll_then_fall_silent(port: int, seconds: float) -> None:
+    server = ModbusTcpServer(build_device(), address=(SERVER, port),
+                             identity=build_identity())
+    await server.serve_forever(background=True)
+    try:
+        client = AsyncModbusTcpClient(SERVER, port=port, source_address=(CLIENT, 0),
+                                      retries=0, timeout=2, reconnect_delay=0)
+        assert await client.connect()
+        try:
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                await client.read_holding_registers(0, count=4, device_id=1)
+                await asyncio.sleep(0.2)
+        finally:
+            client.close()
+        await asyncio.sleep(0.3)
+    finally:
+        await server.shutdown()
+
+
+def test_live_watch_notices_a_stopped_polling_while_the_network_is_silent(tmp_path):
+    # After the polling stops no packet arrives at all: only the watch's clock
+    # can notice, once the silence passes the stop limit (30 s at the least).
+    port = _free_port()
+    alerts = tmp_path / "alerts.jsonl"
+    command = [sys.executable, "-m", "otdpi", "watch", "-i", "lo", "-f",
+               f"tcp port {port}", "--learn-for", "4s", "--no-save",
+               "-o", str(alerts)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, cwd=REPO)
+    models: list[str] = []
+    try:
+        time.sleep(2.0)
+        assert process.poll() is None, process.communicate()
+        asyncio.run(_poll_then_fall_silent(port, 8.0))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and "ot/cadence-stop" not in models:
+            time.sleep(1.0)
+            if alerts.exists():
+                models = [json.loads(line)["model"]
+                          for line in alerts.read_text().splitlines() if line]
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err
+    assert "ot/cadence-stop" in models, (models, err)

@@ -26,6 +26,7 @@ what a server was seen holding (:mod:`otdpi.learner.points`, from
 
 from __future__ import annotations
 
+import heapq
 import ipaddress
 import time
 from bisect import bisect_right
@@ -49,14 +50,15 @@ from otdpi.learner.points import PointValues
 from otdpi.learner.surge import FloodCounter
 from otdpi.message import STATUS_OK, Endpoint, Message
 
-# Limitation: learning and scoring are pure Python. Repeats of something known
-# take the fast path of Detector.feed (a few lookups, then Baseline.learn_request
-# or learn_response, everything written out): about 5.6 us of CPU per message on
-# the synthetic benchmark capture, down from 8.3; that is still more than half the
-# cost of Modbus dissection there, so its one-third target is missed (46 % of the
-# total; 31 % on real polling; see docs/learner.md). Every step is exact (merges
-# stay exact, alerts are those of the general models); compiling the fast path
-# and the learn methods (mypyc or Cython) would lift it.
+# Limitation: learning and scoring are pure Python, about 4.5-5 us of CPU per
+# message on the synthetic benchmark captures (random transactions or periodic
+# polling), as much as dissecting a packet, so the learner is about half of
+# dissect + learn + score there against the one-third target (31 % on the real
+# polling of the Lemay capture). Learning alone already costs 2.6-2.9 us per
+# message; measured and not adopted: learning repeats by the batch (42 % at
+# best) and a Cython build with the hot classes as extension types (44 %). A
+# native extension for the fast path, with its own data layout and this code
+# kept as the reference it is tested against, would lift it (docs/learner.md).
 
 SCAN_WINDOW = 60.0  # seconds over which one client's novelties add up
 SCAN_THRESHOLD = 10  # distinct novelties in the window that make a scan
@@ -172,6 +174,16 @@ class Detector:
         self._periods: dict[tuple, float] = {}
         self._values = False  # value_range of the message being scored, once known
         self._next_cadence_check = 0.0
+        # The cadence sweep looks only at what can have changed since the last
+        # one (see _check_cadence): services learned since, services whose
+        # silence may now be a stop (a heap of deadlines), and services whose
+        # recent cadence was off the period at the last sweep.
+        self._cadence_all = True  # the next sweep looks at every service
+        self._cadence_dirty: set[tuple] = set()
+        self._cadence_due: list[tuple[float, tuple]] = []
+        self._cadence_deadline: dict[tuple, float] = {}
+        self._cadence_off: set[tuple] = set()
+        self._cadence_order: dict[tuple, tuple[int, int]] = {}
         self._last_ts = 0.0
         self.messages = 0
         # Models kept in their own modules; None when not among the models run.
@@ -195,6 +207,7 @@ class Detector:
         self._recent_gaps.clear()
         for entry in base._cache.values():
             entry.recent = None
+        self._cadence_all = True
 
     def feed(self, message: Message) -> list[dict[str, Any]]:
         """Learn one message (and score it once learning is over); return new alerts.
@@ -240,9 +253,10 @@ class Detector:
                         recent.append(ts)
                 else:
                     base.learn_response(entry, ts, action, targets, fields)
-                if self._links is not None:
-                    self._links.learn(message)
-                if self._points is not None:
+                links = self._links
+                if links is not None and not links.seen_flow(message.flow, src, dst, ts):
+                    links.learn(message)
+                if self._points is not None and "item_values" in fields:
                     self._points.learn(message)
                 return []
             self.learning = False
@@ -352,8 +366,11 @@ class Detector:
                 entry = base.entry(message, key)
             base.learn_entry(entry, message, self._values)
             self._track(message, entry)
+        self._cadence_dirty.add(entry.clock_key)
         if self._more_models:
-            emitted += self._check_links_and_floods(message)
+            more = self._check_links_and_floods(message, ts, src, dst, kind, fields)
+            if more:
+                emitted += more
         if ts >= self._next_cadence_check:
             self._next_cadence_check = ts + CADENCE_CHECK_EVERY
             emitted.extend(self._check_cadence(ts))
@@ -427,6 +444,21 @@ class Detector:
             entry.served = served  # updated in place, never replaced
         return self._normal(served[1], served[2], ts)
 
+    def tick(self, ts: float) -> list[dict[str, Any]]:
+        """Let the clock reach ``ts`` with no message; return new alerts.
+
+        The time-driven models (a polling that stopped) otherwise look only
+        when a message arrives; a live watch calls this while the network is
+        silent, with the wall-clock time its capture timestamps use. Nothing
+        happens while learning, or when ``ts`` is not past the last message.
+        """
+        if self.learning or ts <= self._last_ts or self.baseline.learned_until is None:
+            return []
+        if ts < self._next_cadence_check:
+            return []
+        self._next_cadence_check = ts + CADENCE_CHECK_EVERY
+        return self._check_cadence(ts)
+
     def finish(self) -> None:
         """End of the run: bring the baseline's device index up to date."""
         if self.learning and self.learn_until is not None:
@@ -436,11 +468,18 @@ class Detector:
             )
         self.baseline.finish()
 
-    def _check_links_and_floods(self, m: Message):
+    def _check_links_and_floods(self, m: Message, ts, src, dst, kind, fields):
         """The models of :mod:`~otdpi.learner.links`, :mod:`~otdpi.learner.surge`
-        and :mod:`~otdpi.learner.points` (written values per server)."""
-        found = None if self._links is None else self._links.check(m, self._normal)
-        kind = m.kind
+        and :mod:`~otdpi.learner.points` (written values per server).
+
+        ``ts`` to ``fields`` are those of ``m``, already unpacked by :meth:`feed`.
+        The common message (of a flow whose ends are known, with no
+        ``item_values``) costs two look-ups here and no call.
+        """
+        found = None
+        links = self._links
+        if links is not None and not links.seen_flow(m.flow, src, dst, ts):
+            found = links.check(m, self._normal)
         if (
             self._floods is not None
             and kind != "response"
@@ -450,7 +489,7 @@ class Detector:
             flood = self._floods.observe(m, self.baseline)
             if flood is not None:
                 found = (found or []) + [flood]
-        if self._points is not None:
+        if self._points is not None and "item_values" in fields:
             points = self._points.check(m)
             if points:
                 found = (found or []) + points
@@ -929,75 +968,135 @@ class Detector:
     # -- cadence ------------------------------------------------------------------
 
     def _check_cadence(self, ts: float) -> list[dict[str, Any]]:
+        """The ot/cadence-stop and ot/cadence-change models, once per
+        :data:`CADENCE_CHECK_EVERY` seconds of capture time.
+
+        Looking at a service is idempotent while nothing of it changes, so a
+        sweep looks only at the services that can give a different answer
+        than at the last one: those learned since (``_cadence_dirty``), those
+        whose silence may have become a stop (their deadline in
+        ``_cadence_due`` has come; a little early is harmless), and those
+        whose recent cadence was off their period (re-raised, as repeats, at
+        every sweep). The first sweep, and the first after a new capture,
+        look at every service. They are looked at in the order of the
+        relations and their services, so alerts come out as a full sweep
+        would give them.
+        """
+        base = self.baseline
+        relations = base.relations
+        if self._cadence_all:
+            self._cadence_all = False
+            keys = [
+                (rel_key, name)
+                for rel_key, rel in relations.items()
+                if rel_key[2] not in IT_PROTOCOLS
+                for name in rel.services
+            ]
+            self._cadence_order.clear()
+        else:
+            keys = self._cadence_dirty | self._cadence_off
+            due = self._cadence_due
+            while due and due[0][0] <= ts:
+                deadline, key = heapq.heappop(due)
+                if self._cadence_deadline.get(key) == deadline:
+                    del self._cadence_deadline[key]
+                    keys.add(key)
+            keys = sorted(keys, key=self._cadence_rank)
+        self._cadence_dirty.clear()
         out = []
-        for (client, server, protocol), rel in self.baseline.relations.items():
-            if protocol in IT_PROTOCOLS:
-                continue
-            for name, stats in rel.services.items():
-                if stats.requests < 10:
-                    continue
-                # The period last seen steady: a flood or a stall that is
-                # being learned must not erase the period it departs from.
-                period_key = (client, server, protocol, name)
-                period = stats.period()
-                if period is None or period_key in self._stopped:
-                    period = self._periods.get(period_key, period)
-                elif not self._departing(period_key, period):
-                    self._periods[period_key] = period
-                if period is None:
-                    continue
-                recent = self._recent_gaps.get(((client, server, protocol), name))
-                if recent is None:
-                    continue  # not polled in this run: nothing stopped in front of us
-                key = (client, server, protocol, name)
-                silent = ts - stats.last
-                if silent > max(10 * period, period + 30.0):
-                    if key not in self._stopped:
-                        self._stopped.add(key)
-                        alert = self._raise_at(
-                            ts,
-                            stats.last,
-                            "ot/cadence-stop",
-                            key,
-                            60,
-                            f"{client} stopped polling {server} ({protocol} {name}, "
-                            f"every {period:.1f} s until {_span(silent)} ago)",
-                            {
-                                "client": client,
-                                "server": server,
-                                "protocol": protocol,
-                                "service": name,
-                            },
-                            (),
-                        )
-                        if alert:
-                            out.append(alert)
-                    continue
-                self._stopped.discard(key)
-                if len(recent) < recent.maxlen:
-                    continue
-                mean = (recent[-1] - recent[0]) / (len(recent) - 1)
-                if mean < period / 4 or mean > period * 4:
-                    alert = self._raise_at(
-                        ts,
-                        recent[-1],
-                        "ot/cadence-change",
-                        key,
-                        50,
-                        f"{client} polls {server} ({protocol} {name}) every "
-                        f"{mean:.2f} s;"
-                        f" learned period {period:.2f} s",
-                        {
-                            "client": client,
-                            "server": server,
-                            "protocol": protocol,
-                            "service": name,
-                        },
-                        (),
-                    )
-                    if alert:
-                        out.append(alert)
+        for key in keys:
+            alert = self._cadence_of(key, ts)
+            if alert:
+                out.append(alert)
         return out
+
+    def _cadence_rank(self, key: tuple) -> tuple[int, int]:
+        """Where a full sweep would come to ``key``: (relation, service) order."""
+        rank = self._cadence_order.get(key)
+        if rank is None:
+            order = self._cadence_order
+            for i, (rel_key, rel) in enumerate(self.baseline.relations.items()):
+                for j, name in enumerate(rel.services):
+                    order[rel_key, name] = (i, j)
+            rank = order.get(key, (len(order), 0))
+        return rank
+
+    def _cadence_of(self, clock_key: tuple, ts: float) -> dict[str, Any] | None:
+        """One service's look in a cadence sweep; a new alert, if any."""
+        (client, server, protocol), name = clock_key
+        if protocol in IT_PROTOCOLS:
+            return None
+        rel = self.baseline.relations.get(clock_key[0])
+        stats = None if rel is None else rel.services.get(name)
+        self._cadence_off.discard(clock_key)
+        if stats is None or stats.requests < 10:
+            return None
+        # The period last seen steady: a flood or a stall that is
+        # being learned must not erase the period it departs from.
+        period_key = (client, server, protocol, name)
+        period = stats.period()
+        if period is None or period_key in self._stopped:
+            period = self._periods.get(period_key, period)
+        elif not self._departing(period_key, period):
+            self._periods[period_key] = period
+        if period is None:
+            return None
+        recent = self._recent_gaps.get(clock_key)
+        if recent is None:
+            return None  # not polled in this run: nothing stopped in front of us
+        key = period_key
+        silent = ts - stats.last
+        limit = max(10 * period, period + 30.0)
+        if silent > limit:
+            if key not in self._stopped:
+                self._stopped.add(key)
+                return self._raise_at(
+                    ts,
+                    stats.last,
+                    "ot/cadence-stop",
+                    key,
+                    60,
+                    f"{client} stopped polling {server} ({protocol} {name}, "
+                    f"every {period:.1f} s until {_span(silent)} ago)",
+                    {
+                        "client": client,
+                        "server": server,
+                        "protocol": protocol,
+                        "service": name,
+                    },
+                    (),
+                )
+            return None
+        self._stopped.discard(key)
+        # Looked at again when the silence may pass the limit (a little early,
+        # so that rounding never makes it late).
+        deadline = stats.last + limit * (1 - 1e-9) - 1e-6
+        if self._cadence_deadline.get(clock_key) != deadline:
+            self._cadence_deadline[clock_key] = deadline
+            heapq.heappush(self._cadence_due, (deadline, clock_key))
+        if len(recent) < recent.maxlen:
+            return None
+        mean = (recent[-1] - recent[0]) / (len(recent) - 1)
+        if mean < period / 4 or mean > period * 4:
+            self._cadence_off.add(clock_key)
+            return self._raise_at(
+                ts,
+                recent[-1],
+                "ot/cadence-change",
+                key,
+                50,
+                f"{client} polls {server} ({protocol} {name}) every "
+                f"{mean:.2f} s;"
+                f" learned period {period:.2f} s",
+                {
+                    "client": client,
+                    "server": server,
+                    "protocol": protocol,
+                    "service": name,
+                },
+                (),
+            )
+        return None
 
     def _departing(self, key: tuple, period: float) -> bool:
         """Whether the recent requests of ``key`` are off its remembered period."""

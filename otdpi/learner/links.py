@@ -85,18 +85,30 @@ class LinkBindings:
         self.flows: dict[int, tuple] = {}
         self._local: dict[str, bool] = {}
 
-    def _cached_flow(self, m) -> bool:
-        """True (after moving both slots' last-seen) for a flow already checked."""
-        done = self.flows.get(m.flow)
+    def seen_flow(self, flow: int, src, dst, ts: float) -> bool:
+        """True (after moving both slots' last-seen to ``ts``) for a flow whose
+        ends ``src`` and ``dst`` were already checked; the detector's hot path
+        calls it with the message already unpacked."""
+        done = self.flows.get(flow)
         if done is None:
             return False
         a, b, slot_a, slot_b = done
-        src, dst = m.src, m.dst
         if not ((a is src and b is dst) or (a is dst and b is src)):
             return False
-        _seen_at(slot_a, m.ts)
-        _seen_at(slot_b, m.ts)
+        # _seen_at of both slots, written out (this runs per message).
+        if ts > slot_a[1]:
+            slot_a[1] = ts
+        elif ts < slot_a[0]:
+            slot_a[0] = ts
+        if ts > slot_b[1]:
+            slot_b[1] = ts
+        elif ts < slot_b[0]:
+            slot_b[0] = ts
         return True
+
+    def _cached_flow(self, m) -> bool:
+        """:meth:`seen_flow` of a message."""
+        return self.seen_flow(m.flow, m.src, m.dst, m.ts)
 
     def _mark_flow(self, m, slots: list) -> None:
         if len(self.flows) > 65536:

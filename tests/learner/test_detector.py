@@ -226,6 +226,19 @@ def test_cadence_stop():
     assert "ot/cadence-stop" in [a["model"] for a in detector.alerts]
 
 
+def test_a_stop_is_noticed_by_the_clock_when_the_network_falls_silent():
+    detector = Detector(learn_for=100.0)
+    for message in _polling(200.0):
+        detector.feed(message)
+    # Nothing more arrives; only the clock moves on (a live watch's ticks).
+    assert detector.tick(205.0) == []
+    assert detector.tick(190.0) == []  # not past the last message: nothing
+    stops = [a for t in range(206, 260) for a in detector.tick(float(t))]
+    assert [a["model"] for a in stops] == ["ot/cadence-stop"]
+    assert stops[0]["device"] == PLC
+    assert Detector(learn_for=100.0).tick(500.0) == []  # learning: nothing
+
+
 def test_cadence_change():
     fast = [
         _m(
