@@ -799,7 +799,8 @@ def _detect(args, detector, store, command: str) -> int:
     observations.counters.update(engine.counters)
     _finish_store(args, store, detector.baseline, detector.alerts, command,
                   observations)
-    _print_alert_summary(detector, sys.stderr if args.output is None else sys.stdout)
+    _print_alert_summary(detector, sys.stderr if args.output is None else sys.stdout,
+                         engine.counters.get("messages"))
     _report_problems(engine.counters, engine.problems)
     return 0
 
@@ -901,17 +902,26 @@ def _detect_live(args, detector, store, command: str) -> int:
         export_json(detector.baseline, args.export_json)
     if store is not None:
         store.close()
-    _print_alert_summary(detector, sys.stderr if args.output is None else sys.stdout)
+    _print_alert_summary(detector, sys.stderr if args.output is None else sys.stdout,
+                         engine.counters.get("messages"))
     _report_problems(engine.counters, engine.problems)
     return 0
 
 
-def _print_alert_summary(detector, stream) -> None:
+def _print_alert_summary(detector, stream, messages: int | None = None) -> None:
+    """Alerts by model and the 20 highest. ``messages``: the engine's count of
+    Messages (the detector also counts one connection event per flow)."""
     from collections import Counter
 
     alerts = detector.alerts
     by_model = Counter(a["model"] for a in alerts)
-    print(f"{len(alerts)} alerts from {detector.messages} messages"
+    if messages is None:
+        scored = f"{detector.messages} messages"
+    else:
+        events = detector.messages - messages
+        scored = f"{messages} messages" + (
+            f" and {events} connection events" if events > 0 else "")
+    print(f"{len(alerts)} alerts from {scored}"
           + (f" ({', '.join(f'{m} {n}' for m, n in by_model.most_common())})"
              if alerts else ""), file=stream)
     for alert in sorted(alerts, key=lambda a: -a["score"])[:20]:
