@@ -32,6 +32,12 @@ _LAZY = {
 }
 DEFAULT_DB = "otdpi.sqlite"
 
+# The compiled learner, where it is built and up to date, else the same
+# modules from their sources (see otdpi/learner/_implementation.py).
+from otdpi.learner._implementation import choose as _choose, compiled  # noqa: E402
+
+_choose()
+
 
 def __getattr__(name: str):
     module = _LAZY.get(name)
@@ -48,6 +54,7 @@ __all__ = [
     "Model",
     "Store",
     "Technique",
+    "compiled",
     "connection_event",
     "export_json",
     "feed_captures",

@@ -43,9 +43,16 @@ service. Two more tables are kept here as data and learned elsewhere:
 from __future__ import annotations
 
 from bisect import bisect_right
-from operator import mul
 from collections.abc import Iterable
+from operator import mul
 from typing import Any
+
+try:
+    import cython
+except ImportError:  # interpreted, and Cython is not installed
+    from otdpi.learner._nocython import cython
+
+COMPILED = cython.compiled  # a constant: True in the built module
 
 from otdpi.learner.points import merge_points, points_from_json, points_to_json
 from otdpi.message import Message
@@ -66,6 +73,18 @@ MAX_PEERS = 1024  # per device
 
 _US = 1_000_000
 _NEVER = float("inf")
+_SMALL = 1 << 26
+
+
+def tuple_item(values: tuple, index: int):
+    """``values[index]`` of a tuple or a named tuple (a Message, an Endpoint).
+
+    Compiled, this reads the tuple's slot: indexing a tuple subclass through
+    the sequence protocol costs a method call there.
+    """
+    if cython.compiled:
+        return cython.cast(tuple, values)[index]
+    return values[index]
 
 
 def new_moments() -> list[int]:
@@ -108,6 +127,43 @@ def fold_moments(moments: list[int], values: list[int]) -> None:
     """
     if not values:
         return
+    if COMPILED:
+        # One pass in C while every value is an int of at most 26 bits, so
+        # that the squares of a buffer (256 values) add up within 64 bits.
+        total = squares = 0
+        low = high = 0
+        first = True
+        try:
+            for item in values:
+                if type(item) is not int:
+                    break
+                number = item
+                if number >= _SMALL or number <= -_SMALL:
+                    break
+                total += number
+                squares += number * number
+                if first:
+                    low = high = number
+                    first = False
+                elif number < low:
+                    low = number
+                elif number > high:
+                    high = number
+            else:
+                if moments[0] == 0:
+                    moments[3], moments[4] = low, high
+                else:
+                    if low < moments[3]:
+                        moments[3] = low
+                    if high > moments[4]:
+                        moments[4] = high
+                moments[0] += len(values)
+                moments[1] += total
+                moments[2] += squares
+                values.clear()
+                return
+        except OverflowError:
+            pass
     lo, hi = min(values), max(values)
     if moments[0] == 0:
         moments[3], moments[4] = lo, hi
@@ -257,6 +313,7 @@ class Relation:
         "values",
         "sizes",
         "response_us",
+        "carriers",
     )
 
     def __init__(self, ts: float) -> None:
@@ -271,6 +328,10 @@ class Relation:
         self.values: dict[tuple[str, int, int], list[int]] = {}
         self.sizes = new_moments()
         self.response_us = new_moments()
+        # (space, start, count) -> [data windows, process windows, first data
+        # window's time or None]: how the values of a target were judged by
+        # otdpi.learner.covert.
+        self.carriers: dict[tuple[str, int, int], list] = {}
 
     def add_range(self, action: str, space: str, start: int, count: int) -> bool:
         """Fold an address range in; True when it held an address not seen before."""
@@ -309,9 +370,19 @@ class Relation:
                 mine[2] = max(mine[2], hi)
         merge_moments(self.sizes, other.sizes)
         merge_moments(self.response_us, other.response_us)
+        for key, (data, process, first) in other.carriers.items():
+            mine = self.carriers.get(key)
+            if mine is None:
+                if len(self.carriers) < MAX_VALUE_RANGES:
+                    self.carriers[key] = [data, process, first]
+            else:
+                mine[0] += data
+                mine[1] += process
+                if first is not None and (mine[2] is None or first < mine[2]):
+                    mine[2] = first
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        document = {
             "count": self.count,
             "first": self.first,
             "last": self.last,
@@ -324,6 +395,11 @@ class Relation:
             "sizes": list(self.sizes),
             "response_us": list(self.response_us),
         }
+        if self.carriers:  # left out when empty, as documents before it had none
+            document["carriers"] = [
+                [s, a, c, *v] for (s, a, c), v in sorted(self.carriers.items())
+            ]
+        return document
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Relation:
@@ -338,6 +414,9 @@ class Relation:
         rel.values = {(s, a, c): [n, lo, hi] for s, a, c, n, lo, hi in data["values"]}
         rel.sizes = list(data["sizes"])
         rel.response_us = list(data["response_us"])
+        rel.carriers = {
+            (s, a, c): [d, p, f] for s, a, c, d, p, f in data.get("carriers", ())
+        }
         return rel
 
 
@@ -418,7 +497,10 @@ def value_range(message: Message) -> tuple[tuple[str, int, int], int, int] | Non
     integer ``fields["value"]``. Values are learned per addressed range, as
     polled and written ranges repeat.
     """
-    source = value_source(message.targets, message.fields)
+    targets, fields = message.targets, message.fields
+    if type(targets) is not tuple or type(fields) is not dict:
+        targets, fields = tuple(targets), dict(fields)
+    source = value_source(targets, fields)
     return None if source is None else range_of(source)
 
 
@@ -429,27 +511,27 @@ def value_source(targets, fields) -> tuple | None:
     if len(targets) != 1:
         return None
     target = targets[0]
-    count = target[2]
+    _, _, count = target
     if not count:
         return None
     # "values", "registers", "bits", in that order (unrolled: this runs per message).
     values = fields.get("values")
-    if values.__class__ is list and len(values) == count:
+    if type(values) is list and len(values) == count:
         return (target, values)
     values = fields.get("registers")
-    if values.__class__ is list and len(values) == count:
+    if type(values) is list and len(values) == count:
         return (target, values)
     values = fields.get("bits")
-    if values.__class__ is list and len(values) == count:
+    if type(values) is list and len(values) == count:
         return (target, values)
     if count == 1:
         # A boolean state (a coil, a binary output) is read back as 0/1 bits,
         # so it is learned as 0/1 too, not as its wire encoding (0xFF00).
         state = fields.get("coil")
-        if state.__class__ is bool:
+        if type(state) is bool:
             return (target, (int(state),))
         value = fields.get("value")
-        if value.__class__ is int:
+        if type(value) is int:
             return (target, (value,))
     return None
 
@@ -472,19 +554,45 @@ def merge_macs(into: dict[str, dict[str, list]], other: dict) -> None:
 def range_of(source: tuple) -> tuple[tuple[str, int, int], int, int] | None:
     """:func:`value_range` from a :func:`value_source`: None unless integers."""
     target, values = source
+    if COMPILED and type(values) is list:
+        # One pass in C over machine integers: what min() and max() give for
+        # a list of ints, which is what polls carry. Anything else (a bool, a
+        # float, an int past 64 bits) takes the interpreted way below.
+        items = values
+        low = high = 0
+        first = True
+        try:
+            for item in items:
+                if type(item) is not int:
+                    break
+                number = item
+                if first:
+                    low = high = number
+                    first = False
+                elif number < low:
+                    low = number
+                elif number > high:
+                    high = number
+            else:
+                if not first:
+                    return (target, low, high)
+        except OverflowError:
+            pass
     try:
         lo, hi = min(values), max(values)
     except TypeError:
         return None
-    if lo.__class__ is int and hi.__class__ is int:
+    if type(lo) is int and type(hi) is int:
         return (target, lo, hi)
     return None
 
 
-def _learn_values(learned: dict, values: tuple) -> None:
-    """Fold one :func:`value_range` into a relationship's value ranges."""
+def _learn_values(learned: dict, values: tuple, slot=False) -> None:
+    """Fold one :func:`value_range` into a relationship's value ranges;
+    ``slot`` is the range already looked up for its target, if it was."""
     key, lo, hi = values
-    slot = learned.get(key)
+    if slot is False:
+        slot = learned.get(key)
     if slot is None:
         if len(learned) < MAX_VALUE_RANGES:
             learned[key] = [1, lo, hi]
@@ -530,10 +638,13 @@ class Entry:
     ``rel``, ``stats`` and ``clock_key`` are the relationship, service stats and
     clock key of the messages; ``clock`` is the clock cell; ``request`` says
     whether they are requests (any kind but ``response``); ``ot`` whether the
-    protocol is an industrial one (not in :data:`IT_PROTOCOLS`). ``ranges`` is
+    protocol is an industrial one (not in :data:`IT_PROTOCOLS`); ``rated``
+    whether they count towards their sender's request rate (industrial,
+    neither responses nor events). ``ranges`` is
     the address set of ``(ranges_action, ranges_space)`` on ``rel`` last used
-    (an address set is never replaced, only grown). ``recent``, ``established``
-    and ``served`` are the detector's (run state, reset with the cache).
+    (an address set is never replaced, only grown). ``cadence``,
+    ``established``, ``served``, ``flood`` and ``carriers`` are the
+    detector's (run state, reset with the cache).
     """
 
     __slots__ = (
@@ -543,23 +654,27 @@ class Entry:
         "clock",
         "request",
         "fast",
+        "rated",
         "ranges_action",
         "ranges_space",
         "ranges",
         "sizes",
         "took",
-        "recent",
+        "cadence",
         "established",
         "served",
+        "flood",
+        "carriers",
     )
 
-    def __init__(self, rel, stats, clock_key, clock, request, fast) -> None:
+    def __init__(self, rel, stats, clock_key, clock, request, fast, rated) -> None:
         self.rel = rel
         self.stats = stats
         self.clock_key = clock_key
         self.clock = clock
         self.request = request
         self.fast = fast
+        self.rated = rated
         self.ranges_action = None
         self.ranges_space = None
         self.ranges = None
@@ -568,9 +683,11 @@ class Entry:
         # by the batch (see fold), before anything serialises or merges them.
         self.sizes: list[int] = []
         self.took: list[int] = []
-        self.recent = None
+        self.cadence = None
         self.established = False
         self.served = None
+        self.flood = None
+        self.carriers = None
 
     def fold(self) -> None:
         """Fold the buffered sizes and response times into the relationship."""
@@ -651,6 +768,9 @@ class Baseline:
         is already in the relationship's address set of its action.
         """
         ts, _, _, _, _, _, _, _, _, action, targets, fields = message[:12]
+        if type(targets) is not tuple or type(fields) is not dict:
+            # The envelope's plain containers, which the learner's C types name.
+            targets, fields = tuple(targets), dict(fields)
         if entry.request:
             self.learn_request(entry, ts, action, targets, fields, values, covered)
         else:
@@ -700,7 +820,7 @@ class Baseline:
             moments[1] += gap
             moments[2] += gap * gap
         size = fields.get("length")
-        if size.__class__ is int:
+        if type(size) is int:
             sizes = entry.sizes
             sizes.append(size)
             if len(sizes) > 255:
@@ -713,6 +833,7 @@ class Baseline:
                 if addresses is None:
                     addresses = rel.addresses[action, space] = Ranges()
                 addresses.add(start, start + count)
+        slot = False
         if values is False:
             source = value_source(targets, fields)
             if source is None:
@@ -723,7 +844,7 @@ class Baseline:
                 return  # full (see the caps Limitation): nothing to learn
             values = range_of(source)
         if values is not None:
-            _learn_values(rel.values, values)
+            _learn_values(rel.values, values, slot)
 
     def learn_response(
         self, entry: Entry, ts, action, targets, fields, values=False
@@ -755,13 +876,14 @@ class Baseline:
             if len(took) > 255:
                 fold_moments(rel.response_us, took)
         size = fields.get("length")
-        if size.__class__ is int:
+        if type(size) is int:
             sizes = entry.sizes
             sizes.append(size)
             if len(sizes) > 255:
                 fold_moments(rel.sizes, sizes)
         if not targets or action != "read":
             return
+        slot = False
         if values is False:
             source = value_source(targets, fields)
             if source is None:
@@ -772,7 +894,7 @@ class Baseline:
                 return  # full (see the caps Limitation): nothing to learn
             values = range_of(source)
         if values is not None:
-            _learn_values(rel.values, values)
+            _learn_values(rel.values, values, slot)
 
     @staticmethod
     def cache_key(message: Message) -> tuple:
@@ -825,6 +947,7 @@ class Baseline:
             protocol not in IT_PROTOCOLS
             and not (kind == "event" and message.service == "connection")
             and name == service_key(message),
+            kind != "response" and kind != "event" and protocol not in IT_PROTOCOLS,
         )
         if len(self._cache) > 200_000:
             self.flush()

@@ -26,7 +26,6 @@ what a server was seen holding (:mod:`otdpi.learner.points`, from
 
 from __future__ import annotations
 
-import heapq
 import ipaddress
 import time
 from bisect import bisect_right
@@ -41,9 +40,12 @@ from otdpi.learner.baseline import (
     Ranges,
     range_of,
     service_key,
+    tuple_item,
     value_range,
     value_source,
 )
+from otdpi.learner.cadence import Cadence, CadenceWatch, describe_span
+from otdpi.learner.covert import MIN_REGISTERS, WINDOW, Stream, is_data, judge
 from otdpi.learner.links import LinkBindings
 from otdpi.learner.models import MODELS, Model, techniques_of
 from otdpi.learner.points import PointValues
@@ -62,10 +64,12 @@ from otdpi.message import STATUS_OK, Endpoint, Message
 
 SCAN_WINDOW = 60.0  # seconds over which one client's novelties add up
 SCAN_THRESHOLD = 10  # distinct novelties in the window that make a scan
+_SCAN_THROTTLE = MODELS["ot/scan"].throttle
 BEACON_MIN_INTERVALS = 5
 BEACON_MAX_CV = 0.35
 BEACON_MIN_PERIOD = 1.0
 VALUE_MIN_OBSERVATIONS = 20
+MAX_STREAMS_PER_ENTRY = 256  # value streams one cache entry follows at most
 CADENCE_CHECK_EVERY = 1.0  # capture seconds between sweeps for stopped polling
 
 _NETS_INTERNAL = tuple(
@@ -113,21 +117,51 @@ def _describe_range(space: str, start: int, count: int) -> str:
     )
 
 
-def _span(seconds: float) -> str:
-    if seconds >= 2 * 86400:
-        return f"{seconds / 86400:.0f} days"
-    if seconds >= 2 * 3600:
-        return f"{seconds / 3600:.0f} hours"
-    if seconds >= 120:
-        return f"{seconds / 60:.0f} minutes"
-    return f"{seconds:.0f} seconds"
-
-
 def _iso(ts: float) -> str:
     return (
         time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts))
         + f".{int(ts % 1 * 1e6):06d}Z"
     )
+
+
+class Novelties:
+    """What one client did for the first time in the last :data:`SCAN_WINDOW`
+    seconds, for the scan model: each novelty noted with its time, in the
+    order noted, and how many times each is in the window; ``key`` names the
+    client's scan alerts."""
+
+    __slots__ = ("counts", "head", "key", "kinds", "times")
+
+    def __init__(self, key: tuple) -> None:
+        self.key = key  # the scan model's throttle key for this client
+        self.times: list[float] = []
+        self.kinds: list[tuple] = []
+        self.head = 0  # the oldest noted novelty still in the window
+        self.counts: dict[tuple, int] = {}
+
+    def note(self, ts: float, novelty: tuple) -> int:
+        """Note ``novelty`` at ``ts``; how many distinct ones the window holds."""
+        times = self.times
+        kinds = self.kinds
+        counts = self.counts
+        times.append(ts)
+        kinds.append(novelty)
+        counts[novelty] = counts.get(novelty, 0) + 1
+        head = self.head
+        while ts - times[head] > SCAN_WINDOW:
+            old = kinds[head]
+            head += 1
+            left = counts[old] - 1
+            if left:
+                counts[old] = left
+            else:
+                del counts[old]
+        if head > 256 and head * 2 > len(times):
+            del times[:head]
+            del kinds[:head]
+            head = 0
+        self.head = head
+        return len(counts)
 
 
 class Detector:
@@ -162,28 +196,19 @@ class Detector:
         self.learning = learn_for is not None and learn_for > 0
         self.accept_after = accept_after
         self.forget_after = forget_after
-        self.models = models if models is not None else MODELS
+        self.models = dict(models) if models is not None else MODELS
         self.alerts: list[dict[str, Any]] = []
         self._throttle: dict[tuple, dict[str, Any]] = {}
-        self._scan: dict[str, deque] = {}
+        self._scan: dict[str, Novelties] = {}
         self._beacon_flows: dict[int, deque] = {}
         self._connections: dict[tuple, deque] = {}
-        self._recent_gaps: dict[tuple, deque] = {}
-        self._stopped: set[tuple] = set()
         self._writers: dict[str, set[str]] = {}
-        self._periods: dict[tuple, float] = {}
         self._values = False  # value_range of the message being scored, once known
         self._next_cadence_check = 0.0
-        # The cadence sweep looks only at what can have changed since the last
-        # one (see _check_cadence): services learned since, services whose
-        # silence may now be a stop (a heap of deadlines), and services whose
-        # recent cadence was off the period at the last sweep.
-        self._cadence_all = True  # the next sweep looks at every service
-        self._cadence_dirty: set[tuple] = set()
-        self._cadence_due: list[tuple[float, tuple]] = []
-        self._cadence_deadline: dict[tuple, float] = {}
-        self._cadence_off: set[tuple] = set()
-        self._cadence_order: dict[tuple, tuple[int, int]] = {}
+        # Request times and sweeps of the cadence models (otdpi.learner.cadence).
+        self._cadence = CadenceWatch()
+        # Services learned since the last sweep (each flagged ``dirty``).
+        self._cadence_dirty = self._cadence.dirty
         self._last_ts = 0.0
         self.messages = 0
         # Models kept in their own modules; None when not among the models run.
@@ -197,17 +222,22 @@ class Detector:
             else None
         )
         self._more_models = (self._floods, self._links, self._points) != (None,) * 3
+        self._covert = "ot/covert-channel" in self.models
+        # A baseline's lookup cache may hold another detector's run state.
+        for entry in self.baseline._cache.values():
+            entry.cadence = None
+            entry.flood = None
+            entry.carriers = None
 
     # -- feeding ------------------------------------------------------------------
 
     def new_capture(self) -> None:
         """A new capture starts: request gaps never span two files."""
-        base = self.baseline
-        base.clock.reset()
-        self._recent_gaps.clear()
-        for entry in base._cache.values():
-            entry.recent = None
-        self._cadence_all = True
+        self.baseline.clock.reset()
+        self._cadence.new_capture()
+        for entry in self.baseline._cache.values():
+            entry.cadence = None
+            entry.carriers = None  # value streams never span two captures either
 
     def feed(self, message: Message) -> list[dict[str, Any]]:
         """Learn one message (and score it once learning is over); return new alerts.
@@ -220,17 +250,38 @@ class Detector:
         find new, goes through the models in :meth:`_check`, which decide
         exactly as if the fast path did not exist.
         """
-        (ts, _, _, src, dst, protocol, kind, service, _, action, targets, fields) = (
-            message[:12]
-        )
-        if src.ip is None or dst.ip is None:
+        if not isinstance(message, tuple):
+            raise TypeError(f"a Message is a named tuple, not {type(message).__name__}")
+        # Message fields by position: a named field costs a look-up.
+        ts = tuple_item(message, 0)
+        flow = tuple_item(message, 2)
+        src = tuple_item(message, 3)
+        dst = tuple_item(message, 4)
+        protocol = tuple_item(message, 5)
+        kind = tuple_item(message, 6)
+        service = tuple_item(message, 7)
+        action = tuple_item(message, 9)
+        targets = tuple_item(message, 10)
+        given = tuple_item(message, 11)
+        if type(targets) is tuple and type(given) is dict:
+            fields = given
+        else:
+            # The envelope's plain containers, which the learner's C types name.
+            targets, fields = tuple(targets), dict(given)
+            message = message._replace(targets=targets, fields=fields)
+        if not (isinstance(src, tuple) and isinstance(dst, tuple)):
+            raise TypeError("a Message's ends are Endpoint named tuples")
+        src_ip = tuple_item(src, 0)
+        dst_ip = tuple_item(dst, 0)
+        if src_ip is None or dst_ip is None:
             message = _keyed_by_mac(message)
             src, dst = message.src, message.dst
+            src_ip, dst_ip = src.ip, dst.ip
         self.messages += 1
         if ts > self._last_ts:
             self._last_ts = ts
         base = self.baseline
-        key = (src.ip, dst.ip, protocol, kind, service, fields.get("sub_function_name"))
+        key = (src_ip, dst_ip, protocol, kind, service, fields.get("sub_function_name"))
         entry = base._cache.get(key)
         if self.learning:
             if self.learn_until is None:
@@ -247,14 +298,16 @@ class Detector:
                 elif entry.request:
                     base.learn_request(entry, ts, action, targets, fields)
                     if entry.stats.gaps[0]:
-                        recent = entry.recent
-                        if recent is None:
-                            recent = self._recent(entry)
-                        recent.append(ts)
+                        cadence = entry.cadence
+                        if cadence is None:
+                            cadence = self._cadence_of(entry)
+                        cadence.note(ts)
                 else:
                     base.learn_response(entry, ts, action, targets, fields)
+                if self._covert and entry.fast:
+                    self._carry(message, entry, ts, targets, fields, False)
                 links = self._links
-                if links is not None and not links.seen_flow(message.flow, src, dst, ts):
+                if links is not None and not links.seen_flow(flow, src, dst, ts):
                     links.learn(message)
                 if self._points is not None and "item_values" in fields:
                     self._points.learn(message)
@@ -267,6 +320,7 @@ class Detector:
 
         # -- the fast path: a repeat of something known -------------------------
         emitted = None
+        source = False  # value_source of the message, once computed
         if entry is not None and entry.fast:
             rel = entry.rel
             values = False  # value_range of the message, once computed
@@ -337,13 +391,13 @@ class Detector:
                                 else:
                                     values = _known_values(rel, source)
                                 if values is not _OUT:
-                                    client, server = entry.clock_key[0][:2]
-                                    self._writers_of(server).add(client)
+                                    ends = entry.clock_key[0]
+                                    self._writers_of(ends[1]).add(ends[0])
                                     emitted = []
                         else:
                             emitted = []
                 elif action == "read":
-                    emitted = self._fresh_repeat(message, entry, ts)
+                    emitted = self._fresh_repeat(message, entry, ts, targets)
                     covered = emitted is not None
             if emitted is not None:
                 if entry.request:
@@ -351,10 +405,10 @@ class Detector:
                         entry, ts, action, targets, fields, values, covered
                     )
                     if entry.stats.gaps[0]:
-                        recent = entry.recent
-                        if recent is None:
-                            recent = self._recent(entry)
-                        recent.append(ts)
+                        cadence = entry.cadence
+                        if cadence is None:
+                            cadence = self._cadence_of(entry)
+                        cadence.note(ts)
                 else:
                     base.learn_response(entry, ts, action, targets, fields, values)
 
@@ -366,45 +420,95 @@ class Detector:
                 entry = base.entry(message, key)
             base.learn_entry(entry, message, self._values)
             self._track(message, entry)
-        self._cadence_dirty.add(entry.clock_key)
+        if self._covert and entry.fast:
+            carried = self._carry(message, entry, ts, targets, fields, source)
+            if carried is not None:
+                alert = self._raise(
+                    message, carried[0], carried[1], carried[2], carried[3], carried[4]
+                )
+                if alert is not None:
+                    emitted.append(alert)
+        cadence = entry.cadence
+        if cadence is None:
+            cadence = self._cadence_of(entry)
+        if not cadence.dirty:
+            cadence.dirty = True
+            self._cadence_dirty.append(cadence)
         if self._more_models:
-            more = self._check_links_and_floods(message, ts, src, dst, kind, fields)
-            if more:
-                emitted += more
+            # The models kept in links, surge and points: a message of a flow
+            # whose ends are known, with no item_values, costs two look-ups here
+            # (its flood window is kept in its cache entry).
+            found = None
+            links = self._links
+            if links is not None and not links.seen_flow(flow, src, dst, ts):
+                found = links.check(message, self._normal)
+            floods = self._floods
+            if floods is not None and entry.rated:
+                window = entry.flood
+                if window is None or window.generation != floods.generation:
+                    window = entry.flood = floods.window(
+                        src_ip, dst_ip, protocol, ts, base
+                    )
+                flood = floods.count(message, window, ts, action)
+                if flood is not None:
+                    found = [flood] if found is None else found + [flood]
+            if self._points is not None and "item_values" in fields:
+                points = self._points.check(message)
+                if points:
+                    found = points if found is None else found + points
+            if found:
+                for finding in found:
+                    alert = self._raise(message, *finding)
+                    if alert is not None:
+                        emitted.append(alert)
         if ts >= self._next_cadence_check:
             self._next_cadence_check = ts + CADENCE_CHECK_EVERY
             emitted.extend(self._check_cadence(ts))
         return emitted
 
     def _fresh_repeat(
-        self, m: Message, entry, ts: float
+        self, m: Message, entry, ts: float, targets
     ) -> list[dict[str, Any]] | None:
-        """Score a read of known ranges on a relationship first seen since
-        learning, once its ot/new-peer alert is out and throttled: what
-        :meth:`_check_ot_request` does for it (count the repeat, note the
-        novelties for the scan model). None when it is any other case."""
+        """Score a read of known ranges (``targets``, those of ``m``) on a
+        relationship first seen since learning, once its ot/new-peer alert is
+        out and throttled: what :meth:`_check_ot_request` does for it (count
+        the repeat, note the novelties for the scan model). None when it is
+        any other case."""
         rel = entry.rel
         if self._normal(rel.first, rel.last, ts):
             return None  # a new service on a normal relationship: the models say
-        (client, server, protocol), name = entry.clock_key
-        key = (client, server, protocol)
-        if not self._throttled("ot/new-peer", key, ts):
+        clock_key = entry.clock_key
+        key = clock_key[0]  # (client, server, protocol)
+        # _throttled("ot/new-peer", key, ts), keeping the alert it finds.
+        previous = self._throttle.get(("ot/new-peer", key))
+        if previous is None:
             return None
-        for space, start, count in m.targets:
+        model = self.models.get("ot/new-peer")
+        if model is None or not ts - previous["ts"] < model.throttle:
+            return None
+        for space, start, count in targets:
             addresses = entry.address_set("read", space)
             if addresses is None or not addresses.covers(start, start + count):
                 return None
         if not self._served_normally(entry, ts):
             return None
+        # What _raise does with a throttled finding: count it as a repeat.
+        previous["repeats"] += 1
+        frames = previous["evidence"].get("frames")
+        if frames is not None and len(frames) < 20:
+            frames.append(m.frame)
+        client = key[0]
+        server = key[1]
+        found: list[tuple] = []
+        self._note_scan(ts, client, ("server", server), found)
         stats = entry.stats
-        score = 60 + (10 if client not in self.baseline.devices else 0)
-        found: list[tuple] = [("ot/new-peer", key, score, None, {})]
-        self._note_scan(m, client, ("server", server), found)
         if not self._normal(stats.first, stats.last, ts):
-            self._note_scan(m, client, ("service", server, name), found)
+            self._note_scan(ts, client, ("service", server, clock_key[1]), found)
         raised = []
-        for model_name, key, score, explanation, evidence in found:
-            alert = self._raise(m, model_name, key, score, explanation, evidence)
+        for finding in found:
+            alert = self._raise(
+                m, finding[0], finding[1], finding[2], finding[3], finding[4]
+            )
             if alert is not None:
                 raised.append(alert)
         return raised
@@ -424,10 +528,99 @@ class Detector:
         client, server = entry.clock_key[0][:2]
         found: list[tuple] = []
         target = m.targets[0]
-        self._note_scan(m, client, ("range", server, target[0], target[1]), found)
-        if not found:
-            return []
-        return [a for a in (self._raise(m, *f) for f in found) if a is not None]
+        space, start, _ = target
+        self._note_scan(m.ts, client, ("range", server, space, start), found)
+        raised = []
+        for finding in found:
+            alert = self._raise(
+                m, finding[0], finding[1], finding[2], finding[3], finding[4]
+            )
+            if alert is not None:
+                raised.append(alert)
+        return raised
+
+    def _carry(self, m, entry, ts: float, targets, fields, source):
+        """The covert-channel model (:mod:`otdpi.learner.covert`): gather the
+        values a read response or a write carries into their stream, judge a
+        full window, count the verdict into the baseline and, once learning is
+        over, return a finding for data where the baseline had none (or had it
+        for less than ``accept_after``). ``source`` is the message's
+        :func:`value_source` where already known, else False."""
+        if entry.request:
+            if tuple_item(m, 9) != "write":
+                return None
+        elif tuple_item(m, 9) != "read":
+            return None
+        if source is False:
+            source = value_source(targets, fields)
+        if source is None:
+            return None
+        values = source[1]
+        if type(values) is not list or len(values) < MIN_REGISTERS:
+            return None
+        target = source[0]
+        carriers = entry.carriers
+        if carriers is None:
+            carriers = entry.carriers = {}
+        unit = fields.get("unit_id")
+        key = target if unit is None else (target, unit)
+        stream = carriers.get(key)
+        if stream is None:
+            if len(carriers) >= MAX_STREAMS_PER_ENTRY:
+                return None
+            stream = carriers[key] = Stream()
+        rows = stream.add(values)
+        if rows is None:
+            return None
+        data, width, bits = judge(rows)
+        carrying = is_data(data, width)
+        stream.judged(carrying)
+        learned = entry.rel.carriers
+        slot = learned.get(target)
+        if slot is None:
+            if len(learned) >= MAX_VALUE_RANGES:
+                return None
+            slot = learned[target] = [0, 0, None]
+        if not carrying:
+            slot[1] += 1
+            return None
+        first = slot[2]
+        slot[0] += 1
+        if first is None or ts < first:
+            slot[2] = ts
+        if self.learning:
+            return None
+        if first is None:
+            score = 75
+            since = ", which they never did before"
+        elif ts - first >= self.accept_after:
+            return None  # data-like for long enough to be accepted as normal
+        else:
+            score = 55
+            since = f", as they have for {describe_span(ts - first)}"
+        client, server, protocol = entry.clock_key[0]
+        space, start, count = target
+        where = _describe_range(space, start, count)
+        if entry.request:
+            what = f"{client} wrote {where} on {server} with"
+        else:
+            what = f"{server} answered {client}'s reads of {where} with"
+        return (
+            "ot/covert-channel",
+            (client, server, protocol, space, start, count),
+            score,
+            f"{what} values that change completely at every message, like a "
+            f"data stream ({data} of {width} registers over the last {WINDOW}: "
+            f"up to {bits} bits, evenly spread, no continuity), not a process; "
+            f"data may be hidden in them (a covert channel){since}",
+            {
+                "targets": [[space, start, count]],
+                "registers": width,
+                "data_like": data,
+                "window": WINDOW,
+                "bits": bits,
+            },
+        )
 
     def _served_normally(self, entry, ts: float) -> bool:
         """Whether the server of ``entry`` serves its protocol normally (so a
@@ -468,35 +661,6 @@ class Detector:
             )
         self.baseline.finish()
 
-    def _check_links_and_floods(self, m: Message, ts, src, dst, kind, fields):
-        """The models of :mod:`~otdpi.learner.links`, :mod:`~otdpi.learner.surge`
-        and :mod:`~otdpi.learner.points` (written values per server).
-
-        ``ts`` to ``fields`` are those of ``m``, already unpacked by :meth:`feed`.
-        The common message (of a flow whose ends are known, with no
-        ``item_values``) costs two look-ups here and no call.
-        """
-        found = None
-        links = self._links
-        if links is not None and not links.seen_flow(m.flow, src, dst, ts):
-            found = links.check(m, self._normal)
-        if (
-            self._floods is not None
-            and kind != "response"
-            and kind != "event"
-            and m.protocol not in IT_PROTOCOLS
-        ):
-            flood = self._floods.observe(m, self.baseline)
-            if flood is not None:
-                found = (found or []) + [flood]
-        if self._points is not None and "item_values" in fields:
-            points = self._points.check(m)
-            if points:
-                found = (found or []) + points
-        if not found:
-            return ()
-        return [a for a in (self._raise(m, *f) for f in found) if a is not None]
-
     # -- run-time tracking (not baseline) -------------------------------------------
 
     def _track(self, message: Message, entry) -> None:
@@ -522,18 +686,15 @@ class Detector:
             return
         if entry.stats.gaps[0] == 0:
             return
-        recent = entry.recent
-        if recent is None:
-            recent = self._recent(entry)
-        recent.append(message.ts)
+        cadence = entry.cadence
+        if cadence is None:
+            cadence = self._cadence_of(entry)
+        cadence.note(message.ts)
 
-    def _recent(self, entry):
-        """The deque of recent request times of an entry's relation service."""
-        recent = self._recent_gaps.get(entry.clock_key)
-        if recent is None:
-            recent = self._recent_gaps[entry.clock_key] = deque(maxlen=8)
-        entry.recent = recent
-        return recent
+    def _cadence_of(self, entry) -> Cadence:
+        """The cadence run state of an entry's relation service, kept in the entry."""
+        cadence = entry.cadence = self._cadence.of(entry.clock_key, entry.stats)
+        return cadence
 
     # -- normality --------------------------------------------------------------
 
@@ -570,8 +731,10 @@ class Detector:
         if not found:
             return []
         raised = []
-        for model_name, key, score, explanation, evidence in found:
-            alert = self._raise(m, model_name, key, score, explanation, evidence)
+        for finding in found:
+            alert = self._raise(
+                m, finding[0], finding[1], finding[2], finding[3], finding[4]
+            )
             if alert is not None:
                 raised.append(alert)
         return raised
@@ -586,13 +749,7 @@ class Detector:
         stats = rel.services.get(name) if rel is not None else None
         new_service = stats is None or not self._normal(stats.first, stats.last, ts)
         if not fresh_rel and not new_service and action == "read":
-            if m.targets and any(rel.add_range("read", *t) for t in m.targets):
-                self._note_scan(
-                    m,
-                    client,
-                    ("range", server, m.targets[0][0], m.targets[0][1]),
-                    found,
-                )
+            self._note_new_reads(m, ts, client, server, rel, found)
             return  # the fast path of normal polling
 
         specific = False
@@ -603,26 +760,26 @@ class Detector:
             if self._throttled("ot/new-peer", key, ts):
                 explanation = None  # a repeat: only counted, never described
             else:
-                known_server = server_dev is not None and any(
-                    role == "server" for (_, role) in server_dev.protocols
-                )
-                role = "a known server" if known_server else "a device"
+                role = "a device"
+                if server_dev is not None:
+                    for _, served_as in server_dev.protocols:
+                        if served_as == "server":
+                            role = "a known server"
+                            break
                 explanation = (
                     f"{client} talked {protocol} to {role} {server} for the first "
                     f"time ({m.service})"
                 )
             found.append(("ot/new-peer", key, score, explanation, {}))
-            self._note_scan(m, client, ("server", server), found)
+            self._note_scan(ts, client, ("server", server), found)
         if server_dev is not None:
             served = server_dev.protocols.get((protocol, "server"))
+            others = None
             if served is None or not self._normal(served[1], served[2], ts):
-                others = [
-                    p
-                    for (p, r) in server_dev.protocols
-                    if r == "server" and p != protocol
-                ]
-            else:
-                others = None
+                others = []
+                for other, served_as in server_dev.protocols:
+                    if served_as == "server" and other != protocol:
+                        others.append(other)
             if others:
                 found.append(
                     (
@@ -693,15 +850,9 @@ class Detector:
                     {},
                 )
             )
-            self._note_scan(m, client, ("identify", server), found)
-        elif action == "read" and m.targets and rel is not None:
-            if any(rel.add_range("read", *t) for t in m.targets):
-                self._note_scan(
-                    m,
-                    client,
-                    ("range", server, m.targets[0][0], m.targets[0][1]),
-                    found,
-                )
+            self._note_scan(ts, client, ("identify", server), found)
+        elif action == "read" and rel is not None:
+            self._note_new_reads(m, ts, client, server, rel, found)
 
         if new_service and not fresh_rel and not specific:
             found.append(
@@ -714,7 +865,17 @@ class Detector:
                 )
             )
         if new_service:
-            self._note_scan(m, client, ("service", server, name), found)
+            self._note_scan(ts, client, ("service", server, name), found)
+
+    def _note_new_reads(self, m, ts: float, client, server, rel, found) -> None:
+        """Fold the read ranges of ``m`` into ``rel``; the scan model notes the
+        first target when one of them held an address never read."""
+        targets = m.targets
+        for space, start, count in targets:
+            if rel.add_range("read", space, start, count):
+                space, start, _ = targets[0]
+                self._note_scan(ts, client, ("range", server, space, start), found)
+                return
 
     def _check_write(self, m, client, server, rel, found) -> bool:
         base = self.baseline
@@ -733,11 +894,11 @@ class Detector:
                 score = 55 if wrote_before else 80
             key = (client, server, space, start, count)
             if self._dropped("ot/first-write", key, score):
-                self._note_scan(m, client, ("write", server, space, start), found)
+                self._note_scan(m.ts, client, ("write", server, space, start), found)
                 raised = True
                 continue
-            writers = sorted(w for w in self._writers_of(server) if w != client)
-            learned = _span(max(0.0, m.ts - (base.first or m.ts)))
+            writers = sorted([w for w in self._writers_of(server) if w != client])
+            learned = describe_span(max(0.0, m.ts - (base.first or m.ts)))
             if writers and wrote_before:
                 who = (
                     f"it wrote other addresses before, as did {', '.join(writers[:3])}"
@@ -762,7 +923,7 @@ class Detector:
                     {"targets": [[space, start, count]]},
                 )
             )
-            self._note_scan(m, client, ("write", server, space, start), found)
+            self._note_scan(m.ts, client, ("write", server, space, start), found)
             raised = True
         return raised
 
@@ -794,45 +955,31 @@ class Detector:
             )
         )
 
-    def _note_scan(self, m, client, novelty, found) -> None:
-        entry = self._scan.get(client)
-        if entry is None:
-            entry = self._scan[client] = (deque(), {})
-        window, counts = entry
-        ts = m.ts
-        window.append((ts, novelty))
-        counts[novelty] = counts.get(novelty, 0) + 1
-        while ts - window[0][0] > SCAN_WINDOW:
-            _, old = window.popleft()
-            left = counts[old] - 1
-            if left:
-                counts[old] = left
-            else:
-                del counts[old]
-        if len(counts) >= SCAN_THRESHOLD:
-            previous = self._throttle.get(("ot/scan", (client,)))
-            if (
-                previous is not None
-                and ts - previous["ts"] < MODELS["ot/scan"].throttle
-            ):
-                previous["repeats"] += 1  # still scanning: no need to describe it again
-                return
-            servers = {n[1] for n in counts}
-            kind = (
-                "servers"
-                if len(servers) >= SCAN_THRESHOLD
-                else "addresses or functions"
+    def _note_scan(self, ts: float, client, novelty, found) -> None:
+        """The scan model: ``client`` did ``novelty`` at ``ts``; a finding in
+        ``found`` when that makes :data:`SCAN_THRESHOLD` in the window."""
+        novelties = self._scan.get(client)
+        if novelties is None:
+            novelties = self._scan[client] = Novelties(("ot/scan", (client,)))
+        if novelties.note(ts, novelty) < SCAN_THRESHOLD:
+            return
+        previous = self._throttle.get(novelties.key)
+        if previous is not None and ts - previous["ts"] < _SCAN_THROTTLE:
+            previous["repeats"] += 1  # still scanning: no need to describe it again
+            return
+        counts = novelties.counts
+        servers = {n[1] for n in counts}
+        kind = "servers" if len(servers) >= SCAN_THRESHOLD else "addresses or functions"
+        found.append(
+            (
+                "ot/scan",
+                (client,),
+                75,
+                f"{client} touched {len(counts)} new {kind} on "
+                f"{len(servers)} device(s) within {SCAN_WINDOW:.0f} s",
+                {},
             )
-            found.append(
-                (
-                    "ot/scan",
-                    (client,),
-                    75,
-                    f"{client} touched {len(counts)} new {kind} on "
-                    f"{len(servers)} device(s) within {SCAN_WINDOW:.0f} s",
-                    {},
-                )
-            )
+        )
 
     def _writers_of(self, server: str) -> set[str]:
         """Clients that have written to ``server`` (kept up to date as writes pass)."""
@@ -968,144 +1115,15 @@ class Detector:
     # -- cadence ------------------------------------------------------------------
 
     def _check_cadence(self, ts: float) -> list[dict[str, Any]]:
-        """The ot/cadence-stop and ot/cadence-change models, once per
-        :data:`CADENCE_CHECK_EVERY` seconds of capture time.
-
-        Looking at a service is idempotent while nothing of it changes, so a
-        sweep looks only at the services that can give a different answer
-        than at the last one: those learned since (``_cadence_dirty``), those
-        whose silence may have become a stop (their deadline in
-        ``_cadence_due`` has come; a little early is harmless), and those
-        whose recent cadence was off their period (re-raised, as repeats, at
-        every sweep). The first sweep, and the first after a new capture,
-        look at every service. They are looked at in the order of the
-        relations and their services, so alerts come out as a full sweep
-        would give them.
-        """
-        base = self.baseline
-        relations = base.relations
-        if self._cadence_all:
-            self._cadence_all = False
-            keys = [
-                (rel_key, name)
-                for rel_key, rel in relations.items()
-                if rel_key[2] not in IT_PROTOCOLS
-                for name in rel.services
-            ]
-            self._cadence_order.clear()
-        else:
-            keys = self._cadence_dirty | self._cadence_off
-            due = self._cadence_due
-            while due and due[0][0] <= ts:
-                deadline, key = heapq.heappop(due)
-                if self._cadence_deadline.get(key) == deadline:
-                    del self._cadence_deadline[key]
-                    keys.add(key)
-            keys = sorted(keys, key=self._cadence_rank)
-        self._cadence_dirty.clear()
+        """The ot/cadence-stop and ot/cadence-change models (see
+        :mod:`otdpi.learner.cadence`), once per :data:`CADENCE_CHECK_EVERY`
+        seconds of capture time."""
         out = []
-        for key in keys:
-            alert = self._cadence_of(key, ts)
+        for found in self._cadence.sweep(self.baseline.relations, ts):
+            alert = self._raise_at(*found)
             if alert:
                 out.append(alert)
         return out
-
-    def _cadence_rank(self, key: tuple) -> tuple[int, int]:
-        """Where a full sweep would come to ``key``: (relation, service) order."""
-        rank = self._cadence_order.get(key)
-        if rank is None:
-            order = self._cadence_order
-            for i, (rel_key, rel) in enumerate(self.baseline.relations.items()):
-                for j, name in enumerate(rel.services):
-                    order[rel_key, name] = (i, j)
-            rank = order.get(key, (len(order), 0))
-        return rank
-
-    def _cadence_of(self, clock_key: tuple, ts: float) -> dict[str, Any] | None:
-        """One service's look in a cadence sweep; a new alert, if any."""
-        (client, server, protocol), name = clock_key
-        if protocol in IT_PROTOCOLS:
-            return None
-        rel = self.baseline.relations.get(clock_key[0])
-        stats = None if rel is None else rel.services.get(name)
-        self._cadence_off.discard(clock_key)
-        if stats is None or stats.requests < 10:
-            return None
-        # The period last seen steady: a flood or a stall that is
-        # being learned must not erase the period it departs from.
-        period_key = (client, server, protocol, name)
-        period = stats.period()
-        if period is None or period_key in self._stopped:
-            period = self._periods.get(period_key, period)
-        elif not self._departing(period_key, period):
-            self._periods[period_key] = period
-        if period is None:
-            return None
-        recent = self._recent_gaps.get(clock_key)
-        if recent is None:
-            return None  # not polled in this run: nothing stopped in front of us
-        key = period_key
-        silent = ts - stats.last
-        limit = max(10 * period, period + 30.0)
-        if silent > limit:
-            if key not in self._stopped:
-                self._stopped.add(key)
-                return self._raise_at(
-                    ts,
-                    stats.last,
-                    "ot/cadence-stop",
-                    key,
-                    60,
-                    f"{client} stopped polling {server} ({protocol} {name}, "
-                    f"every {period:.1f} s until {_span(silent)} ago)",
-                    {
-                        "client": client,
-                        "server": server,
-                        "protocol": protocol,
-                        "service": name,
-                    },
-                    (),
-                )
-            return None
-        self._stopped.discard(key)
-        # Looked at again when the silence may pass the limit (a little early,
-        # so that rounding never makes it late).
-        deadline = stats.last + limit * (1 - 1e-9) - 1e-6
-        if self._cadence_deadline.get(clock_key) != deadline:
-            self._cadence_deadline[clock_key] = deadline
-            heapq.heappush(self._cadence_due, (deadline, clock_key))
-        if len(recent) < recent.maxlen:
-            return None
-        mean = (recent[-1] - recent[0]) / (len(recent) - 1)
-        if mean < period / 4 or mean > period * 4:
-            self._cadence_off.add(clock_key)
-            return self._raise_at(
-                ts,
-                recent[-1],
-                "ot/cadence-change",
-                key,
-                50,
-                f"{client} polls {server} ({protocol} {name}) every "
-                f"{mean:.2f} s;"
-                f" learned period {period:.2f} s",
-                {
-                    "client": client,
-                    "server": server,
-                    "protocol": protocol,
-                    "service": name,
-                },
-                (),
-            )
-        return None
-
-    def _departing(self, key: tuple, period: float) -> bool:
-        """Whether the recent requests of ``key`` are off its remembered period."""
-        remembered = self._periods.get(key)
-        recent = self._recent_gaps.get((key[:3], key[3]))
-        if remembered is None or recent is None or len(recent) < 2:
-            return False
-        mean = (recent[-1] - recent[0]) / (len(recent) - 1)
-        return not remembered / 4 <= mean <= remembered * 4
 
     # -- alerts -------------------------------------------------------------------
 

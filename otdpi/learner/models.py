@@ -45,6 +45,7 @@ TECHNIQUES = {
         Technique("T0885", "Commonly Used Port"),
         Technique("T0886", "Remote Services"),
         Technique("T0888", "Remote System Information Discovery"),
+        Technique("T1001.002", "Data Obfuscation: Steganography", "enterprise"),
         Technique("T1029", "Scheduled Transfer", "enterprise"),
         Technique("T1071", "Application Layer Protocol", "enterprise"),
         Technique("T1571", "Non-Standard Port", "enterprise"),
@@ -224,6 +225,16 @@ MODELS: dict[str, Model] = {
             40,
             600,
             ("T0830", "T0849"),
+        ),
+        Model(
+            "ot/covert-channel",
+            "polled or written values that change like a data stream (evenly "
+            "spread, no continuity between polls) instead of a process: data "
+            "hidden in registers",
+            75,
+            40,
+            86400,
+            ("T0869", "T1001.002"),
         ),
         Model(
             "it/rare-external",

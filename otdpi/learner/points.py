@@ -61,7 +61,7 @@ class PointValues:
         if table is None:
             table = self.points[server] = {}
         for target, value in zip(m.targets, values):
-            if value.__class__ is not int:
+            if type(value) is not int:
                 continue
             key = (target[0], target[1])
             slot = table.get(key)
@@ -86,7 +86,7 @@ class PointValues:
             table = self.points.get(server)
             if table is not None:
                 for target, value in zip(m.targets, values):
-                    if value.__class__ is not int:
+                    if type(value) is not int:
                         continue
                     slot = table.get((target[0], target[1]))
                     if slot is None or slot[0] < POINT_MIN_OBSERVATIONS:

@@ -35,24 +35,48 @@ MAX_SENDERS = 65536  # counters kept at once; all are dropped beyond (a new star
 _WRITING = frozenset({"write", "control", "program"})
 
 
+class FloodWindow:
+    """The counting window of one ``(sender, receiver, protocol)``.
+
+    ``start`` and ``count`` describe the window in progress, ``left`` the
+    count that completes a flood in it (infinite once it has), ``writes``
+    the writes and commands among the messages, and ``limit`` the flood
+    count of a fresh window. ``generation`` is the :class:`FloodCounter`'s
+    when it was made: a cached window of an older generation is stale.
+    """
+
+    __slots__ = ("start", "count", "left", "writes", "limit", "generation")
+
+    def __init__(self, ts: float, limit: float, generation: int) -> None:
+        self.start = ts
+        self.count = 0
+        self.left = limit
+        self.writes = 0
+        self.limit = limit
+        self.generation = generation
+
+
 class FloodCounter:
     """Per-relationship message counts in fixed windows, against learned rates.
 
     :meth:`observe` returns a finding tuple (as the detector's models build
     them) for the message that makes a window reach its limit, else None.
+    The detector's fast path keeps each relationship's :class:`FloodWindow`
+    in its lookup cache entry and counts through :meth:`count` directly.
     """
 
-    __slots__ = ("by_sender", "limits", "windows")
+    __slots__ = ("by_sender", "generation", "limits", "windows")
 
     def __init__(self) -> None:
-        # key -> [window start, count, limit left in this window, writes, limit]
-        self.windows: dict[tuple, list] = {}
+        self.windows: dict[tuple, FloodWindow] = {}
         # id(sender Endpoint) -> (sender, receiver, protocol, window): a flow's
         # Endpoint objects are reused by all its messages, so this skips
         # building the key (the identity tests guard a reused id).
         self.by_sender: dict[int, tuple] = {}
         # key -> learned mean rate (messages/s), read once per run; None: none
         self.limits: dict[tuple, float] = {}
+        # Bumped when the windows are dropped (see MAX_SENDERS).
+        self.generation = 0
 
     def limit_of(self, key: tuple, base: Baseline) -> float:
         """Messages per window that make a flood on ``key``."""
@@ -64,53 +88,69 @@ class FloodCounter:
             if rel is not None and learned is not None and rel.first <= learned:
                 span = min(rel.last, learned) - rel.first
                 if span >= FLOOD_WINDOW:
-                    requests = sum(s.requests for s in rel.services.values())
+                    requests = 0
+                    for stats in rel.services.values():
+                        requests += stats.requests
                     rate = requests / max(span, rel.last - rel.first)
             limit = max(FLOOD_MIN_RATE, FLOOD_FACTOR * rate) * FLOOD_WINDOW
             self.limits[key] = limit
         return limit
 
+    def window(self, sender: str, receiver: str, protocol: str, ts: float, base):
+        """The window of ``(sender, receiver, protocol)``, made at ``ts`` if new."""
+        key = (sender, receiver, protocol)
+        window = self.windows.get(key)
+        if window is None:
+            if len(self.windows) >= MAX_SENDERS:
+                self.windows.clear()
+                self.by_sender.clear()
+                self.generation += 1
+            window = self.windows[key] = FloodWindow(
+                ts, self.limit_of(key, base), self.generation
+            )
+        return window
+
     def observe(self, m, base: Baseline):
         """Count one non-response OT message; a finding when it completes a flood."""
         src = m.src
-        ts = m.ts
         cached = self.by_sender.get(id(src))
         if (
             cached is not None
             and cached[0] is src
             and cached[1] is m.dst
             and cached[2] == m.protocol
+            and cached[3].generation == self.generation
         ):
             window = cached[3]
         else:
-            key = (src.ip, m.dst.ip, m.protocol)
-            window = self.windows.get(key)
-            if window is None:
-                if len(self.windows) >= MAX_SENDERS:
-                    self.windows.clear()
-                    self.by_sender.clear()
-                limit = self.limit_of(key, base)
-                window = self.windows[key] = [ts, 0, limit, 0, limit]
+            window = self.window(src.ip, m.dst.ip, m.protocol, m.ts, base)
             if len(self.by_sender) >= MAX_SENDERS:
                 self.by_sender.clear()
             self.by_sender[id(src)] = (src, m.dst, m.protocol, window)
-        if ts - window[0] >= FLOOD_WINDOW or ts < window[0]:
-            # A new window, in place: the cache above holds this very list.
-            window[0] = ts
-            window[1] = 0
-            window[2] = window[4]
-            window[3] = 0
-        window[1] += 1
-        if m.action in _WRITING:
-            window[3] += 1
-        if window[1] < window[2]:
+        return self.count(m, window, m.ts, m.action)
+
+    def count(self, m, window: FloodWindow, ts: float, action: str):
+        """Count ``m`` (at ``ts``, of ``action``) in its window; a finding when it
+        completes a flood, else None."""
+        if ts - window.start >= FLOOD_WINDOW or ts < window.start:
+            window.start = ts
+            window.count = 0
+            window.left = window.limit
+            window.writes = 0
+        window.count += 1
+        if action in _WRITING:
+            window.writes += 1
+        if window.count < window.left:
             return None
-        window[2] = float("inf")  # one finding per window
-        elapsed = max(ts - window[0], 1e-6)
-        rate = window[1] / elapsed
-        key = (src.ip, m.dst.ip, m.protocol)
-        learned = window[4] / FLOOD_WINDOW / FLOOD_FACTOR
-        writes = window[3] * 2 >= window[1]
+        return self._finding(m, window, ts)
+
+    def _finding(self, m, window: FloodWindow, ts: float):
+        window.left = float("inf")  # one finding per window
+        elapsed = max(ts - window.start, 1e-6)
+        rate = window.count / elapsed
+        key = (m.src.ip, m.dst.ip, m.protocol)
+        learned = window.limit / FLOOD_WINDOW / FLOOD_FACTOR
+        writes = window.writes * 2 >= window.count
         extra = ("T0806",) if writes else ()
         what = "writes or commands" if writes else "messages"
         if learned * FLOOD_FACTOR > FLOOD_MIN_RATE:
@@ -122,8 +162,8 @@ class FloodCounter:
             key,
             80 if writes else 70,
             (
-                f"{m.src.ip} sent {window[1]} {m.protocol} {what} to {m.dst.ip} in "
+                f"{m.src.ip} sent {window.count} {m.protocol} {what} to {m.dst.ip} in "
                 f"{elapsed:.1f} s ({rate:.0f}/s; {bar}), last {m.service}"
             ),
-            {"extra": extra, "rate": round(rate, 1), "count": window[1]},
+            {"extra": extra, "rate": round(rate, 1), "count": window.count},
         )

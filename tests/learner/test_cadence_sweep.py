@@ -13,7 +13,7 @@ class FullSweepDetector(Detector):
     """A detector whose every cadence sweep looks at every service, as before."""
 
     def _check_cadence(self, ts):
-        self._cadence_all = True
+        self._cadence.everything = True
         return super()._check_cadence(ts)
 
 

@@ -1,0 +1,20 @@
+# C types of otdpi/learner/covert.py for the compiled learner (see setup.py).
+cimport cython
+
+cdef class Stream:
+    cdef public list rows
+    cdef public long long skip
+    cdef public long long wait
+    @cython.locals(rows=list)
+    cpdef object add(self, list values)
+    cpdef judged(self, bint data)
+
+cdef class CarrierWatch:
+    cdef public dict streams
+
+@cython.locals(width=Py_ssize_t, data=Py_ssize_t, bits=Py_ssize_t, register=Py_ssize_t,
+               row=list, column=list)
+cpdef tuple judge(list rows)
+cpdef bint is_data(Py_ssize_t data, Py_ssize_t width)
+@cython.locals(steps=Py_ssize_t, ups=Py_ssize_t, downs=Py_ssize_t)
+cpdef bint _looks_like_data(list column, lowest, highest, span)
