@@ -18,6 +18,7 @@ cdef class ServiceStats:
     cdef public double first
     cdef public double last
     cdef public list gaps
+    cpdef object period(self, long long min_gaps=*, double max_cv=*)
 
 cdef class Relation:
     cdef public long long count
@@ -65,15 +66,15 @@ cdef class Baseline:
 
     cpdef learn_entry(self, Entry entry, message, values=*, bint covered=*)
     @cython.locals(rel=Relation, stats=ServiceStats, clock=list, moments=list,
-                   sizes=list, actions=dict, addresses=Ranges, learned=dict,
-                   slot=object)
+                   sizes=list, actions=dict, addresses=Ranges, learned=dict)
     cpdef learn_request(self, Entry entry, double ts, action, tuple targets,
-                        dict fields, values=*, bint covered=*)
+                        dict fields, values=*, bint covered=*, slot=*)
     @cython.locals(rel=Relation, stats=ServiceStats, took=list, sizes=list,
-                   actions=dict, learned=dict, slot=object)
+                   actions=dict, learned=dict)
     cpdef learn_response(self, Entry entry, double ts, action, tuple targets,
-                         dict fields, values=*)
+                         dict fields, values=*, slot=*)
 
+cpdef tuple mean_std(list moments)
 @cython.locals(count=object)
 cpdef value_source(tuple targets, dict fields)
 @cython.locals(items=list, low=cython.longlong, high=cython.longlong,

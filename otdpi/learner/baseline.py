@@ -781,9 +781,19 @@ class Baseline:
     # much as a few of the steps), and the message arrives unpacked.
 
     def learn_request(
-        self, entry: Entry, ts, action, targets, fields, values=False, covered=False
+        self,
+        entry: Entry,
+        ts,
+        action,
+        targets,
+        fields,
+        values=False,
+        covered=False,
+        slot=False,
     ) -> None:
-        """:meth:`learn_entry` of a request (any kind but ``response``)."""
+        """:meth:`learn_entry` of a request (any kind but ``response``);
+        ``slot`` is the learned range of the values' target where the caller
+        looked it up (None: there is none), else False."""
         self.messages += 1
         if ts > self.last_seen:
             self.last_seen = ts
@@ -833,7 +843,6 @@ class Baseline:
                 if addresses is None:
                     addresses = rel.addresses[action, space] = Ranges()
                 addresses.add(start, start + count)
-        slot = False
         if values is False:
             source = value_source(targets, fields)
             if source is None:
@@ -847,9 +856,9 @@ class Baseline:
             _learn_values(rel.values, values, slot)
 
     def learn_response(
-        self, entry: Entry, ts, action, targets, fields, values=False
+        self, entry: Entry, ts, action, targets, fields, values=False, slot=False
     ) -> None:
-        """:meth:`learn_entry` of a response."""
+        """:meth:`learn_entry` of a response; ``slot`` as in :meth:`learn_request`."""
         self.messages += 1
         if ts > self.last_seen:
             self.last_seen = ts
@@ -883,7 +892,6 @@ class Baseline:
                 fold_moments(rel.sizes, sizes)
         if not targets or action != "read":
             return
-        slot = False
         if values is False:
             source = value_source(targets, fields)
             if source is None:

@@ -31,7 +31,6 @@ times of this run are the detector's, kept here per service.
 from __future__ import annotations
 
 import heapq
-from collections import deque
 
 from otdpi.learner.baseline import IT_PROTOCOLS
 
@@ -42,39 +41,58 @@ class Cadence:
     """The run state of one service's requests: ``key`` is its clock key
     ``((client, server, protocol), service)`` and ``stats`` its statistics.
 
-    ``recent`` holds the last :data:`RECENT` request times of this run (None
-    before the first), ``period`` the period last seen steady, ``stopped``
+    ``times`` holds the last :data:`RECENT` request times of this run, a ring
+    filled in turn (``count`` requests so far; 0: none yet), ``period`` the
+    period last seen steady, ``stopped``
     whether its stop was reported, ``off`` whether its cadence was off at
     the last look, ``dirty`` whether it was learned since the last sweep and
     ``deadline`` the time of its look waiting in the heap (None: none).
     """
 
-    __slots__ = ("key", "stats", "recent", "period", "stopped", "off", "dirty", "deadline")
+    __slots__ = (
+        "count",
+        "deadline",
+        "dirty",
+        "key",
+        "off",
+        "period",
+        "rank",
+        "stats",
+        "stopped",
+        "times",
+    )
 
     def __init__(self, key: tuple, stats) -> None:
         self.key = key
         self.stats = stats
-        self.recent = None
+        self.times = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]  # RECENT of them
+        self.count = 0
         self.period = None
         self.stopped = False
         self.off = False
         self.dirty = False
         self.deadline = None
+        self.rank = None  # where a sweep of every service comes to it
 
     def note(self, ts: float) -> None:
         """A request of this service at ``ts``."""
-        recent = self.recent
-        if recent is None:
-            recent = self.recent = deque(maxlen=RECENT)
-        recent.append(ts)
+        self.times[self.count % RECENT] = ts
+        self.count += 1
+
+    def recent_mean(self) -> float:
+        """Mean interval of the recent request times (at least two)."""
+        count = self.count
+        newest = self.times[(count - 1) % RECENT]
+        if count < RECENT:
+            return (newest - self.times[0]) / (count - 1)
+        return (newest - self.times[count % RECENT]) / (RECENT - 1)
 
     def departing(self, period: float) -> bool:
         """Whether the recent requests are off the period last seen steady."""
         remembered = self.period
-        recent = self.recent
-        if remembered is None or recent is None or len(recent) < 2:
+        if remembered is None or self.count < 2:
             return False
-        mean = (recent[-1] - recent[0]) / (len(recent) - 1)
+        mean = self.recent_mean()
         return not remembered / 4 <= mean <= remembered * 4
 
 
@@ -101,7 +119,7 @@ class CadenceWatch:
     def new_capture(self) -> None:
         """A new capture starts: its request times are its own."""
         for cadence in self.by_key.values():
-            cadence.recent = None
+            cadence.count = 0
         self.everything = True
 
     def sweep(self, relations: dict, ts: float) -> list[tuple]:
@@ -116,6 +134,8 @@ class CadenceWatch:
                 for name, stats in rel.services.items()
             ]
             self.order.clear()
+            for cadence in self.by_key.values():
+                cadence.rank = None
         else:
             picked = set(self.off)
             picked.update(self.dirty)
@@ -126,15 +146,15 @@ class CadenceWatch:
                 if cadence is not None and cadence.deadline == deadline:
                     cadence.deadline = None
                     picked.add(cadence)
-            order = self.order
             ranks = []
             for cadence in picked:
-                rank = order.get(cadence.key)
+                rank = cadence.rank
                 if rank is None:
-                    rank = self._rank(cadence.key, relations)
-                ranks.append((rank, cadence))
-            ranks.sort(key=_first)
-            chosen = [cadence for _, cadence in ranks]
+                    rank = cadence.rank = self._rank(cadence.key, relations)
+                # The count keeps two equal ranks from comparing Cadences.
+                ranks.append((rank, len(ranks), cadence))
+            ranks.sort()
+            chosen = [pair[2] for pair in ranks]
         for cadence in self.dirty:
             cadence.dirty = False
         self.dirty.clear()
@@ -148,10 +168,13 @@ class CadenceWatch:
     def _rank(self, key: tuple, relations: dict) -> tuple[int, int]:
         """Where a sweep of every service comes to ``key``: (relation, service)."""
         order = self.order
-        for i, (rel_key, rel) in enumerate(relations.items()):
-            for j, name in enumerate(rel.services):
-                order[rel_key, name] = (i, j)
-        return order.get(key, (len(order), 0))
+        rank = order.get(key)
+        if rank is None:
+            for i, (rel_key, rel) in enumerate(relations.items()):
+                for j, name in enumerate(rel.services):
+                    order[rel_key, name] = (i, j)
+            rank = order.get(key, (len(order), 0))
+        return rank
 
     def look(self, cadence: Cadence, ts: float) -> tuple | None:
         """One service's look in a sweep: a finding, if any."""
@@ -172,8 +195,7 @@ class CadenceWatch:
             cadence.period = period
         if period is None:
             return None
-        recent = cadence.recent
-        if recent is None:
+        if cadence.count == 0:
             return None  # not polled in this run: nothing stopped in front of us
         silent = ts - stats.last
         limit = max(10 * period, period + 30.0)
@@ -203,16 +225,16 @@ class CadenceWatch:
         if waiting is None or deadline < waiting:
             cadence.deadline = deadline
             heapq.heappush(self.due, (deadline, key))
-        if len(recent) < RECENT:
+        if cadence.count < RECENT:
             return None
-        mean = (recent[-1] - recent[0]) / (len(recent) - 1)
+        mean = cadence.recent_mean()
         if period / 4 <= mean <= period * 4:
             return None
         cadence.off = True
         self.off.add(cadence)
         return (
             ts,
-            recent[-1],
+            cadence.times[(cadence.count - 1) % RECENT],
             "ot/cadence-change",
             (client, server, protocol, name),
             50,
@@ -221,10 +243,6 @@ class CadenceWatch:
             _evidence(client, server, protocol, name),
             (),
         )
-
-
-def _first(pair: tuple):
-    return pair[0]
 
 
 def _evidence(client: str, server: str, protocol: str, service: str) -> dict:

@@ -13,7 +13,7 @@ cdef class CarrierWatch:
     cdef public dict streams
 
 @cython.locals(width=Py_ssize_t, data=Py_ssize_t, bits=Py_ssize_t, register=Py_ssize_t,
-               row=list, column=list)
+               row=list, column=list, needed=cython.double)
 cpdef tuple judge(list rows)
 cpdef bint is_data(Py_ssize_t data, Py_ssize_t width)
 @cython.locals(steps=Py_ssize_t, ups=Py_ssize_t, downs=Py_ssize_t)

@@ -117,7 +117,9 @@ def judge(rows: list) -> tuple[int, int, int]:
     """``(data-like registers, registers, widest span in bits)`` of a window.
 
     A window whose rows differ in length, or hold anything but ints, has no
-    data-like register.
+    data-like register. Registers are looked at in order until the block
+    can no longer be data-like, so the count is exact only for a block that
+    is.
     """
     width = len(rows[0])
     for row in rows:
@@ -128,7 +130,10 @@ def judge(rows: list) -> tuple[int, int, int]:
                 return 0, width, 0
     data = 0
     bits = 0
+    needed = BLOCK_SHARE * width
     for register in range(width):
+        if data + width - register < needed:
+            break  # too few registers left to make the block data-like
         column = [row[register] for row in rows]
         lowest, highest = min(column), max(column)
         span = highest - lowest

@@ -15,7 +15,8 @@ cdef class Novelties:
     cdef public tuple key
     cdef public list kinds
     cdef public list times
-    @cython.locals(times=list, kinds=list, counts=dict, head=Py_ssize_t)
+    @cython.locals(times=list, kinds=list, counts=dict, head=Py_ssize_t,
+                   state=list, since=cython.double)
     cpdef Py_ssize_t note(self, double ts, tuple novelty)
 
 cdef class Detector:
@@ -86,5 +87,4 @@ cdef class Detector:
     @cython.locals(previous=dict, frames=list)
     cpdef _raise(self, m, model_name, key, score, explanation, dict evidence)
 
-@cython.locals(slot=list)
-cpdef _known_values(Relation rel, tuple source)
+cpdef _known_values(Relation rel, tuple source, slot)

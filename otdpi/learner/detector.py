@@ -64,12 +64,14 @@ from otdpi.message import STATUS_OK, Endpoint, Message
 
 SCAN_WINDOW = 60.0  # seconds over which one client's novelties add up
 SCAN_THRESHOLD = 10  # distinct novelties in the window that make a scan
+SCAN_REFRESH = 1.0  # seconds within which a novelty seen again is not noted again
 _SCAN_THROTTLE = MODELS["ot/scan"].throttle
 BEACON_MIN_INTERVALS = 5
 BEACON_MAX_CV = 0.35
 BEACON_MIN_PERIOD = 1.0
 VALUE_MIN_OBSERVATIONS = 20
 MAX_STREAMS_PER_ENTRY = 256  # value streams one cache entry follows at most
+RECURRING = 2  # messages of a target (learned) before its values are a stream
 CADENCE_CHECK_EVERY = 1.0  # capture seconds between sweeps for stopped polling
 
 _NETS_INTERNAL = tuple(
@@ -127,8 +129,14 @@ def _iso(ts: float) -> str:
 class Novelties:
     """What one client did for the first time in the last :data:`SCAN_WINDOW`
     seconds, for the scan model: each novelty noted with its time, in the
-    order noted, and how many times each is in the window; ``key`` names the
-    client's scan alerts."""
+    order noted, and per novelty ``[times in the window, last noted]``;
+    ``key`` names the client's scan alerts.
+
+    A novelty seen again within :data:`SCAN_REFRESH` of being noted is not
+    noted again: a new relationship polled ten times a second is one novelty
+    being kept alive, and noting it once a second keeps it alive as well
+    (it leaves the window at most that much earlier).
+    """
 
     __slots__ = ("counts", "head", "key", "kinds", "times")
 
@@ -137,25 +145,32 @@ class Novelties:
         self.times: list[float] = []
         self.kinds: list[tuple] = []
         self.head = 0  # the oldest noted novelty still in the window
-        self.counts: dict[tuple, int] = {}
+        self.counts: dict[tuple, list] = {}
 
     def note(self, ts: float, novelty: tuple) -> int:
-        """Note ``novelty`` at ``ts``; how many distinct ones the window holds."""
+        """Note ``novelty`` at ``ts``; how many distinct ones the window holds,
+        or -1 when it was noted less than :data:`SCAN_REFRESH` ago."""
+        counts = self.counts
+        state = counts.get(novelty)
+        if state is not None:
+            since = ts - state[1]
+            if 0 <= since < SCAN_REFRESH:
+                return -1
+            state[0] += 1
+            state[1] = ts
+        else:
+            counts[novelty] = [1, ts]
         times = self.times
         kinds = self.kinds
-        counts = self.counts
         times.append(ts)
         kinds.append(novelty)
-        counts[novelty] = counts.get(novelty, 0) + 1
         head = self.head
         while ts - times[head] > SCAN_WINDOW:
-            old = kinds[head]
+            state = counts[kinds[head]]
             head += 1
-            left = counts[old] - 1
-            if left:
-                counts[old] = left
-            else:
-                del counts[old]
+            state[0] -= 1
+            if not state[0]:
+                del counts[kinds[head - 1]]
         if head > 256 and head * 2 > len(times):
             del times[:head]
             del kinds[:head]
@@ -321,6 +336,7 @@ class Detector:
         # -- the fast path: a repeat of something known -------------------------
         emitted = None
         source = False  # value_source of the message, once computed
+        slot = False  # the learned range of its values' target, once looked up
         if entry is not None and entry.fast:
             rel = entry.rel
             values = False  # value_range of the message, once computed
@@ -333,7 +349,8 @@ class Detector:
                         values = None
                         emitted = []
                     else:
-                        values = _known_values(rel, source)
+                        slot = rel.values.get(source[0])
+                        values = _known_values(rel, source, slot)
                         if values is not _OUT:
                             emitted = []
                 else:
@@ -389,7 +406,8 @@ class Detector:
                                 if source is None:
                                     values = None
                                 else:
-                                    values = _known_values(rel, source)
+                                    slot = rel.values.get(source[0])
+                                    values = _known_values(rel, source, slot)
                                 if values is not _OUT:
                                     ends = entry.clock_key[0]
                                     self._writers_of(ends[1]).add(ends[0])
@@ -402,7 +420,7 @@ class Detector:
             if emitted is not None:
                 if entry.request:
                     base.learn_request(
-                        entry, ts, action, targets, fields, values, covered
+                        entry, ts, action, targets, fields, values, covered, slot
                     )
                     if entry.stats.gaps[0]:
                         cadence = entry.cadence
@@ -410,7 +428,9 @@ class Detector:
                             cadence = self._cadence_of(entry)
                         cadence.note(ts)
                 else:
-                    base.learn_response(entry, ts, action, targets, fields, values)
+                    base.learn_response(
+                        entry, ts, action, targets, fields, values, slot
+                    )
 
         # -- the general path: the models decide ------------------------------
         if emitted is None:
@@ -566,6 +586,11 @@ class Detector:
         key = target if unit is None else (target, unit)
         stream = carriers.get(key)
         if stream is None:
+            # A stream is what recurs: a target read or written now and then (a
+            # scan, a one-off) is not followed, nor kept in memory.
+            slot = entry.rel.values.get(target)
+            if slot is None or slot[0] < RECURRING:
+                return None
             if len(carriers) >= MAX_STREAMS_PER_ENTRY:
                 return None
             stream = carriers[key] = Stream()
@@ -962,7 +987,7 @@ class Detector:
         if novelties is None:
             novelties = self._scan[client] = Novelties(("ot/scan", (client,)))
         if novelties.note(ts, novelty) < SCAN_THRESHOLD:
-            return
+            return  # fewer, or nothing new noted
         previous = self._throttle.get(novelties.key)
         if previous is not None and ts - previous["ts"] < _SCAN_THROTTLE:
             previous["repeats"] += 1  # still scanning: no need to describe it again
@@ -1228,12 +1253,12 @@ class Detector:
 _OUT = object()  # what _known_values gives for values out of the learned range
 
 
-def _known_values(rel, source: tuple):
+def _known_values(rel, source: tuple, slot):
     """:func:`value_range` of a message on ``rel`` (None, or not computed where
     neither learning nor scoring would read it), or ``_OUT`` when the values
-    fall outside the range learned for their target (the model must look)."""
+    fall outside the range learned for their target (the model must look).
+    ``slot`` is the learned range of the target (``rel.values``), if any."""
     learned = rel.values
-    slot = learned.get(source[0])
     if slot is None:
         if len(learned) >= MAX_VALUE_RANGES:
             return None  # no slot and no room for one: nothing reads them
