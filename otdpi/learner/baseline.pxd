@@ -49,7 +49,6 @@ cdef class Entry:
     cdef public bint established
     cdef public object served
     cdef public object flood
-    cdef public dict carriers
     cpdef Ranges address_set(self, action, space)
 
 cdef class Baseline:

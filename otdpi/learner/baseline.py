@@ -643,8 +643,8 @@ class Entry:
     neither responses nor events). ``ranges`` is
     the address set of ``(ranges_action, ranges_space)`` on ``rel`` last used
     (an address set is never replaced, only grown). ``cadence``,
-    ``established``, ``served``, ``flood`` and ``carriers`` are the
-    detector's (run state, reset with the cache).
+    ``established``, ``served`` and ``flood`` are the detector's (run state,
+    reset with the cache).
     """
 
     __slots__ = (
@@ -664,7 +664,6 @@ class Entry:
         "established",
         "served",
         "flood",
-        "carriers",
     )
 
     def __init__(self, rel, stats, clock_key, clock, request, fast, rated) -> None:
@@ -687,7 +686,6 @@ class Entry:
         self.established = False
         self.served = None
         self.flood = None
-        self.carriers = None
 
     def fold(self) -> None:
         """Fold the buffered sizes and response times into the relationship."""

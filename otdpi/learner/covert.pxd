@@ -2,15 +2,15 @@
 cimport cython
 
 cdef class Stream:
+    cdef public dict others
     cdef public list rows
     cdef public long long skip
+    cdef public object unit
     cdef public long long wait
+    cpdef Stream of_unit(self, unit)
     @cython.locals(rows=list)
     cpdef object add(self, list values)
     cpdef judged(self, bint data)
-
-cdef class CarrierWatch:
-    cdef public dict streams
 
 @cython.locals(width=Py_ssize_t, data=Py_ssize_t, bits=Py_ssize_t, register=Py_ssize_t,
                row=list, column=list, needed=cython.double)

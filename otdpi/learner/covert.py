@@ -6,10 +6,10 @@ Process values (a level, a setpoint, a state, a counter) repeat, move a
 little between two polls, ramp or count. Data hidden in registers (a file
 exfiltrated through read responses, commands smuggled in writes) changes
 completely at every poll and spreads evenly over the register's width. The
-values of each *value stream* (one relationship, service, target and unit
-id: what one client reads from, or writes to, one block of one device) are
-gathered in windows of :data:`WINDOW` consecutive messages, and each window
-is judged: a register looks like data when, within the window,
+values of each *value stream* (one relationship, target and unit id, reads
+and writes apart: what one client reads from, or writes to, one block of one
+device) are gathered in windows of :data:`WINDOW` consecutive messages, and
+each window is judged: a register looks like data when, within the window,
 
 * nearly all its values are distinct (:data:`DISTINCT`),
 * they span at least :data:`SPAN` (ten bits),
@@ -61,14 +61,28 @@ class Stream:
     """The run state of one value stream: the values of the window being
     gathered (``rows``), how many messages to let pass before the next
     window (``wait``) and how many windows to skip after a process-like one
-    (``skip``)."""
+    (``skip``). It is the stream of one ``unit`` (the ``unit_id`` of its
+    messages); the streams of the other units of the same target, behind the
+    same gateway, hang from it in ``others``."""
 
-    __slots__ = ("rows", "skip", "wait")
+    __slots__ = ("others", "rows", "skip", "unit", "wait")
 
-    def __init__(self) -> None:
+    def __init__(self, unit=None) -> None:
+        self.unit = unit
         self.rows: list = []
         self.wait = 0
         self.skip = 0
+        self.others: dict | None = None
+
+    def of_unit(self, unit) -> Stream:
+        """The stream of the same target for another unit."""
+        others = self.others
+        if others is None:
+            others = self.others = {}
+        stream = others.get(unit)
+        if stream is None:
+            stream = others[unit] = Stream(unit)
+        return stream
 
     def add(self, values: list) -> list | None:
         """Gather one message's values; the window's rows once it is full."""
@@ -89,28 +103,6 @@ class Stream:
         else:
             self.skip = min(2 * self.skip + 1, MAX_SKIP)
         self.wait = self.skip * WINDOW
-
-
-class CarrierWatch:
-    """The value streams of a run; :meth:`add` returns full windows to judge."""
-
-    __slots__ = ("streams",)
-
-    def __init__(self) -> None:
-        self.streams: dict[tuple, Stream] = {}
-
-    def add(self, key: tuple, values: list) -> tuple[Stream, list] | None:
-        """Gather ``values`` into the stream ``key``: the stream and its full
-        window's rows when this completes one, else None."""
-        stream = self.streams.get(key)
-        if stream is None:
-            if len(self.streams) >= MAX_STREAMS:
-                self.streams.clear()
-            stream = self.streams[key] = Stream()
-        rows = stream.add(values)
-        if rows is None:
-            return None
-        return stream, rows
 
 
 def judge(rows: list) -> tuple[int, int, int]:

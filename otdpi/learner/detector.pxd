@@ -31,6 +31,7 @@ cdef class Detector:
     cdef public dict _throttle
     cdef public dict _scan
     cdef public dict _writers
+    cdef public dict _streams
     cdef public list _cadence_dirty
     cdef public CadenceWatch _cadence
     cdef public double _next_cadence_check
@@ -57,10 +58,11 @@ cdef class Detector:
     @cython.locals(addresses=Ranges, found=list, raised=list, finding=tuple)
     cpdef list _new_read_range(self, m, Entry entry)
     cpdef _track(self, message, Entry entry)
-    @cython.locals(carriers=dict, stream=Stream, learned=dict, slot=list,
-                   data=Py_ssize_t, width=Py_ssize_t, bits=Py_ssize_t,
-                   carrying=cython.bint)
-    cpdef _carry(self, m, Entry entry, double ts, targets, dict fields, source)
+    @cython.locals(streams=dict, found=tuple, stream=Stream, learned=dict,
+                   verdicts=list, data=Py_ssize_t, width=Py_ssize_t,
+                   bits=Py_ssize_t, carrying=cython.bint)
+    cpdef _carry(self, m, Entry entry, double ts, targets, dict fields, source,
+                 slot)
     @cython.locals(served=list, dev=object)
     cpdef bint _served_normally(self, Entry entry, double ts)
     cpdef bint _normal(self, double first, double last, double ts)

@@ -45,7 +45,14 @@ from otdpi.learner.baseline import (
     value_source,
 )
 from otdpi.learner.cadence import Cadence, CadenceWatch, describe_span
-from otdpi.learner.covert import MIN_REGISTERS, WINDOW, Stream, is_data, judge
+from otdpi.learner.covert import (
+    MAX_STREAMS,
+    MIN_REGISTERS,
+    WINDOW,
+    Stream,
+    is_data,
+    judge,
+)
 from otdpi.learner.links import LinkBindings
 from otdpi.learner.models import MODELS, Model, techniques_of
 from otdpi.learner.points import PointValues
@@ -70,7 +77,6 @@ BEACON_MIN_INTERVALS = 5
 BEACON_MAX_CV = 0.35
 BEACON_MIN_PERIOD = 1.0
 VALUE_MIN_OBSERVATIONS = 20
-MAX_STREAMS_PER_ENTRY = 256  # value streams one cache entry follows at most
 RECURRING = 2  # messages of a target (learned) before its values are a stream
 CADENCE_CHECK_EVERY = 1.0  # capture seconds between sweeps for stopped polling
 
@@ -242,7 +248,9 @@ class Detector:
         for entry in self.baseline._cache.values():
             entry.cadence = None
             entry.flood = None
-            entry.carriers = None
+        # (2 * id(learned range) + is a request) -> (learned range, Stream):
+        # the covert-channel model's value streams (otdpi.learner.covert).
+        self._streams: dict[int, tuple] = {}
 
     # -- feeding ------------------------------------------------------------------
 
@@ -252,7 +260,7 @@ class Detector:
         self._cadence.new_capture()
         for entry in self.baseline._cache.values():
             entry.cadence = None
-            entry.carriers = None  # value streams never span two captures either
+        self._streams.clear()  # value streams never span two captures either
 
     def feed(self, message: Message) -> list[dict[str, Any]]:
         """Learn one message (and score it once learning is over); return new alerts.
@@ -320,7 +328,7 @@ class Detector:
                 else:
                     base.learn_response(entry, ts, action, targets, fields)
                 if self._covert and entry.fast:
-                    self._carry(message, entry, ts, targets, fields, False)
+                    self._carry(message, entry, ts, targets, fields, False, False)
                 links = self._links
                 if links is not None and not links.seen_flow(flow, src, dst, ts):
                     links.learn(message)
@@ -441,7 +449,7 @@ class Detector:
             base.learn_entry(entry, message, self._values)
             self._track(message, entry)
         if self._covert and entry.fast:
-            carried = self._carry(message, entry, ts, targets, fields, source)
+            carried = self._carry(message, entry, ts, targets, fields, source, slot)
             if carried is not None:
                 alert = self._raise(
                     message, carried[0], carried[1], carried[2], carried[3], carried[4]
@@ -559,13 +567,14 @@ class Detector:
                 raised.append(alert)
         return raised
 
-    def _carry(self, m, entry, ts: float, targets, fields, source):
+    def _carry(self, m, entry, ts: float, targets, fields, source, slot):
         """The covert-channel model (:mod:`otdpi.learner.covert`): gather the
         values a read response or a write carries into their stream, judge a
         full window, count the verdict into the baseline and, once learning is
         over, return a finding for data where the baseline had none (or had it
         for less than ``accept_after``). ``source`` is the message's
-        :func:`value_source` where already known, else False."""
+        :func:`value_source` and ``slot`` the learned range of its target
+        (``rel.values``) where already known, else False."""
         if entry.request:
             if tuple_item(m, 9) != "write":
                 return None
@@ -578,41 +587,46 @@ class Detector:
         values = source[1]
         if type(values) is not list or len(values) < MIN_REGISTERS:
             return None
-        target = source[0]
-        carriers = entry.carriers
-        if carriers is None:
-            carriers = entry.carriers = {}
+        if slot is False:
+            slot = entry.rel.values.get(source[0])
+        # A stream is what recurs: a target read or written now and then (a
+        # scan, a one-off) is not followed, nor kept in memory.
+        if slot is None or slot[0] < RECURRING:
+            return None
+        # The learned range of a target is one list for the whole run, so its
+        # identity names the stream (reads and writes apart) without hashing
+        # the target; the list itself is kept to tell a reused id.
+        key = 2 * id(slot) + entry.request
+        streams = self._streams
+        found = streams.get(key)
+        if found is None or found[0] is not slot:
+            if len(streams) >= MAX_STREAMS:
+                streams.clear()
+            found = streams[key] = (slot, Stream(fields.get("unit_id")))
+        stream = found[1]
         unit = fields.get("unit_id")
-        key = target if unit is None else (target, unit)
-        stream = carriers.get(key)
-        if stream is None:
-            # A stream is what recurs: a target read or written now and then (a
-            # scan, a one-off) is not followed, nor kept in memory.
-            slot = entry.rel.values.get(target)
-            if slot is None or slot[0] < RECURRING:
-                return None
-            if len(carriers) >= MAX_STREAMS_PER_ENTRY:
-                return None
-            stream = carriers[key] = Stream()
+        if unit != stream.unit:
+            stream = stream.of_unit(unit)
         rows = stream.add(values)
         if rows is None:
             return None
+        target = source[0]
         data, width, bits = judge(rows)
         carrying = is_data(data, width)
         stream.judged(carrying)
         learned = entry.rel.carriers
-        slot = learned.get(target)
-        if slot is None:
+        verdicts = learned.get(target)
+        if verdicts is None:
             if len(learned) >= MAX_VALUE_RANGES:
                 return None
-            slot = learned[target] = [0, 0, None]
+            verdicts = learned[target] = [0, 0, None]
         if not carrying:
-            slot[1] += 1
+            verdicts[1] += 1
             return None
-        first = slot[2]
-        slot[0] += 1
+        first = verdicts[2]
+        verdicts[0] += 1
         if first is None or ts < first:
-            slot[2] = ts
+            verdicts[2] = ts
         if self.learning:
             return None
         if first is None:
