@@ -58,6 +58,8 @@ def _extensions():
             "language_level": 3,
             # The annotations are documentation; the .pxd files give the C types.
             "annotation_typing": False,
+            # The interpreted branch of `if cython.compiled:` is dead code there.
+            "warn.unreachable": False,
         },
         quiet=True,
     )

@@ -5,6 +5,7 @@ cimport cython
 cdef long long _SMALL
 
 cpdef object tuple_item(object values, Py_ssize_t index)
+cpdef Py_ssize_t address_of(object value)
 
 cdef class Ranges:
     cdef public list starts

@@ -87,6 +87,13 @@ def tuple_item(values: tuple, index: int):
     return values[index]
 
 
+def address_of(value) -> int:
+    """``id(value)``: where the object lives, read directly when compiled."""
+    if cython.compiled:
+        return cython.cast(cython.Py_ssize_t, cython.cast(cython.p_void, value))
+    return id(value)
+
+
 def new_moments() -> list[int]:
     """An empty integer moment set ``[n, sum, sum_sq, min, max]``."""
     return [0, 0, 0, 0, 0]
@@ -267,12 +274,18 @@ class ServiceStats:
 
     def period(self, min_gaps: int = 8, max_cv: float = 0.25) -> float | None:
         """The request period in seconds when the requests are periodic, else None."""
-        if self.gaps[0] < min_gaps:
+        gaps = self.gaps
+        count = gaps[0]
+        if count < min_gaps:
             return None
-        mean, std = mean_std(self.gaps)
-        if mean <= 0 or std / mean > max_cv:
+        total = gaps[1]
+        if total <= 0:
             return None
-        return mean / _US
+        # std / mean > max_cv, in integers: n * sum of squares - sum ** 2 is
+        # n ** 2 times the variance (the cadence sweep asks this every second).
+        if count * gaps[2] - total * total > max_cv * max_cv * (total * total):
+            return None
+        return total / count / _US
 
     def merge(self, other: ServiceStats) -> None:
         self.count += other.count

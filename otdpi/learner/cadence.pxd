@@ -29,8 +29,7 @@ cdef class CadenceWatch:
     cdef public set off
     cdef public dict order
     cpdef Cadence of(self, tuple key, stats)
-    @cython.locals(cadence=Cadence, ranks=list, picked=set, chosen=list,
-                   findings=list, pair=tuple)
+    @cython.locals(cadence=Cadence, picked=set, chosen=list, findings=list)
     cpdef list sweep(self, dict relations, double ts)
     @cython.locals(stats=ServiceStats, silent=cython.double, limit=cython.double,
                    deadline=cython.double, mean=cython.double)

@@ -21,8 +21,8 @@ looks only at the services that can answer differently than at the last one:
 those learned since (``dirty``), those whose silence may have become a stop
 (their deadline in ``due`` has come; early is harmless) and those whose
 cadence was off. The first sweep, and the first after a new capture, look at
-every service. They are looked at in the order of the relations and their
-services, so findings come out as a sweep of every service would give them.
+every service. The findings are given in the order of the relations and
+their services, as a sweep of every service would give them.
 
 Only the baseline's relations and service statistics are read; the request
 times of this run are the detector's, kept here per service.
@@ -146,24 +146,24 @@ class CadenceWatch:
                 if cadence is not None and cadence.deadline == deadline:
                     cadence.deadline = None
                     picked.add(cadence)
-            ranks = []
-            for cadence in picked:
-                rank = cadence.rank
-                if rank is None:
-                    rank = cadence.rank = self._rank(cadence.key, relations)
-                # The count keeps two equal ranks from comparing Cadences.
-                ranks.append((rank, len(ranks), cadence))
-            ranks.sort()
-            chosen = [pair[2] for pair in ranks]
+            chosen = list(picked)
         for cadence in self.dirty:
             cadence.dirty = False
         self.dirty.clear()
+        # A look changes its own service's state only, so the services can be
+        # looked at in any order; the findings come out in the full sweep's.
         findings = []
         for cadence in chosen:
             found = self.look(cadence, ts)
             if found is not None:
-                findings.append(found)
-        return findings
+                rank = cadence.rank
+                if rank is None:
+                    rank = cadence.rank = self._rank(cadence.key, relations)
+                # The count keeps two equal ranks from comparing findings.
+                findings.append((rank, len(findings), found))
+        if len(findings) > 1:
+            findings.sort()
+        return [found for _, _, found in findings]
 
     def _rank(self, key: tuple, relations: dict) -> tuple[int, int]:
         """Where a sweep of every service comes to ``key``: (relation, service)."""

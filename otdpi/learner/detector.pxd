@@ -1,8 +1,8 @@
 # C types of otdpi/learner/detector.py for the compiled learner (see setup.py).
 cimport cython
 from otdpi.learner.baseline cimport (
-    Baseline, Entry, Ranges, Relation, ServiceStats, range_of, tuple_item,
-    value_source,
+    Baseline, Entry, Ranges, Relation, ServiceStats, address_of, range_of,
+    tuple_item, value_source,
 )
 from otdpi.learner.cadence cimport Cadence, CadenceWatch
 from otdpi.learner.covert cimport Stream, is_data, judge
@@ -60,7 +60,7 @@ cdef class Detector:
     cpdef _track(self, message, Entry entry)
     @cython.locals(streams=dict, found=tuple, stream=Stream, learned=dict,
                    verdicts=list, data=Py_ssize_t, width=Py_ssize_t,
-                   bits=Py_ssize_t, carrying=cython.bint)
+                   bits=Py_ssize_t, carrying=cython.bint, key=Py_ssize_t)
     cpdef _carry(self, m, Entry entry, double ts, targets, dict fields, source,
                  slot)
     @cython.locals(served=list, dev=object)

@@ -38,6 +38,7 @@ from otdpi.learner.baseline import (
     MAX_VALUE_RANGES,
     Baseline,
     Ranges,
+    address_of,
     range_of,
     service_key,
     tuple_item,
@@ -596,15 +597,15 @@ class Detector:
         # The learned range of a target is one list for the whole run, so its
         # identity names the stream (reads and writes apart) without hashing
         # the target; the list itself is kept to tell a reused id.
-        key = 2 * id(slot) + entry.request
+        key = 2 * address_of(slot) + entry.request
         streams = self._streams
         found = streams.get(key)
+        unit = fields.get("unit_id")
         if found is None or found[0] is not slot:
             if len(streams) >= MAX_STREAMS:
                 streams.clear()
-            found = streams[key] = (slot, Stream(fields.get("unit_id")))
+            found = streams[key] = (slot, Stream(unit))
         stream = found[1]
-        unit = fields.get("unit_id")
         if unit != stream.unit:
             stream = stream.of_unit(unit)
         rows = stream.add(values)
