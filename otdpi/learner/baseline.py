@@ -854,6 +854,8 @@ class Baseline:
                 if addresses is None:
                     addresses = rel.addresses[action, space] = Ranges()
                 addresses.add(start, start + count)
+        if action == "read":
+            return  # a read asks; its values come back in the response
         if values is False:
             source = value_source(targets, fields)
             if source is None:
