@@ -524,7 +524,10 @@ def value_source(targets, fields) -> tuple | None:
     if len(targets) != 1:
         return None
     target = targets[0]
-    _, _, count = target
+    if isinstance(target, tuple) and len(target) == 3:
+        count = cython.cast(tuple, target)[2]
+    else:
+        _, _, count = target
     if not count:
         return None
     # "values", "registers", "bits", in that order (unrolled: this runs per message).

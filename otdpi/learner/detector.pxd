@@ -47,9 +47,10 @@ cdef class Detector:
     @cython.locals(ts=cython.double, base=Baseline, entry=Entry, rel=Relation,
                    stats=ServiceStats, addresses=Ranges, covered=cython.bint,
                    normal=cython.bint, forget=cython.double, fields=dict,
+                   targets=tuple,
                    links=LinkBindings, floods=FloodCounter,
                    window=FloodWindow, emitted=list, found=list,
-                   cadence=Cadence, carried=tuple)
+                   cadence=Cadence, carried=tuple, record=tuple, parts=tuple)
     cpdef list feed(self, message)
     @cython.locals(rel=Relation, stats=ServiceStats, addresses=Ranges,
                    found=list, raised=list, clock_key=tuple, key=tuple,

@@ -28,6 +28,11 @@ from __future__ import annotations
 
 import ipaddress
 import time
+
+try:
+    import cython
+except ImportError:  # interpreted, and Cython is not installed
+    from otdpi.learner._nocython import cython
 from bisect import bisect_right
 from collections import deque
 from functools import lru_cache
@@ -276,27 +281,30 @@ class Detector:
         """
         if not isinstance(message, tuple):
             raise TypeError(f"a Message is a named tuple, not {type(message).__name__}")
-        # Message fields by position: a named field costs a look-up.
-        ts = tuple_item(message, 0)
-        flow = tuple_item(message, 2)
-        src = tuple_item(message, 3)
-        dst = tuple_item(message, 4)
-        protocol = tuple_item(message, 5)
-        kind = tuple_item(message, 6)
-        service = tuple_item(message, 7)
-        action = tuple_item(message, 9)
-        targets = tuple_item(message, 10)
-        given = tuple_item(message, 11)
-        if type(targets) is tuple and type(given) is dict:
-            fields = given
+        # Message fields by position (compiled, from the tuple's own slots): a
+        # named field costs a look-up.
+        record = cython.cast(tuple, message)
+        ts = record[0]
+        flow = record[2]
+        src = record[3]
+        dst = record[4]
+        protocol = record[5]
+        kind = record[6]
+        service = record[7]
+        action = record[9]
+        given_targets = record[10]
+        given_fields = record[11]
+        if type(given_targets) is tuple and type(given_fields) is dict:
+            targets = given_targets
+            fields = given_fields
         else:
             # The envelope's plain containers, which the learner's C types name.
-            targets, fields = tuple(targets), dict(given)
+            targets, fields = tuple(given_targets), dict(given_fields)
             message = message._replace(targets=targets, fields=fields)
         if not (isinstance(src, tuple) and isinstance(dst, tuple)):
             raise TypeError("a Message's ends are Endpoint named tuples")
-        src_ip = tuple_item(src, 0)
-        dst_ip = tuple_item(dst, 0)
+        src_ip = cython.cast(tuple, src)[0]
+        dst_ip = cython.cast(tuple, dst)[0]
         if src_ip is None or dst_ip is None:
             message = _keyed_by_mac(message)
             src, dst = message.src, message.dst
@@ -328,7 +336,9 @@ class Detector:
                         cadence.note(ts)
                 else:
                     base.learn_response(entry, ts, action, targets, fields)
-                if self._covert and entry.fast:
+                if self._covert and entry.fast and (
+                    action == "write" if entry.request else action == "read"
+                ):
                     self._carry(message, entry, ts, targets, fields, False, False)
                 links = self._links
                 if links is not None and not links.seen_flow(flow, src, dst, ts):
@@ -381,7 +391,14 @@ class Detector:
                 if normal:
                     if action == "read":
                         covered = True
-                        for space, start, count in targets:
+                        for target in targets:
+                            if not (isinstance(target, tuple) and len(target) == 3):
+                                covered = False  # the models read it as it is
+                                break
+                            parts = cython.cast(tuple, target)
+                            space = parts[0]
+                            start = parts[1]
+                            count = parts[2]
                             if space == entry.ranges_space and (
                                 entry.ranges_action == "read"
                             ):
@@ -449,7 +466,9 @@ class Detector:
                 entry = base.entry(message, key)
             base.learn_entry(entry, message, self._values)
             self._track(message, entry)
-        if self._covert and entry.fast:
+        if self._covert and entry.fast and (
+            action == "write" if entry.request else action == "read"
+        ):
             carried = self._carry(message, entry, ts, targets, fields, source, slot)
             if carried is not None:
                 alert = self._raise(
@@ -575,12 +594,8 @@ class Detector:
         over, return a finding for data where the baseline had none (or had it
         for less than ``accept_after``). ``source`` is the message's
         :func:`value_source` and ``slot`` the learned range of its target
-        (``rel.values``) where already known, else False."""
-        if entry.request:
-            if tuple_item(m, 9) != "write":
-                return None
-        elif tuple_item(m, 9) != "read":
-            return None
+        (``rel.values``) where already known, else False. The caller passes
+        read responses and write requests only."""
         if source is False:
             source = value_source(targets, fields)
         if source is None:
