@@ -31,7 +31,7 @@ def rows():
 
 
 def test_every_attack_is_detected(rows, capsys):
-    assert len(rows) == 4
+    assert len(rows) == 5
     with capsys.disabled():
         print()
         for row in rows:
@@ -44,7 +44,9 @@ def test_every_attack_is_detected(rows, capsys):
 
 def test_false_alerts_stay_few(rows):
     # The figures are reported in docs/learner.md; this guards against drift.
-    assert sum(row["false"] for row in rows) <= 2
+    # The two of the covert-channel capture are ot/cadence-change: its master
+    # pauses polling for 6 s at every cycle, which 6 s of learning never saw.
+    assert sum(row["false"] for row in rows) <= 4
 
 
 def test_the_fake_command_is_a_first_write_by_a_new_client(rows):
