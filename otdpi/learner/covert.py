@@ -53,6 +53,16 @@ STEADY = 0.35  # lowest coefficient of variation of the steps modulo the width
 MAX_SKIP = 15  # windows a stream judged process-like skips at most
 MAX_STREAMS = 65536  # streams followed at once; all are dropped beyond
 
+# Limitation: white noise at least ten bits wide on every register of a block
+# (raw ADC counts of a floating input, float vibration or waveform samples)
+# looks like data to these tests and would alert once a day until accepted;
+# no public capture holds such a block, so the rule is measured against none.
+# A stream is judged in windows of consecutive messages, and less often once it
+# looked like a process (at most every 16th window: 512 messages), so a channel
+# that starts in a long-quiet stream is found up to that much later; only the
+# first 128 targets of a relationship with values are followed (the value
+# ranges' cap), and a target from its second message on.
+
 _FLOAT = struct.Struct(">f")
 _WORD = struct.Struct(">I")
 

@@ -65,15 +65,13 @@ from otdpi.learner.points import PointValues
 from otdpi.learner.surge import FloodCounter
 from otdpi.message import STATUS_OK, Endpoint, Message
 
-# Limitation: learning and scoring are pure Python, about 4.5-5 us of CPU per
-# message on the synthetic benchmark captures (random transactions or periodic
-# polling), as much as dissecting a packet, so the learner is about half of
-# dissect + learn + score there against the one-third target (31 % on the real
-# polling of the Lemay capture). Learning alone already costs 2.6-2.9 us per
-# message; measured and not adopted: learning repeats by the batch (42 % at
-# best) and a Cython build with the hot classes as extension types (44 %). A
-# native extension for the fast path, with its own data layout and this code
-# kept as the reference it is tested against, would lift it (docs/learner.md).
+# Limitation: where this module and five others of the learner are not built
+# (no C compiler where otdpi was installed, OTDPI_PURE_PYTHON, or a build older
+# than its source) the learner runs interpreted, three to four and a half times
+# slower, and takes about 60 % of dissect + learn + score instead of 28-33 %
+# (docs/learner.md); the source is shaped for the compiler (casts, typed
+# locals), which costs the interpreted mode a little. Wheels built for the
+# usual platforms would spare users the compiler.
 
 SCAN_WINDOW = 60.0  # seconds over which one client's novelties add up
 SCAN_THRESHOLD = 10  # distinct novelties in the window that make a scan
