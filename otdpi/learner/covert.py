@@ -61,7 +61,7 @@ MAX_STREAMS = 65536  # streams followed at once; all are dropped beyond
 # looked like a process (at most every 16th window: 512 messages), so a channel
 # that starts in a long-quiet stream is found up to that much later; only the
 # first 128 targets of a relationship with values are followed (the value
-# ranges' cap), and a target from its second message on.
+# ranges' cap), and a target from its second message in a capture on.
 
 _FLOAT = struct.Struct(">f")
 _WORD = struct.Struct(">I")

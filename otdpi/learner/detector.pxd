@@ -88,6 +88,8 @@ cdef class Detector:
     @cython.locals(previous=dict)
     cpdef bint _throttled(self, model_name, tuple key, double ts)
     @cython.locals(previous=dict, frames=list)
+    @cython.locals(raised=list, finding=tuple)
+    cpdef list _raise_all(self, m, list found)
     cpdef _raise(self, m, model_name, key, score, explanation, dict evidence)
 
 cpdef _known_values(Relation rel, tuple source, slot)

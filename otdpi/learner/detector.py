@@ -81,7 +81,6 @@ BEACON_MIN_INTERVALS = 5
 BEACON_MAX_CV = 0.35
 BEACON_MIN_PERIOD = 1.0
 VALUE_MIN_OBSERVATIONS = 20
-RECURRING = 2  # messages of a target (learned) before its values are a stream
 CADENCE_CHECK_EVERY = 1.0  # capture seconds between sweeps for stopped polling
 
 _NETS_INTERNAL = tuple(
@@ -503,10 +502,7 @@ class Detector:
                 if points:
                     found = points if found is None else found + points
             if found:
-                for finding in found:
-                    alert = self._raise(message, *finding)
-                    if alert is not None:
-                        emitted.append(alert)
+                emitted += self._raise_all(message, found)
         if ts >= self._next_cadence_check:
             self._next_cadence_check = ts + CADENCE_CHECK_EVERY
             emitted.extend(self._check_cadence(ts))
@@ -550,14 +546,7 @@ class Detector:
         stats = entry.stats
         if not self._normal(stats.first, stats.last, ts):
             self._note_scan(ts, client, ("service", server, clock_key[1]), found)
-        raised = []
-        for finding in found:
-            alert = self._raise(
-                m, finding[0], finding[1], finding[2], finding[3], finding[4]
-            )
-            if alert is not None:
-                raised.append(alert)
-        return raised
+        return self._raise_all(m, found)
 
     def _new_read_range(self, m: Message, entry) -> list[dict[str, Any]]:
         """Score a read on a normal relationship and service that touches an
@@ -576,14 +565,7 @@ class Detector:
         target = m.targets[0]
         space, start, _ = target
         self._note_scan(m.ts, client, ("range", server, space, start), found)
-        raised = []
-        for finding in found:
-            alert = self._raise(
-                m, finding[0], finding[1], finding[2], finding[3], finding[4]
-            )
-            if alert is not None:
-                raised.append(alert)
-        return raised
+        return self._raise_all(m, found)
 
     def _carry(self, m, entry, ts: float, targets, fields, source, slot):
         """The covert-channel model (:mod:`otdpi.learner.covert`): gather the
@@ -601,12 +583,11 @@ class Detector:
         values = source[1]
         if type(values) is not list or len(values) < MIN_REGISTERS:
             return None
-        if slot is False:
+        if slot is False or slot is None:
+            # Looked up before this message was learned, or not at all.
             slot = entry.rel.values.get(source[0])
-        # A stream is what recurs: a target read or written now and then (a
-        # scan, a one-off) is not followed, nor kept in memory.
-        if slot is None or slot[0] < RECURRING:
-            return None
+        if slot is None:
+            return None  # past the cap on learned ranges: not followed
         # The learned range of a target is one list for the whole run, so its
         # identity names the stream (reads and writes apart) without hashing
         # the target; the list itself is kept to tell a reused id.
@@ -615,10 +596,18 @@ class Detector:
         found = streams.get(key)
         unit = fields.get("unit_id")
         if found is None or found[0] is not slot:
+            # A stream is what recurs: a target read or written once (a scan,
+            # a one-off) is only noted. Counted within the capture, not from
+            # the baseline, so that captures learned apart and merged give
+            # the verdicts of learning them in one run.
             if len(streams) >= MAX_STREAMS:
                 streams.clear()
-            found = streams[key] = (slot, Stream(unit))
+            streams[key] = (slot, None)
+            return None
         stream = found[1]
+        if stream is None:
+            stream = Stream(unit)
+            streams[key] = (slot, stream)
         if unit != stream.unit:
             stream = stream.of_unit(unit)
         rows = stream.add(values)
@@ -783,14 +772,7 @@ class Detector:
             self._check_ot_request(m, client, server, rel, found)
         if not found:
             return []
-        raised = []
-        for finding in found:
-            alert = self._raise(
-                m, finding[0], finding[1], finding[2], finding[3], finding[4]
-            )
-            if alert is not None:
-                raised.append(alert)
-        return raised
+        return self._raise_all(m, found)
 
     def _check_ot_request(self, m, client, server, rel, found) -> None:
         ts = m.ts
@@ -1198,6 +1180,18 @@ class Detector:
             max(0, min(100, int(score))) < model.threshold
             and (model_name, key) not in self._throttle
         )
+
+    def _raise_all(self, m: Message, found: list) -> list[dict[str, Any]]:
+        """The alerts of ``found`` (findings as :meth:`_raise` takes them) that
+        are not throttled or dropped."""
+        raised = []
+        for finding in found:
+            alert = self._raise(
+                m, finding[0], finding[1], finding[2], finding[3], finding[4]
+            )
+            if alert is not None:
+                raised.append(alert)
+        return raised
 
     def _raise(self, m: Message, model_name, key, score, explanation, evidence):
         model = self.models.get(model_name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import struct
 from pathlib import Path
 
@@ -330,6 +331,7 @@ needs_captures = pytest.mark.skipif(
 
 
 @needs_captures
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
 @pytest.mark.parametrize("name", ["iti_piccolo.pcap", "iti_iccp_tase2_8d7c7db0.pcap"])
 def test_inventory_has_identify_answers(name: str) -> None:
     import subprocess

@@ -173,3 +173,31 @@ def test_the_units_behind_a_gateway_are_streams_of_their_own():
         values = [base + 500 * n + rng.randint(-20, 20) for n in range(4)]
         messages += _poll(poll * 0.1, values, unit=unit)
     assert _feed(Detector(learn_for=10.0), messages) == []
+
+
+def test_captures_learned_apart_and_merged_give_the_verdicts_of_one_run():
+    # Two captures of the same poll, the first a process, the second carried
+    # data, cut so that their windows fall differently if a stream's start
+    # depended on what the baseline already held.
+    rng = random.Random(9)
+    level = [2000 + 50 * n for n in range(6)]
+    first, second = [], []
+    for poll in range(301):
+        level = [value + rng.randint(-2, 2) for value in level]
+        first += _poll(poll * 0.5, level)
+    for poll in range(301):
+        second += _poll(1000 + poll * 0.5, [rng.randrange(0, 4096) for _ in range(6)])
+
+    together = Detector(learn_for=10**6)
+    apart = [Detector(learn_for=10**6), Detector(learn_for=10**6)]
+    for capture, alone in zip((first, second), apart):
+        together.new_capture()
+        alone.new_capture()
+        _feed(together, capture)
+        _feed(alone, capture)
+    for detector in (together, *apart):
+        detector.finish()
+    merged = apart[0].baseline.merge(apart[1].baseline)
+    [relation] = together.baseline.relations.values()
+    assert relation.carriers  # the verdicts were counted
+    assert merged.to_json() == together.baseline.to_json()
