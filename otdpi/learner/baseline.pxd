@@ -3,14 +3,22 @@
 cimport cython
 
 cdef long long _SMALL
+cdef long long _US
 
 cpdef object tuple_item(object values, Py_ssize_t index)
 cpdef Py_ssize_t address_of(object value)
+
+cpdef Py_ssize_t run_after(list bounds, object address) except -1
+@cython.locals(low=Py_ssize_t, high=Py_ssize_t, middle=Py_ssize_t,
+               bound=cython.longlong)
+cdef Py_ssize_t _search_after(list bounds, long long address) except -1
 
 cdef class Ranges:
     cdef public list starts
     cdef public list ends
     cpdef bint covers(self, start, end)
+    @cython.locals(starts=list, ends=list, i=Py_ssize_t, j=Py_ssize_t,
+                   k=Py_ssize_t)
     cpdef bint add(self, start, end)
 
 cdef class ServiceStats:
@@ -58,6 +66,7 @@ cdef class Baseline:
     cdef public double first_seen
     cdef public double last_seen
     cdef public dict _cache
+    cdef public long long cache_generation
     cdef public object learned_until
     cdef public long long messages
     cdef public object clock
@@ -66,7 +75,8 @@ cdef class Baseline:
 
     cpdef learn_entry(self, Entry entry, message, values=*, bint covered=*)
     @cython.locals(rel=Relation, stats=ServiceStats, clock=list, moments=list,
-                   sizes=list, actions=dict, addresses=Ranges, learned=dict)
+                   sizes=list, actions=dict, addresses=Ranges, learned=dict,
+                   before=cython.double)
     cpdef learn_request(self, Entry entry, double ts, action, tuple targets,
                         dict fields, values=*, bint covered=*, slot=*)
     @cython.locals(rel=Relation, stats=ServiceStats, took=list, sizes=list,

@@ -195,6 +195,31 @@ def mean_std(moments: list[int]) -> tuple[float, float]:
     return mean, variance**0.5
 
 
+def run_after(bounds: list, address) -> int:
+    """Where ``address`` goes in the sorted ``bounds``, after any equal one
+    (:func:`bisect.bisect_right`); compiled, a C search over 64-bit integers,
+    as calling the bisect module from C costs more than the search."""
+    if COMPILED and type(address) is int:
+        try:
+            return _search_after(bounds, address)
+        except (OverflowError, TypeError):
+            pass  # an address past 64 bits, or a bound that is not an int
+    return bisect_right(bounds, address)
+
+
+def _search_after(bounds: list, address: int) -> int:
+    low = 0
+    high = len(bounds)
+    while low < high:
+        middle = (low + high) // 2
+        bound = bounds[middle]
+        if address < bound:
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
 class Ranges:
     """A set of integer addresses kept as sorted, disjoint, non-touching runs.
 
@@ -221,7 +246,7 @@ class Ranges:
 
     def covers(self, start: int, end: int) -> bool:
         """Whether every address in ``[start, end)`` is in the set."""
-        i = bisect_right(self.starts, start) - 1
+        i = run_after(self.starts, start) - 1
         return i >= 0 and self.ends[i] >= end
 
     def add(self, start: int, end: int) -> bool:
@@ -229,14 +254,14 @@ class Ranges:
         if end <= start:
             return False
         starts, ends = self.starts, self.ends
-        i = bisect_right(starts, start) - 1
+        i = run_after(starts, start) - 1
         if i >= 0 and ends[i] >= end:
             return False
         if len(starts) >= MAX_RUNS:
             return True  # full (see the caps Limitation): reported new, not kept
         # Runs from j to k-1 overlap or touch [start, end): fold them in.
         j = i if i >= 0 and ends[i] >= start else i + 1
-        k = bisect_right(starts, end)
+        k = run_after(starts, end)
         if j < k:
             start = min(start, starts[j])
             end = max(end, ends[k - 1])
@@ -748,6 +773,7 @@ class Baseline:
         self.first_seen = _NEVER
         self.last_seen = -_NEVER
         self._cache: dict[tuple, Entry] = {}
+        self.cache_generation = 0  # how often _cache was emptied (see Detector)
         self.learned_until: float | None = None
         self.messages = 0
         self.clock = StreamClock()
@@ -831,8 +857,9 @@ class Baseline:
         clock = entry.clock
         previous = clock[0]
         clock[0] = ts
-        if previous is not None and ts >= previous:
-            gap = int((ts - previous) * _US)
+        before = ts if previous is None else previous
+        if previous is not None and ts >= before:
+            gap = int((ts - before) * _US)
             moments = stats.gaps
             if moments[0] == 0:
                 moments[3] = moments[4] = gap
@@ -976,6 +1003,7 @@ class Baseline:
         if len(self._cache) > 200_000:
             self.flush()
             self._cache.clear()
+            self.cache_generation += 1
         self._cache[cache_key] = entry
         return entry
 
@@ -1056,6 +1084,7 @@ class Baseline:
         self.flush()
         other.flush()
         self._cache.clear()
+        self.cache_generation += 1
         for key, rel in other.relations.items():
             mine = self.relations.get(key)
             if mine is None:

@@ -2,7 +2,7 @@
 cimport cython
 from otdpi.learner.baseline cimport (
     Baseline, Entry, Ranges, Relation, ServiceStats, address_of, range_of,
-    tuple_item, value_source,
+    run_after, tuple_item, value_source,
 )
 from otdpi.learner.cadence cimport Cadence, CadenceWatch
 from otdpi.learner.covert cimport Stream, is_data, judge
@@ -42,6 +42,9 @@ cdef class Detector:
     cdef public object _points
     cdef public bint _more_models
     cdef public bint _covert
+    cdef public dict _flow_entries
+    cdef public long long _flow_generation
+    cdef public object _flow_baseline
     cdef dict __dict__
 
     @cython.locals(ts=cython.double, base=Baseline, entry=Entry, rel=Relation,
@@ -50,7 +53,8 @@ cdef class Detector:
                    targets=tuple,
                    links=LinkBindings, floods=FloodCounter,
                    window=FloodWindow, emitted=list, found=list,
-                   cadence=Cadence, carried=tuple, record=tuple, parts=tuple)
+                   cadence=Cadence, carried=tuple, record=tuple, parts=tuple,
+                   by_flow=dict, services=dict, known=list, seen=tuple)
     cpdef list feed(self, message)
     @cython.locals(rel=Relation, stats=ServiceStats, addresses=Ranges,
                    found=list, raised=list, clock_key=tuple, key=tuple,

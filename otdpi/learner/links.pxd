@@ -6,5 +6,6 @@ cdef class LinkBindings:
     cdef public dict flows
     cdef public dict macs
     cdef public dict seen
-    @cython.locals(done=tuple, slot_a=list, slot_b=list)
-    cpdef bint seen_flow(self, flow, src, dst, double ts)
+    @cython.locals(done=tuple, slot_a=list, slot_b=list, when=cython.double,
+                   bound=cython.double)
+    cpdef bint seen_flow(self, flow, src, dst, ts)

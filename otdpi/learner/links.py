@@ -95,15 +95,23 @@ class LinkBindings:
         a, b, slot_a, slot_b = done
         if not ((a is src and b is dst) or (a is dst and b is src)):
             return False
-        # _seen_at of both slots, written out (this runs per message).
-        if ts > slot_a[1]:
+        # _seen_at of both slots, written out (this runs per message); the
+        # times compared as C doubles and stored as the message's own float.
+        when = ts
+        bound = slot_a[1]
+        if when > bound:
             slot_a[1] = ts
-        elif ts < slot_a[0]:
-            slot_a[0] = ts
-        if ts > slot_b[1]:
+        else:
+            bound = slot_a[0]
+            if when < bound:
+                slot_a[0] = ts
+        bound = slot_b[1]
+        if when > bound:
             slot_b[1] = ts
-        elif ts < slot_b[0]:
-            slot_b[0] = ts
+        else:
+            bound = slot_b[0]
+            if when < bound:
+                slot_b[0] = ts
         return True
 
     def _cached_flow(self, m) -> bool:
