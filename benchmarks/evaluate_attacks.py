@@ -21,6 +21,7 @@ covert-channel model's alerts are true there.
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,6 +164,12 @@ def main() -> None:
     parser.add_argument("--captures", type=Path, default=DEFAULT_CAPTURES)
     args = parser.parse_args()
     rows = evaluate(args.captures)
+    if not rows:
+        missing = ", ".join(case.capture for case in CASES)
+        sys.exit(
+            f"none of the attack captures is under {args.captures} ({missing}); "
+            "give their folder with --captures"
+        )
     print("| capture | attack | detected | models | alerts (true / false) |")
     print("|---|---|---|---|---|")
     for row in rows:

@@ -726,9 +726,12 @@ def _run_learn(args: argparse.Namespace) -> int:
     learned.learned_until = learned.last
     baseline.merge(learned)
     _finish_store(args, store, baseline, (), "learn", observations)
-    print(f"learned {learned.messages} messages: {len(learned.devices)} devices, "
+    # The baseline counts connection events among its messages; watch and
+    # detect name them apart, so learn does too.
+    print(f"learned {learned.messages} messages and connection events: "
+          f"{len(learned.devices)} devices, "
           f"{len(learned.relations)} relationships; the store now holds "
-          f"{baseline.messages} messages, {len(baseline.devices)} devices "
+          f"{baseline.messages} messages and events, {len(baseline.devices)} devices "
           f"({args.db if not args.no_save else 'not saved'})")
     _report_problems(counters, problems)
     return 0

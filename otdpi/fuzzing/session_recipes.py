@@ -83,12 +83,20 @@ def snap7(port: int) -> Target:
 
 
 def _python310() -> str | None:
+    """A Python 3.10 that runs: on PATH, else a pyenv install (pyenv's shim on
+    PATH names 3.10 even where it is not the selected version, and then fails)."""
     found = shutil.which("python3.10")
-    if found:
-        return found
     pattern = str(Path.home() / ".pyenv" / "versions" / "3.10*" / "bin" / "python")
-    candidates = sorted(glob.glob(pattern))
-    return candidates[-1] if candidates else None
+    candidates = ([found] if found else []) + sorted(glob.glob(pattern), reverse=True)
+    for candidate in candidates:
+        try:
+            ran = subprocess.run([candidate, "-c", "pass"], capture_output=True,
+                                 timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if ran.returncode == 0:
+            return candidate
+    return None
 
 
 def dnp3_venv() -> Path:

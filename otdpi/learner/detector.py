@@ -67,8 +67,8 @@ from otdpi.message import STATUS_OK, Endpoint, Message
 
 # Limitation: where this module and five others of the learner are not built
 # (no C compiler where otdpi was installed, OTDPI_PURE_PYTHON, or a build older
-# than its source) the learner runs interpreted, three to four and a half times
-# slower, and takes about 60 % of dissect + learn + score instead of 28-33 %
+# than its source) the learner runs interpreted, three to four times slower,
+# and takes 60-65 % of dissect + learn + score instead of 27-31 %
 # (docs/learner.md); the source is shaped for the compiler (casts, typed
 # locals), which costs the interpreted mode a little. Wheels built for the
 # usual platforms would spare users the compiler.
