@@ -72,8 +72,9 @@ CASES = (
         (("192.168.1.105", "192.168.1.101"),),
     ),
     # Another lab: one master polling one RTU, whose 12 holding registers
-    # 9-20 answer with carried data from the first read 6.46 s in; before
-    # it the master only sets the RTU up. Learned: those first 6.4 s.
+    # 9-20 carry data. Before the second read of the block (6.46 s in) the
+    # master sets the RTU up, writes the block once and reads it back once.
+    # Learned: those first 6.4 s.
     Case(
         "attacks/lemay_covert_channel_4d_12s.pcap",
         "RTU 192.168.43.149 answers 192.168.43.148's polls of holding registers "
