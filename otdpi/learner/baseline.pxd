@@ -3,7 +3,6 @@
 cimport cython
 
 cdef long long _SMALL
-cdef long long _US
 
 cpdef object tuple_item(object values, Py_ssize_t index)
 cpdef Py_ssize_t address_of(object value)
@@ -66,17 +65,18 @@ cdef class Baseline:
     cdef public double first_seen
     cdef public double last_seen
     cdef public dict _cache
-    cdef public long long cache_generation
+    cdef public dict _flow_entries
     cdef public object learned_until
     cdef public long long messages
     cdef public object clock
     cdef public dict macs
     cdef public dict points
 
+    @cython.locals(flows=dict, services=dict, known=list, seen=tuple)
+    cpdef cached_in_flow(self, flow, src_ip, dst_ip, protocol, kind, service, sub)
     cpdef learn_entry(self, Entry entry, message, values=*, bint covered=*)
     @cython.locals(rel=Relation, stats=ServiceStats, clock=list, moments=list,
-                   sizes=list, actions=dict, addresses=Ranges, learned=dict,
-                   before=cython.double)
+                   sizes=list, actions=dict, addresses=Ranges, learned=dict)
     cpdef learn_request(self, Entry entry, double ts, action, tuple targets,
                         dict fields, values=*, bint covered=*, slot=*)
     @cython.locals(rel=Relation, stats=ServiceStats, took=list, sizes=list,

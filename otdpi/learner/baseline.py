@@ -64,6 +64,7 @@ MAX_RUNS = 1024  # disjoint address runs per (action, space) of one relationship
 MAX_VALUE_RANGES = 128  # per relationship
 MAX_SERVICES = 256  # per relationship
 MAX_PEERS = 1024  # per device
+MAX_FLOWS_KEPT = 65536  # flows in the lookup shortcut; all dropped beyond
 
 # Limitation: when a cap above is reached, further keys (or address runs) are
 # not added (counts are still kept, and a range that does not fit is reported
@@ -773,7 +774,10 @@ class Baseline:
         self.first_seen = _NEVER
         self.last_seen = -_NEVER
         self._cache: dict[tuple, Entry] = {}
-        self.cache_generation = 0  # how often _cache was emptied (see Detector)
+        # flow -> {service: [(src ip, dst ip, protocol, kind, sub-function,
+        # Entry)]}: a shortcut to _cache's entries (see cached_in_flow),
+        # emptied with it.
+        self._flow_entries: dict = {}
         self.learned_until: float | None = None
         self.messages = 0
         self.clock = StreamClock()
@@ -857,9 +861,8 @@ class Baseline:
         clock = entry.clock
         previous = clock[0]
         clock[0] = ts
-        before = ts if previous is None else previous
-        if previous is not None and ts >= before:
-            gap = int((ts - before) * _US)
+        if previous is not None and ts >= previous:
+            gap = int((ts - previous) * _US)
             moments = stats.gaps
             if moments[0] == 0:
                 moments[3] = moments[4] = gap
@@ -964,6 +967,43 @@ class Baseline:
         """The :class:`Entry` already looked up for this key, if any."""
         return self._cache.get(cache_key)
 
+    def cached_in_flow(self, flow, src_ip, dst_ip, protocol, kind, service, sub):
+        """:meth:`cached` of the key ``(src_ip, ..., sub)`` of a message of
+        ``flow``, without building and hashing that key for a repeat.
+
+        A flow's endpoint and name strings are the same objects from message to
+        message, so its entries are kept by flow and service and matched by
+        identity; a match is an equal key, so it finds what :meth:`cached`
+        would, whichever flow numbering the caller uses.
+        """
+        flows = self._flow_entries
+        services = flows.get(flow)
+        if services is not None:
+            known = services.get(service)
+            if known is not None:
+                for candidate in known:
+                    seen = cython.cast(tuple, candidate)
+                    if (
+                        seen[0] is src_ip
+                        and seen[1] is dst_ip
+                        and seen[2] is protocol
+                        and seen[3] is kind
+                        and seen[4] is sub
+                    ):
+                        return seen[5]
+        entry = self._cache.get((src_ip, dst_ip, protocol, kind, service, sub))
+        if entry is not None:
+            if services is None:
+                if len(flows) >= MAX_FLOWS_KEPT:
+                    flows.clear()
+                services = flows[flow] = {}
+            known = services.get(service)
+            if known is None:
+                known = services[service] = []
+            if len(known) < 8:
+                known.append((src_ip, dst_ip, protocol, kind, sub, entry))
+        return entry
+
     def entry(self, message: Message, cache_key: tuple) -> Entry:
         """Look up (making them if new) the relationship and service of a message,
         and cache them under ``cache_key``."""
@@ -1003,7 +1043,7 @@ class Baseline:
         if len(self._cache) > 200_000:
             self.flush()
             self._cache.clear()
-            self.cache_generation += 1
+            self._flow_entries.clear()
         self._cache[cache_key] = entry
         return entry
 
@@ -1084,7 +1124,7 @@ class Baseline:
         self.flush()
         other.flush()
         self._cache.clear()
-        self.cache_generation += 1
+        self._flow_entries.clear()
         for key, rel in other.relations.items():
             mine = self.relations.get(key)
             if mine is None:

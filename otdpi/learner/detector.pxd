@@ -42,9 +42,6 @@ cdef class Detector:
     cdef public object _points
     cdef public bint _more_models
     cdef public bint _covert
-    cdef public dict _flow_entries
-    cdef public long long _flow_generation
-    cdef public object _flow_baseline
     cdef dict __dict__
 
     @cython.locals(ts=cython.double, base=Baseline, entry=Entry, rel=Relation,
@@ -53,8 +50,7 @@ cdef class Detector:
                    targets=tuple,
                    links=LinkBindings, floods=FloodCounter,
                    window=FloodWindow, emitted=list, found=list,
-                   cadence=Cadence, carried=tuple, record=tuple, parts=tuple,
-                   by_flow=dict, services=dict, known=list, seen=tuple)
+                   cadence=Cadence, carried=tuple, record=tuple, parts=tuple)
     cpdef list feed(self, message)
     @cython.locals(rel=Relation, stats=ServiceStats, addresses=Ranges,
                    found=list, raised=list, clock_key=tuple, key=tuple,
@@ -91,9 +87,9 @@ cdef class Detector:
     cpdef set _writers_of(self, server)
     @cython.locals(previous=dict)
     cpdef bint _throttled(self, model_name, tuple key, double ts)
-    @cython.locals(previous=dict, frames=list)
     @cython.locals(raised=list, finding=tuple)
     cpdef list _raise_all(self, m, list found)
+    @cython.locals(previous=dict, frames=list)
     cpdef _raise(self, m, model_name, key, score, explanation, dict evidence)
 
 cpdef _known_values(Relation rel, tuple source, slot)

@@ -73,7 +73,6 @@ from otdpi.message import STATUS_OK, Endpoint, Message
 # locals), which costs the interpreted mode a little. Wheels built for the
 # usual platforms would spare users the compiler.
 
-MAX_FLOW_ENTRIES = 65536  # flows whose entries are kept at once; all dropped beyond
 SCAN_WINDOW = 60.0  # seconds over which one client's novelties add up
 SCAN_THRESHOLD = 10  # distinct novelties in the window that make a scan
 SCAN_REFRESH = 1.0  # seconds within which a novelty seen again is not noted again
@@ -255,14 +254,6 @@ class Detector:
         # (2 * id(learned range) + is a request) -> (learned range, Stream):
         # the covert-channel model's value streams (otdpi.learner.covert).
         self._streams: dict[int, tuple] = {}
-        # flow -> {service: [(src ip, dst ip, protocol, kind, sub-function,
-        # Entry)]}: the lookup cache's entries of each flow, found by the
-        # message's own objects (a flow's endpoints and names are the same
-        # objects from message to message) without hashing the whole key.
-        # Valid for one baseline and one generation of its lookup cache.
-        self._flow_entries: dict = {}
-        self._flow_generation = -1
-        self._flow_baseline = None
 
     # -- feeding ------------------------------------------------------------------
 
@@ -273,7 +264,7 @@ class Detector:
         for entry in self.baseline._cache.values():
             entry.cadence = None
         self._streams.clear()  # value streams never span two captures either
-        self._flow_entries.clear()  # flow numbers start again
+        self.baseline._flow_entries.clear()  # flow numbers start again
 
     def feed(self, message: Message) -> list[dict[str, Any]]:
         """Learn one message (and score it once learning is over); return new alerts.
@@ -321,43 +312,10 @@ class Detector:
             self._last_ts = ts
         base = self.baseline
         sub = fields.get("sub_function_name")
-        entry = None
-        key = None
-        by_flow = self._flow_entries
-        if self._flow_generation != base.cache_generation or (
-            self._flow_baseline is not base
-        ):
-            by_flow.clear()
-            self._flow_generation = base.cache_generation
-            self._flow_baseline = base
-        services = by_flow.get(flow)
-        if services is not None:
-            known = services.get(service)
-            if known is not None:
-                for candidate in known:
-                    seen = cython.cast(tuple, candidate)
-                    if (
-                        seen[0] is src_ip
-                        and seen[1] is dst_ip
-                        and seen[2] is protocol
-                        and seen[3] is kind
-                        and seen[4] is sub
-                    ):
-                        entry = seen[5]
-                        break
+        entry = base.cached_in_flow(flow, src_ip, dst_ip, protocol, kind, service, sub)
+        key = None  # built where an entry is made, for a key not seen before
         if entry is None:
             key = (src_ip, dst_ip, protocol, kind, service, sub)
-            entry = base._cache.get(key)
-            if entry is not None:
-                if services is None:
-                    if len(by_flow) >= MAX_FLOW_ENTRIES:
-                        by_flow.clear()
-                    services = by_flow[flow] = {}
-                known = services.get(service)
-                if known is None:
-                    known = services[service] = []
-                if len(known) < 8:
-                    known.append((src_ip, dst_ip, protocol, kind, sub, entry))
         if self.learning:
             if self.learn_until is None:
                 self.learn_until = ts + self.learn_for
